@@ -1,0 +1,5 @@
+import sys
+
+from facemetric.cli import main
+
+sys.exit(main())

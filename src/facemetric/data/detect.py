@@ -1,0 +1,71 @@
+"""Face detection: one ``FaceDetector`` interface, detectors chosen by name from a registry.
+
+Every detector returns ``Detection``s with a box, a score and five landmarks in the order
+(left eye, right eye, nose tip, left mouth corner, right mouth corner) as seen in the image
+(the subject's right eye is the image's left eye).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from facemetric.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in pixels
+    score: float
+    landmarks: np.ndarray  # (5, 2) float32, x/y in pixels
+
+    @property
+    def area(self) -> float:
+        x1, y1, x2, y2 = self.box
+        return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": [round(float(v), 2) for v in self.box],
+            "score": round(float(self.score), 4),
+            "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks],
+        }
+
+
+class FaceDetector(Protocol):
+    name: str
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Faces in an HxWx3 uint8 RGB image, highest score first."""
+        ...
+
+
+DetectorFactory = Callable[..., FaceDetector]
+_REGISTRY: dict[str, DetectorFactory] = {}
+DEFAULT_DETECTOR = "retinaface"
+
+
+def register_detector(name: str) -> Callable[[DetectorFactory], DetectorFactory]:
+    def wrap(factory: DetectorFactory) -> DetectorFactory:
+        _REGISTRY[name] = factory
+        return factory
+
+    return wrap
+
+
+def available_detectors() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def create_detector(name: str = DEFAULT_DETECTOR, **kwargs: Any) -> FaceDetector:
+    """Build the detector registered as ``name`` (weights come from its installed package)."""
+    try:
+        factory = _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(
+            f"detector: unknown name {name!r}; choose one of {', '.join(available_detectors())}"
+        ) from None
+    return factory(**kwargs)

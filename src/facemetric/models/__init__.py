@@ -1,0 +1,27 @@
+"""Backbones, the embedding network, checkpoints and inference engines."""
+
+from facemetric.models.backbones import available_backbones, create_backbone, register_backbone
+from facemetric.models.checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    resolve_model_path,
+    save_checkpoint,
+)
+from facemetric.models.embedder import EmbeddingNet, ModelSpec, build_model
+from facemetric.models.inference import Embedder, TorchEmbedder, load_embedder
+
+__all__ = [
+    "Checkpoint",
+    "Embedder",
+    "EmbeddingNet",
+    "ModelSpec",
+    "TorchEmbedder",
+    "available_backbones",
+    "build_model",
+    "create_backbone",
+    "load_checkpoint",
+    "load_embedder",
+    "register_backbone",
+    "resolve_model_path",
+    "save_checkpoint",
+]

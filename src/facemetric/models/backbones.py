@@ -1,0 +1,166 @@
+"""Backbones chosen by name from a registry, each returning a flat feature vector.
+
+Every factory takes ``pretrained`` (None, ``"imagenet"`` or a local state-dict path) and returns
+a module with an ``out_features`` attribute, so the embedding head never needs to know which
+backbone it sits on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from facemetric.errors import ConfigError, ModelError
+
+BackboneFactory = Callable[[str | None], "Backbone"]
+
+
+class Backbone(nn.Module):
+    """A feature extractor: (N, 3, H, W) float -> (N, out_features)."""
+
+    def __init__(self, body: nn.Module, out_features: int) -> None:
+        super().__init__()
+        self.body = body
+        self.out_features = out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.body(x), 1)
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    name: str
+    factory: BackboneFactory
+    description: str
+
+
+_REGISTRY: dict[str, BackboneInfo] = {}
+
+
+def register_backbone(name: str, description: str) -> Callable[[BackboneFactory], BackboneFactory]:
+    """Decorator adding a backbone factory to the registry under ``name``."""
+
+    def wrap(factory: BackboneFactory) -> BackboneFactory:
+        if name in _REGISTRY:
+            raise ValueError(f"backbone {name!r} is registered twice")
+        _REGISTRY[name] = BackboneInfo(name, factory, description)
+        return factory
+
+    return wrap
+
+
+def available_backbones() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def backbone_info(name: str) -> BackboneInfo:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(
+            f"backbone: unknown name {name!r}; choose one of {', '.join(available_backbones())}"
+        ) from None
+
+
+def create_backbone(name: str, pretrained: str | None = None) -> Backbone:
+    """Build the backbone registered as ``name``."""
+    return backbone_info(name).factory(pretrained)
+
+
+# --- pretrained weights -------------------------------------------------------------------------
+
+
+def _load_local_state(module: nn.Module, path: Path) -> None:
+    if not path.is_file():
+        raise ModelError(f"--pretrained {path}: file not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(f"--pretrained {path}: cannot read state dict ({exc})") from exc
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    matched = len(module.state_dict()) - len(missing)
+    if matched == 0:
+        raise ModelError(f"--pretrained {path}: no parameter names match this backbone")
+
+
+def _imagenet_state(weights: Any) -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet weights, from the torch hub cache or downloaded into it."""
+    from torch.hub import get_dir, load_state_dict_from_url
+
+    url: str = weights.url
+    cached = Path(get_dir()) / "checkpoints" / Path(url).name
+    try:
+        return load_state_dict_from_url(url, progress=True, check_hash=False)
+    except Exception as exc:
+        raise ModelError(
+            f"--pretrained imagenet: cannot download {url} ({exc.__class__.__name__}: {exc}); "
+            f"offline, place that file at {cached}"
+        ) from exc
+
+
+def _apply_pretrained(model: nn.Module, pretrained: str | None, weights: Any) -> None:
+    if pretrained is None:
+        return
+    if pretrained == "imagenet":
+        if weights is None:
+            raise ModelError("--pretrained imagenet: this backbone has no ImageNet weights")
+        model.load_state_dict(_imagenet_state(weights))
+    else:
+        _load_local_state(model, Path(pretrained))
+
+
+# --- torchvision backbones ----------------------------------------------------------------------
+
+
+def _torchvision_resnet(arch: str, weights_enum: str, pretrained: str | None) -> Backbone:
+    import torchvision.models as tvm
+
+    net = getattr(tvm, arch)(weights=None)
+    _apply_pretrained(net, pretrained, getattr(tvm, weights_enum).DEFAULT)
+    out = net.fc.in_features
+    net.fc = nn.Identity()
+    return Backbone(net, out)
+
+
+@register_backbone("resnet50", "torchvision ResNet50 (2048-d features), the default")
+def resnet50(pretrained: str | None = None) -> Backbone:
+    return _torchvision_resnet("resnet50", "ResNet50_Weights", pretrained)
+
+
+@register_backbone("resnet18", "torchvision ResNet18 (512-d features)")
+def resnet18(pretrained: str | None = None) -> Backbone:
+    return _torchvision_resnet("resnet18", "ResNet18_Weights", pretrained)
+
+
+@register_backbone("mobilenet_v3", "torchvision MobileNetV3-Large (960-d features)")
+def mobilenet_v3(pretrained: str | None = None) -> Backbone:
+    import torchvision.models as tvm
+
+    net = tvm.mobilenet_v3_large(weights=None)
+    _apply_pretrained(net, pretrained, tvm.MobileNet_V3_Large_Weights.DEFAULT)
+    body = nn.Sequential(net.features, net.avgpool)
+    return Backbone(body, net.classifier[0].in_features)
+
+
+@register_backbone("tiny", "a 4-layer CNN for tests and smoke runs (64-d features)")
+def tiny(pretrained: str | None = None) -> Backbone:
+    def block(cin: int, cout: int) -> nn.Sequential:
+        return nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+        )
+
+    body = nn.Sequential(
+        block(3, 16), block(16, 32), block(32, 64), block(64, 64), nn.AdaptiveAvgPool2d(1)
+    )
+    model = Backbone(body, 64)
+    _apply_pretrained(model, pretrained, None)
+    return model

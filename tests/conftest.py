@@ -1,0 +1,46 @@
+"""Shared fixtures: where the real face photos are, an isolated FACEMETRIC_HOME, tiny models."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("FACEMETRIC_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+requires_shared_data = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(),
+    reason=f"real face photos not found at {SHARED_DATA} (set FACEMETRIC_SHARED_DATA)",
+)
+
+
+def shared_set(name: str) -> Path:
+    """A data set under ../shared/data; skips the calling test when it is absent."""
+    path = SHARED_DATA / name
+    if not path.is_dir():
+        pytest.skip(f"{path} not found: real face photos are needed for this test")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def facemetric_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Every test gets its own state folder, so nothing touches the user's ~/.facemetric."""
+    home = tmp_path_factory.mktemp("facemetric_home")
+    monkeypatch.setenv("FACEMETRIC_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def untrained_tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint of the tiny backbone with random weights (for plumbing, not accuracy)."""
+    import torch
+
+    from facemetric.models import ModelSpec, build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("models") / "tiny.pt"
+    model = build_model(ModelSpec(backbone="tiny", embedding_dim=32, input_size=112)).eval()
+    save_checkpoint(path, model, meta={"note": "untrained, for tests"})
+    return path
