@@ -46,7 +46,8 @@ def _decode(source: Image.Image, name: str | Path) -> np.ndarray:
     w, h = source.size
     if w * h > MAX_PIXELS:
         raise ImageReadError(
-            name, f"image is {w}x{h} pixels, over the {MAX_PIXELS:,} pixel limit (decompression bomb?)"
+            name,
+            f"image is {w}x{h} pixels, over the {MAX_PIXELS:,} pixel limit (decompression bomb?)",
         )
     try:
         source.load()

@@ -84,7 +84,7 @@ def _load_local_state(module: nn.Module, path: Path) -> None:
         raise ModelError(f"--pretrained {path}: cannot read state dict ({exc})") from exc
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
-    missing, unexpected = module.load_state_dict(state, strict=False)
+    missing, _unexpected = module.load_state_dict(state, strict=False)
     matched = len(module.state_dict()) - len(missing)
     if matched == 0:
         raise ModelError(f"--pretrained {path}: no parameter names match this backbone")

@@ -39,9 +39,7 @@ def preprocess(faces: np.ndarray, spec: ModelSpec) -> np.ndarray:
     if faces.shape[1] != size or faces.shape[2] != size:
         import cv2
 
-        faces = np.stack(
-            [cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in faces]
-        )
+        faces = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in faces])
     x = faces.astype(np.float32) * (1.0 / 255.0)
     x -= np.asarray(spec.mean, dtype=np.float32)
     x /= np.asarray(spec.std, dtype=np.float32)
