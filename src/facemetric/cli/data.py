@@ -1,10 +1,149 @@
-"""CLI for the data stage (placeholder until the stage's issue lands)."""
+"""``facemetric data``: rename, check, split (and ``align``, registered by ``cli/align.py``).
+
+Handlers only turn arguments into the stage's typed config and call its plain function.
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 from typing import Any
+
+from facemetric.cli import align
+
+LIST_LIMIT = 20  # lines of moves or skipped files printed before "... and N more"
 
 
 def register(sub: Any) -> None:
-    """Add this stage's subcommands to the top-level parser."""
-    del sub  # nothing registered yet
+    """Add the ``data`` command group and its subcommands to the top-level parser."""
+    data = sub.add_parser(
+        "data",
+        help="prepare a photo folder ROOT/person/*.jpg: rename, check, split, align",
+        description="Prepare a photo folder laid out as ROOT/person/image.",
+    )
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    p = data_sub.add_parser(
+        "rename",
+        help="rename each person's images to PREFIX_1.jpg, PREFIX_2.jpg, ... (safe, undoable)",
+        description="Rename every ROOT/person/ folder's images to <prefix>_<n>.<ext> in natural "
+        "order. The prefix may contain {folder} (the person folder's name) and defaults to it: "
+        "ROOT/A/A_1.jpg, ROOT/B/B_1.jpg. A journal in ROOT makes an interrupted run completable "
+        "(run again) and undoable (--undo); nothing is ever overwritten.",
+    )
+    p.add_argument("root", metavar="ROOT", help="data folder with one sub-folder per person")
+    p.add_argument(
+        "--prefix",
+        default=None,
+        help="file name stem; '{folder}' stands for the person folder (default: '{folder}')",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    p.add_argument("--undo", action="store_true", help="restore the names the journal recorded")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_rename)
+
+    p = data_sub.add_parser(
+        "check",
+        help="report identities, unreadable files, duplicates, small images",
+        description="Decode every image under ROOT/person/ and report identities, images per "
+        "identity, unreadable or truncated files, non-images, exact and near duplicates within "
+        "and across identities, small images and identities with few images. Exit code 0 "
+        "unless --strict is given and problems are found (then 1).",
+    )
+    p.add_argument("root", metavar="ROOT", help="data folder with one sub-folder per person")
+    p.add_argument("--json", action="store_true", help="print the full report as JSON")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any problem is found")
+    p.add_argument("--min-images", type=int, default=2, metavar="K", help="(default: 2)")
+    p.add_argument(
+        "--min-size", type=int, default=32, metavar="PX", help="shorter side (default: 32)"
+    )
+    p.add_argument(
+        "--near-distance",
+        type=int,
+        default=4,
+        metavar="D",
+        help="perceptual-hash bits that may differ for a near duplicate; -1 = off (default: 4)",
+    )
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores)")
+    p.add_argument("--limit", type=int, default=10, help="lines per finding in the table")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=_check)
+
+    p = data_sub.add_parser(
+        "split",
+        help="identity-disjoint train/val/test lists (no copies), reproducible",
+        description="Assign whole identities to train/val/test and write train.txt, val.txt, "
+        "test.txt (paths relative to ROOT) and split.json to --out (default: ROOT itself).",
+    )
+    p.add_argument("root", metavar="ROOT", help="data folder with one sub-folder per person")
+    p.add_argument("--val", type=float, default=0.1, help="fraction of identities (default 0.1)")
+    p.add_argument("--test", type=float, default=0.1, help="fraction of identities (default 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same split")
+    p.add_argument("--out", default=None, metavar="DIR", help="where to write (default: ROOT)")
+    p.set_defaults(func=_split)
+
+    align.register(data_sub)
+
+
+def _print_list(title: str, items: list[str]) -> None:
+    if not items:
+        return
+    print(f"{title} ({len(items)}):")
+    for item in items[:LIST_LIMIT]:
+        print(f"  {item}")
+    if len(items) > LIST_LIMIT:
+        print(f"  ... and {len(items) - LIST_LIMIT} more (see --json)")
+
+
+def _rename(args: argparse.Namespace) -> int:
+    from facemetric.data.rename import rename_images_in_folder
+
+    result = rename_images_in_folder(args.root, args.prefix, dry_run=args.dry_run, undo=args.undo)
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=1))
+        return 0
+    if result.resumed:
+        print("completed an interrupted run recorded in the journal")
+    action = "undo" if args.undo else "rename"
+    if args.dry_run:
+        _print_list(f"{action} plan (dry run, nothing changed)", [str(m) for m in result.planned])
+    else:
+        _print_list("restored" if args.undo else "renamed", [str(m) for m in result.done])
+    _print_list("left alone (not images, hidden or folders)", result.skipped)
+    _print_list("names taken by other entries, skipped over", result.collisions)
+    _print_list("files missing since the journal was written", result.missing)
+    if not result.planned and not result.done:
+        print(f"nothing to {action}: every image already has its name")
+    elif not args.dry_run and not args.undo:
+        print(f"journal: {result.journal} (undo with: facemetric data rename {args.root} --undo)")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from facemetric.data.scan import CheckConfig, check_dataset, render_report
+
+    config = CheckConfig(
+        min_images=args.min_images,
+        min_size=args.min_size,
+        near_distance=args.near_distance,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    report = check_dataset(args.root, config)
+    if args.json:
+        print(json.dumps(report.to_dict(), ensure_ascii=False, indent=1))
+    else:
+        print(render_report(report, limit=args.limit))
+    return 1 if args.strict and not report.ok else 0
+
+
+def _split(args: argparse.Namespace) -> int:
+    from facemetric.data.split import SplitConfig, split_dataset
+
+    split = split_dataset(
+        args.root, SplitConfig(val=args.val, test=args.test, seed=args.seed), args.out
+    )
+    for name, counts in split.meta["counts"].items():
+        print(f"{name:5s}  {counts['identities']:6d} identities  {counts['images']:7d} images")
+    print(f"written to {split.folder}")
+    return 0
