@@ -1,10 +1,59 @@
-"""CLI for the serve stage (placeholder until the stage's issue lands)."""
+"""``facemetric serve``: the live webcam web app and REST API (FastAPI + uvicorn)."""
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
+
+from facemetric.errors import ConfigError
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """Flags override ``FACEMETRIC_*`` environment variables, which override defaults."""
+    from pydantic import ValidationError
+
+    from facemetric.web.settings import WebSettings
+
+    given = {
+        key: value
+        for key in ("model", "db", "host", "port", "admin_token", "engine", "detector", "threshold")
+        if (value := getattr(args, key, None)) is not None
+    }
+    try:
+        return WebSettings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"serve settings: {problems}") from None
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from facemetric.web.app import serve
+
+    serve(settings_from_args(args))
+    return 0
 
 
 def register(sub: Any) -> None:
-    """Add this stage's subcommands to the top-level parser."""
-    del sub  # nothing registered yet
+    """Add ``facemetric serve``."""
+    p = sub.add_parser(
+        "serve",
+        help="serve the live webcam page, gallery page and REST API",
+        description="Serve the live webcam recognition page (/), the gallery page (/gallery), "
+        "the REST API (/docs) and the WebSocket stream (/ws/stream). Every flag can also be set "
+        "with a FACEMETRIC_* environment variable (see docs/web.md).",
+    )
+    p.add_argument("--model", help="checkpoint, run folder or 'best' (default: promoted model)")
+    p.add_argument("--db", help="SQLite gallery file (default: $FACEMETRIC_HOME/gallery.db)")
+    p.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="TCP port (default 8000)")
+    p.add_argument(
+        "--admin-token",
+        help="bearer token for gallery changes (default: $FACEMETRIC_ADMIN_TOKEN, else generated)",
+    )
+    p.add_argument("--engine", choices=["auto", "torch", "onnx"], help="inference engine")
+    p.add_argument("--detector", help="face detector by registered name (default retinaface)")
+    p.add_argument("--threshold", type=float, help="match threshold (default: calibrated)")
+    p.set_defaults(func=run_serve)

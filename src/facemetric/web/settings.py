@@ -1,0 +1,106 @@
+"""Settings of the web app, read from flags or ``FACEMETRIC_*`` environment variables.
+
+Every field carries a description; ``docs/web.md`` lists them all and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class WebSettings(BaseSettings):
+    """Everything ``facemetric serve`` can be told; environment variables: FACEMETRIC_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="FACEMETRIC_", extra="ignore")
+
+    model: str | None = Field(
+        default=None,
+        description="Checkpoint, run folder or 'best' (default: the promoted model "
+        "$FACEMETRIC_HOME/best.pt). The server starts without one and says so.",
+    )
+    db: str | None = Field(
+        default=None, description="SQLite gallery file (default: $FACEMETRIC_HOME/gallery.db)."
+    )
+    host: str = Field(
+        default="127.0.0.1", description="Interface to listen on; local only by default."
+    )
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on.")
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token required to change the gallery (enrol, remove). When unset, "
+        "a random one is generated and printed at start-up.",
+    )
+    max_upload_bytes: int = Field(
+        default=16 * MIB,
+        gt=0,
+        description="Largest HTTP request body (all photos).",
+    )
+    max_frame_bytes: int = Field(
+        default=2 * MIB, gt=0, description="Largest WebSocket frame (one JPEG) accepted."
+    )
+    max_photos: int = Field(
+        default=20, gt=0, description="Most photos accepted in one enrolment or preview request."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed to call the API from other sites (JSON list); "
+        "empty = CORS closed.",
+    )
+    engine: Literal["auto", "torch", "onnx"] = Field(
+        default="auto",
+        description="Inference engine: auto (ONNX if exported), torch, onnx.",
+    )
+    detector: str = Field(default="retinaface", description="Face detector, by registered name.")
+    threshold: float | None = Field(
+        default=None,
+        ge=-1.0,
+        le=1.0,
+        description="Match threshold on cosine similarity; default: the model's calibrated one.",
+    )
+    top_k: int = Field(default=3, ge=1, le=20, description="Gallery candidates returned per face.")
+    workers: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Threads running recognition (event loop stays free).",
+    )
+    track_iou: float = Field(
+        default=0.3,
+        gt=0.0,
+        le=1.0,
+        description="Stabilisation: least box overlap (IoU) for a face to continue a track.",
+    )
+    track_alpha: float = Field(
+        default=0.4,
+        gt=0.0,
+        le=1.0,
+        description="Stabilisation: weight of the newest frame in the moving average "
+        "of similarities (1 = no smoothing).",
+    )
+    track_hysteresis: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="Stabilisation: margin by which the evidence must change before a track "
+        "changes its label.",
+    )
+    track_max_missed: int = Field(
+        default=5, ge=0, description="Stabilisation: frames a track survives without its face."
+    )
+
+    @field_validator("detector")
+    @classmethod
+    def _detector_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("detector: must name a registered detector")
+        return value.strip()
+
+
+def documented_fields() -> dict[str, str]:
+    """Setting name -> description, for docs and the start-up banner."""
+    return {name: field.description or "" for name, field in WebSettings.model_fields.items()}

@@ -1,0 +1,361 @@
+// facemetric web page: live webcam recognition (/) and the gallery (/gallery). No build step.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const TOKEN_KEY = "facemetric-admin-token";
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function banner(text, kind = "warn") {
+  const box = $("#banner");
+  if (!text) { box.hidden = true; return; }
+  box.hidden = false;
+  box.className = "banner" + (kind === "error" ? " error" : "");
+  box.textContent = text;
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, options);
+  const body = response.headers.get("content-type")?.includes("json") ? await response.json() : null;
+  if (!response.ok) {
+    const detail = body && body.detail;
+    const text = typeof detail === "string" ? detail : JSON.stringify(detail ?? response.statusText);
+    throw new Error(`${response.status}: ${text}`);
+  }
+  return body;
+}
+
+function cameraError(err) {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    return "This browser gives no camera access here: open the page at http://localhost or over https.";
+  }
+  if (err && (err.name === "NotAllowedError" || err.name === "SecurityError")) {
+    return "Camera permission was denied: allow the camera for this site and reload the page.";
+  }
+  if (err && (err.name === "NotFoundError" || err.name === "OverconstrainedError")) {
+    return "No camera found: connect a webcam and reload the page.";
+  }
+  if (err && err.name === "NotReadableError") {
+    return "The camera is busy in another application: close it and reload the page.";
+  }
+  return `Cannot start the camera: ${err && err.message ? err.message : err}`;
+}
+
+async function openCamera(video) {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) throw new Error("no mediaDevices");
+  const stream = await navigator.mediaDevices.getUserMedia({
+    video: { width: { ideal: 640 }, height: { ideal: 480 } },
+    audio: false,
+  });
+  video.srcObject = stream;
+  await video.play();
+  if (!video.videoWidth) await new Promise((resolve) => video.addEventListener("loadedmetadata", resolve, { once: true }));
+  return stream;
+}
+
+function grabJpeg(video, canvas, quality = 0.8) {
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  canvas.getContext("2d").drawImage(video, 0, 0);
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", quality));
+}
+
+// ---- live page ------------------------------------------------------------------------------------
+const live = {
+  ws: null,
+  video: null,
+  grab: document.createElement("canvas"),
+  answers: [],
+  stopped: false,
+};
+
+async function startLive() {
+  $("#live-page").hidden = false;
+  $("#nav-live").classList.add("active");
+  live.video = $("#video");
+  let health = null;
+  try {
+    health = await api("/api/health");
+  } catch (err) {
+    banner(`The server does not answer: ${err.message}`, "error");
+    return;
+  }
+  if (health.status === "no_model") {
+    banner(`No model is loaded, so faces cannot be recognised. ${health.message}`, "error");
+    return;
+  }
+  if (health.status === "empty_gallery") {
+    banner("The gallery is empty: every face will be unknown. Enrol people on the Gallery page.");
+  }
+  try {
+    await openCamera(live.video);
+  } catch (err) {
+    banner(cameraError(err), "error");
+    return;
+  }
+  connect();
+}
+
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${scheme}://${location.host}/ws/stream`);
+  ws.binaryType = "arraybuffer";
+  live.ws = ws;
+  ws.onopen = () => { $("#conn").textContent = "connected"; };
+  ws.onclose = () => {
+    $("#conn").textContent = "disconnected, retrying…";
+    if (!live.stopped) setTimeout(connect, 1500);
+  };
+  ws.onmessage = (event) => {
+    const msg = JSON.parse(event.data);
+    if (msg.type === "hello") {
+      if (!msg.model_loaded) {
+        banner(`No model is loaded: ${msg.model_error}`, "error");
+        live.stopped = true;
+        ws.close();
+        return;
+      }
+      $("#threshold").textContent = msg.threshold.toFixed(2);
+      sendFrame();
+    } else if (msg.type === "result") {
+      showResult(msg);
+      sendFrame();
+    } else if (msg.type === "error") {
+      $("#conn").textContent = `frame ${msg.frame}: ${msg.detail}`;
+      if (msg.code === "no_model") { banner(msg.detail, "error"); return; }
+      setTimeout(sendFrame, 200);
+    }
+  };
+}
+
+// One frame in flight: the next frame is sent only once the previous one is answered.
+async function sendFrame() {
+  const ws = live.ws;
+  if (!ws || ws.readyState !== WebSocket.OPEN) return;
+  const blob = await grabJpeg(live.video, live.grab);
+  if (blob && ws.readyState === WebSocket.OPEN) ws.send(await blob.arrayBuffer());
+}
+
+function showResult(msg) {
+  const now = performance.now();
+  live.answers.push(now);
+  while (live.answers.length && now - live.answers[0] > 2000) live.answers.shift();
+  if (live.answers.length > 1) {
+    const fps = (live.answers.length - 1) / ((now - live.answers[0]) / 1000);
+    $("#fps").textContent = fps.toFixed(1);
+  }
+  $("#server-ms").textContent = msg.server_ms.toFixed(0);
+  $("#threshold").textContent = msg.threshold.toFixed(2);
+  drawBoxes(msg);
+  listFaces(msg.faces);
+}
+
+function label(face) {
+  const name = face.identity ?? "unknown";
+  const sim = face.similarity == null ? "–" : face.similarity.toFixed(2);
+  return `${name} ${sim} ${face.is_match ? "match" : "no match"}`;
+}
+
+function drawBoxes(msg) {
+  const canvas = $("#overlay");
+  const rect = live.video.getBoundingClientRect();
+  canvas.width = rect.width;
+  canvas.height = rect.height;
+  const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  const sx = canvas.width / msg.width;
+  const sy = canvas.height / msg.height;
+  ctx.lineWidth = 3;
+  ctx.font = "bold 15px system-ui, sans-serif";
+  for (const face of msg.faces) {
+    const [x1, y1, x2, y2] = face.box;
+    const color = face.is_match ? "#1a9c4a" : "#d9480f";
+    ctx.strokeStyle = color;
+    ctx.strokeRect(x1 * sx, y1 * sy, (x2 - x1) * sx, (y2 - y1) * sy);
+    const text = label(face);
+    const width = ctx.measureText(text).width + 8;
+    const top = Math.max(0, y1 * sy - 22);
+    ctx.fillStyle = color;
+    ctx.fillRect(x1 * sx, top, width, 22);
+    ctx.fillStyle = "#fff";
+    ctx.fillText(text, x1 * sx + 4, top + 16);
+  }
+}
+
+function listFaces(faces) {
+  const list = $("#faces");
+  list.replaceChildren();
+  $("#no-faces").hidden = faces.length > 0;
+  for (const face of faces) {
+    const matched = face.is_match;
+    const card = el("li", { class: "face-card" + (matched ? " match" : ""), "data-track": face.track_id });
+    const picture = el("img", { class: "gallery-face", alt: "most similar gallery face" });
+    if (face.gallery_face_id != null) picture.src = `/api/faces/${face.gallery_face_id}/image`;
+    const sim = face.similarity == null ? "–" : face.similarity.toFixed(3);
+    const info = el("div", {},
+      el("div", { class: "face-name", text: face.identity ?? "unknown" }),
+      el("div", { class: "verdict", text: matched ? "match" : "no match" }),
+      el("div", { class: "similarity", text: `similarity ${sim}` }),
+      el("div", { class: "nearest muted", text: face.nearest ? `most similar: ${face.nearest}` : "gallery is empty" }),
+    );
+    const others = (face.top_k || []).filter((c) => c.identity !== face.nearest);
+    if (others.length) {
+      const candidates = el("ol", { class: "candidates" });
+      for (const c of others) candidates.append(el("li", { text: `${c.identity} ${c.similarity.toFixed(3)}` }));
+      info.append(candidates);
+    }
+    card.append(picture, info);
+    list.append(card);
+  }
+}
+
+// ---- gallery page ---------------------------------------------------------------------------------
+const enrol = { snapshots: [], grab: document.createElement("canvas"), ready: false };
+
+function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
+function authHeaders() { return token() ? { Authorization: `Bearer ${token()}` } : {}; }
+
+function enrolMessage(text, isError = false) {
+  const box = $("#enrol-message");
+  box.textContent = text;
+  box.className = "message" + (isError ? " error" : "");
+}
+
+function enrolFiles() {
+  const files = [...$("#enrol-files").files];
+  enrol.snapshots.forEach((blob, i) => files.push(new File([blob], `snapshot-${i + 1}.jpg`, { type: "image/jpeg" })));
+  return files;
+}
+
+async function loadPeople() {
+  const people = await api("/api/people");
+  const list = $("#people");
+  list.replaceChildren();
+  $("#people-empty").hidden = people.length > 0;
+  for (const person of people) {
+    const remove = el("button", { type: "button", text: "Remove" });
+    remove.addEventListener("click", () => removePerson(person.name));
+    const head = el("div", { class: "person-head" },
+      el("b", { class: "person-name", text: person.name }),
+      el("span", { class: "muted", text: `${person.face_count} face(s)` }), remove);
+    const thumbs = el("div", { class: "thumbs" });
+    for (const face of person.faces) thumbs.append(el("img", { src: face.image_url, alt: person.name, loading: "lazy" }));
+    list.append(el("li", {}, head, thumbs));
+  }
+}
+
+async function removePerson(name) {
+  if (!confirm(`Remove ${name} and all their reference faces?`)) return;
+  try {
+    const result = await api(`/api/people/${encodeURIComponent(name)}`, { method: "DELETE", headers: authHeaders() });
+    enrolMessage(`Removed ${result.name} (${result.faces_removed} faces).`);
+    await loadPeople();
+  } catch (err) {
+    enrolMessage(`Could not remove ${name}: ${err.message}`, true);
+  }
+}
+
+async function previewFaces() {
+  const files = enrolFiles();
+  if (!files.length) { enrolMessage("Choose photos or take snapshots first.", true); return; }
+  const form = new FormData();
+  files.forEach((f) => form.append("files", f));
+  enrolMessage("Detecting faces…");
+  try {
+    const result = await api("/api/enroll/preview", { method: "POST", body: form });
+    const box = $("#preview-list");
+    box.replaceChildren();
+    let usable = 0;
+    for (const photo of result.photos) {
+      if (!photo.faces.length) {
+        box.append(el("figure", {}, el("figcaption", { text: `${photo.filename}: no face found, will be refused` })));
+        continue;
+      }
+      usable += 1;
+      for (const face of photo.faces) {
+        box.append(el("figure", {},
+          el("img", { src: face.crop, class: face.selected ? "selected" : "", alt: photo.filename }),
+          el("figcaption", { text: `${photo.filename}${face.selected ? " (saved)" : ""}` })));
+      }
+    }
+    $("#save").disabled = usable === 0;
+    enrolMessage(`${usable} of ${result.photos.length} photo(s) have a face; the largest face of each is saved.`);
+  } catch (err) {
+    enrolMessage(err.message, true);
+  }
+}
+
+async function saveEnrolment(event) {
+  event.preventDefault();
+  const name = $("#enrol-name").value.trim();
+  if (!name) { enrolMessage("Enter the person's name.", true); return; }
+  if (!token()) { enrolMessage("Enter the admin token first.", true); return; }
+  const form = new FormData();
+  form.append("name", name);
+  enrolFiles().forEach((f) => form.append("files", f));
+  try {
+    const person = await api("/api/people", { method: "POST", body: form, headers: authHeaders() });
+    enrolMessage(`Saved ${person.name}: ${person.face_count} reference face(s).`);
+    clearEnrolment(false);
+    await loadPeople();
+  } catch (err) {
+    enrolMessage(`Not saved: ${err.message}`, true);
+  }
+}
+
+function clearEnrolment(clearMessage = true) {
+  enrol.snapshots = [];
+  $("#enrol-files").value = "";
+  $("#snapshot-count").textContent = "";
+  $("#preview-list").replaceChildren();
+  $("#save").disabled = true;
+  if (clearMessage) enrolMessage("");
+}
+
+async function startGallery() {
+  $("#gallery-page").hidden = false;
+  $("#nav-gallery").classList.add("active");
+  const input = $("#token");
+  input.value = token();
+  input.addEventListener("input", () => sessionStorage.setItem(TOKEN_KEY, input.value.trim()));
+  $("#camera-start").addEventListener("click", async () => {
+    const video = $("#enrol-video");
+    video.hidden = false;
+    try {
+      await openCamera(video);
+      $("#snapshot").disabled = false;
+    } catch (err) {
+      video.hidden = true;
+      enrolMessage(cameraError(err), true);
+    }
+  });
+  $("#snapshot").addEventListener("click", async () => {
+    const blob = await grabJpeg($("#enrol-video"), enrol.grab, 0.92);
+    if (blob) enrol.snapshots.push(blob);
+    $("#snapshot-count").textContent = `${enrol.snapshots.length} snapshot(s)`;
+    $("#save").disabled = true;
+  });
+  $("#enrol-files").addEventListener("change", () => { $("#save").disabled = true; });
+  $("#preview").addEventListener("click", previewFaces);
+  $("#clear").addEventListener("click", () => clearEnrolment());
+  $("#enrol-form").addEventListener("submit", saveEnrolment);
+  try {
+    const health = await api("/api/health");
+    if (health.status === "no_model") banner(`${health.message} (enrolment needs a model).`, "error");
+    await loadPeople();
+  } catch (err) {
+    banner(`The server does not answer: ${err.message}`, "error");
+  }
+}
+
+if (location.pathname.startsWith("/gallery")) startGallery();
+else startLive();

@@ -1,0 +1,130 @@
+"""WebSocket ``/ws/stream``: binary JPEG frames in, JSON results out, one frame in flight.
+
+Protocol: on connect the server sends ``{"type": "hello", ...}`` (model status, threshold,
+limits). The client then sends one binary image message and waits for its answer before sending
+the next, so a slow server never builds a queue. Each answer is either
+``{"type": "result", "frame", "faces", "width", "height", "threshold", "server_ms"}`` or
+``{"type": "error", "frame", "code", "detail"}``; an error never closes the stream. Faces are
+steadied across frames per connection (``facemetric.web.tracking``). Frames are never stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from facemetric.data.image import decode_image_bytes
+from facemetric.errors import FacemetricError
+from facemetric.web.state import ServiceUnavailable, WebState
+from facemetric.web.tracking import Tracker
+from facemetric.web.uploads import ACCEPTED, sniff_image_type
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+
+class FrameError(Exception):
+    """A frame the server cannot use; answered as ``{"type": "error"}``."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        self.code = code
+        self.detail = detail
+        super().__init__(detail)
+
+
+def recognize_frame(state: WebState, data: bytes) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """Decode and recognise one frame (runs on a worker thread)."""
+    recognizer = state.recognizer
+    if recognizer is None:
+        raise FrameError("no_model", f"no model loaded: {state.model_error}")
+    try:
+        image = decode_image_bytes(data, "frame")
+    except FacemetricError as exc:
+        raise FrameError("bad_image", str(exc)) from exc
+    matches = recognizer.recognize(image, threshold=state.settings.threshold)
+    return image, [m.to_dict() for m in matches]
+
+
+def check_frame(state: WebState, message: dict[str, Any]) -> bytes:
+    """The frame's bytes, or ``FrameError`` saying why the message is unusable."""
+    data = message.get("bytes")
+    if data is None:
+        raise FrameError(
+            "text_message", "expected a binary JPEG frame, got a text message; send bytes"
+        )
+    limit = state.settings.max_frame_bytes
+    if len(data) > limit:
+        raise FrameError(
+            "frame_too_large", f"frame of {len(data):,} bytes, over the {limit:,} byte limit"
+        )
+    if sniff_image_type(data) is None:
+        raise FrameError("not_an_image", f"frame is not an image (accepted: {ACCEPTED})")
+    return bytes(data)
+
+
+def hello(state: WebState) -> dict[str, Any]:
+    return {
+        "type": "hello",
+        "model_loaded": state.recognizer is not None,
+        "model_error": state.model_error,
+        "threshold": state.threshold,
+        "max_frame_bytes": state.settings.max_frame_bytes,
+    }
+
+
+def make_tracker(state: WebState) -> Tracker:
+    s = state.settings
+    return Tracker(
+        iou_threshold=s.track_iou,
+        alpha=s.track_alpha,
+        margin=s.track_hysteresis,
+        max_missed=s.track_max_missed,
+    )
+
+
+async def answer(state: WebState, tracker: Tracker, frame: int, message: Any) -> dict[str, Any]:
+    start = time.perf_counter()
+    try:
+        data = check_frame(state, message)
+        image, faces = await state.run(recognize_frame, state, data)
+    except FrameError as exc:
+        return {"type": "error", "frame": frame, "code": exc.code, "detail": exc.detail}
+    except ServiceUnavailable as exc:
+        return {"type": "error", "frame": frame, "code": "no_model", "detail": str(exc)}
+    except FacemetricError as exc:
+        return {"type": "error", "frame": frame, "code": "bad_frame", "detail": str(exc)}
+    except Exception:  # one bad frame must not end the stream
+        log.exception("frame %d failed", frame)
+        return {"type": "error", "frame": frame, "code": "internal", "detail": "frame failed"}
+    return {
+        "type": "result",
+        "frame": frame,
+        "faces": tracker.update(faces, state.threshold),
+        "width": int(image.shape[1]),
+        "height": int(image.shape[0]),
+        "threshold": state.threshold,
+        "server_ms": round((time.perf_counter() - start) * 1000, 2),
+    }
+
+
+@router.websocket("/ws/stream")
+async def stream(websocket: WebSocket) -> None:
+    """Live recognition: one answer per binary frame, in order."""
+    state: WebState = websocket.app.state.web
+    await websocket.accept()
+    tracker = make_tracker(state)
+    frame = 0
+    try:
+        await websocket.send_json(hello(state))
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            frame += 1
+            await websocket.send_json(await answer(state, tracker, frame, message))
+    except WebSocketDisconnect:
+        pass
