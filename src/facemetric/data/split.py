@@ -118,9 +118,7 @@ def make_split(identity_images: dict[str, list[str]], config: SplitConfig) -> Sp
         "version": 1,
         "seed": config.seed,
         "fractions": {"val": config.val, "test": config.test},
-        "counts": {
-            k: {"identities": len(groups[k]), "images": len(lists[k])} for k in SUBSETS
-        },
+        "counts": {k: {"identities": len(groups[k]), "images": len(lists[k])} for k in SUBSETS},
     }
     return Split(train=lists["train"], val=lists["val"], test=lists["test"], meta=meta)
 
@@ -179,9 +177,7 @@ def _read_list(path: Path) -> list[str]:
             continue
         parts = PurePosixPath(line).parts
         if "\\" in line or line.startswith("/") or ".." in parts or len(parts) != 2:
-            raise DatasetError(
-                f"{path}:{number}: {line!r} is not a relative 'identity/image' path"
-            )
+            raise DatasetError(f"{path}:{number}: {line!r} is not a relative 'identity/image' path")
         paths.append(line)
     return paths
 
