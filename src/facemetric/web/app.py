@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facemetric import __version__
-from facemetric.errors import FacemetricError, FaceNotFoundError, ImageReadError
+from facemetric.errors import ConfigError, FacemetricError, FaceNotFoundError, ImageReadError
 from facemetric.web import routes, stream
 from facemetric.web.settings import WebSettings
 from facemetric.web.state import ServiceUnavailable, load_state, resolve_admin_token
@@ -149,6 +149,13 @@ def serve(settings: WebSettings) -> None:
     """Run the app with uvicorn until interrupted (``facemetric serve``)."""
     import uvicorn
 
+    from facemetric.data.detect import available_detectors
+
+    if settings.detector not in available_detectors():  # fail before the server starts
+        raise ConfigError(
+            f"detector: unknown name {settings.detector!r}; "
+            f"choose one of {', '.join(available_detectors())}"
+        )
     app = create_app(settings)
     print(
         f"facemetric serve: http://{settings.host}:{settings.port}/ "
