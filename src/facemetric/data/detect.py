@@ -3,6 +3,9 @@
 Every detector returns ``Detection``s with a box, a score and five landmarks in the order
 (left eye, right eye, nose tip, left mouth corner, right mouth corner) as seen in the image
 (the subject's right eye is the image's left eye).
+
+The built-in detectors live in ``facemetric.data.detectors`` (one module each) and register
+themselves when the registry is first used; their models load only when one is created.
 """
 
 from __future__ import annotations
@@ -56,12 +59,23 @@ def register_detector(name: str) -> Callable[[DetectorFactory], DetectorFactory]
     return wrap
 
 
+def _load_builtin() -> None:
+    import facemetric.data.detectors  # noqa: F401  (registers retinaface, yunet, mtcnn)
+
+
 def available_detectors() -> list[str]:
+    """Names ``create_detector`` accepts (a name may still need its optional package)."""
+    _load_builtin()
     return sorted(_REGISTRY)
 
 
 def create_detector(name: str = DEFAULT_DETECTOR, **kwargs: Any) -> FaceDetector:
-    """Build the detector registered as ``name`` (weights come from its installed package)."""
+    """Build the detector registered as ``name`` (weights come from its installed package).
+
+    Common keyword arguments: ``min_score``, ``max_side`` (larger images are scaled down),
+    ``pad_small`` (smaller images are padded) and ``threads``.
+    """
+    _load_builtin()
     try:
         factory = _REGISTRY[name]
     except KeyError:

@@ -1,0 +1,60 @@
+"""YuNet from libfacedetection, through the ``yuface`` wheel (the model is compiled into its .so).
+
+Nothing is downloaded. ``yuface.detect`` takes BGR and returns integer boxes (x, y, w, h), scores
+in percent and landmarks in the protocol's order (image-left eye first). It uses OpenMP: a worker
+process sets ``OMP_NUM_THREADS`` before the first call to bound its threads.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from facemetric.data.detect import Detection, register_detector
+from facemetric.data.detectors.base import ScaledDetector
+from facemetric.errors import ConfigError
+
+
+class YuNetDetector(ScaledDetector):
+    """YuNet with 5 landmarks (whole-pixel precision)."""
+
+    name = "yunet"
+
+    def __init__(
+        self,
+        min_score: float = 0.8,
+        max_side: int = 640,
+        pad_small: int = 0,
+        threads: int | None = None,
+    ) -> None:
+        super().__init__(min_score, max_side, pad_small)
+        if threads:
+            os.environ.setdefault("OMP_NUM_THREADS", str(int(threads)))
+        try:
+            from yuface import yuface as native
+        except ImportError as exc:  # pragma: no cover - yuface is a dependency of facemetric
+            raise ConfigError(f"detector yunet needs yuface installed ({exc})") from exc
+        self._native: Any = native
+
+    def _detect_raw(self, image: np.ndarray) -> list[Detection]:
+        bgr = np.ascontiguousarray(image[..., ::-1])
+        result = np.asarray(self._native.detect(bgr), dtype=np.float32).reshape(-1, 16)
+        found = []
+        for row in result:
+            x, y, w, h = (float(v) for v in row[1:5])
+            found.append(
+                Detection(
+                    box=(x, y, x + w, y + h),
+                    score=float(row[0]) / 100.0,
+                    landmarks=row[5:15].reshape(5, 2).astype(np.float32),
+                )
+            )
+        return found
+
+
+@register_detector("yunet")
+def create_yunet(**kwargs: Any) -> YuNetDetector:
+    """YuNet (libfacedetection's model inside the yuface wheel)."""
+    return YuNetDetector(**kwargs)
