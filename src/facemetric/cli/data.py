@@ -10,6 +10,8 @@ import json
 from typing import Any
 
 from facemetric.cli import align
+from facemetric.data.scan import CheckConfig
+from facemetric.data.split import SplitConfig
 
 LIST_LIMIT = 20  # lines of moves or skipped files printed before "... and N more"
 
@@ -53,16 +55,27 @@ def register(sub: Any) -> None:
     p.add_argument("root", metavar="ROOT", help="data folder with one sub-folder per person")
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument("--strict", action="store_true", help="exit 1 when any problem is found")
-    p.add_argument("--min-images", type=int, default=2, metavar="K", help="(default: 2)")
     p.add_argument(
-        "--min-size", type=int, default=32, metavar="PX", help="shorter side (default: 32)"
+        "--min-images",
+        type=int,
+        default=CheckConfig.min_images,
+        metavar="K",
+        help="report identities with fewer images (default: %(default)s)",
+    )
+    p.add_argument(
+        "--min-size",
+        type=int,
+        default=CheckConfig.min_size,
+        metavar="PX",
+        help="report images whose shorter side is smaller (default: %(default)s)",
     )
     p.add_argument(
         "--near-distance",
         type=int,
-        default=4,
+        default=CheckConfig.near_distance,
         metavar="D",
-        help="perceptual-hash bits that may differ for a near duplicate; -1 = off (default: 4)",
+        help="perceptual-hash bits that may differ for a near duplicate; -1 = off "
+        "(default: %(default)s)",
     )
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: cores)")
     p.add_argument("--limit", type=int, default=10, help="lines per finding in the table")
@@ -76,9 +89,15 @@ def register(sub: Any) -> None:
         "test.txt (paths relative to ROOT) and split.json to --out (default: ROOT itself).",
     )
     p.add_argument("root", metavar="ROOT", help="data folder with one sub-folder per person")
-    p.add_argument("--val", type=float, default=0.1, help="fraction of identities (default 0.1)")
-    p.add_argument("--test", type=float, default=0.1, help="fraction of identities (default 0.1)")
-    p.add_argument("--seed", type=int, default=0, help="the same seed gives the same split")
+    p.add_argument(
+        "--val", type=float, default=SplitConfig.val, help="fraction of identities (%(default)s)"
+    )
+    p.add_argument(
+        "--test", type=float, default=SplitConfig.test, help="fraction of identities (%(default)s)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=SplitConfig.seed, help="the same seed, the same split"
+    )
     p.add_argument("--out", default=None, metavar="DIR", help="where to write (default: ROOT)")
     p.set_defaults(func=_split)
 
@@ -120,7 +139,7 @@ def _rename(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from facemetric.data.scan import CheckConfig, check_dataset, render_report
+    from facemetric.data.scan import check_dataset, render_report
 
     config = CheckConfig(
         min_images=args.min_images,
@@ -138,7 +157,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _split(args: argparse.Namespace) -> int:
-    from facemetric.data.split import SplitConfig, split_dataset
+    from facemetric.data.split import split_dataset
 
     split = split_dataset(
         args.root, SplitConfig(val=args.val, test=args.test, seed=args.seed), args.out
