@@ -1,10 +1,154 @@
-"""CLI for the train stage (placeholder until the stage's issue lands)."""
+"""``facemetric train``: arguments -> ``TrainConfig`` -> ``facemetric.train.train``.
+
+Defaults live in ``TrainConfig``; flags left out keep them. Under ``torchrun`` the same command
+trains with DDP (see ``scripts/train.sh --nproc N``).
+"""
 
 from __future__ import annotations
 
+import argparse
+import logging
+from dataclasses import fields
 from typing import Any
+
+# Flags whose value maps one-to-one onto a TrainConfig field of the same name.
+_FIELDS = (
+    "out",
+    "split",
+    "val_fraction",
+    "backbone",
+    "dim",
+    "size",
+    "pretrained",
+    "dropout",
+    "init",
+    "freeze_stages",
+    "batch_p",
+    "batch_k",
+    "loss",
+    "miner",
+    "margin",
+    "triplet_weight",
+    "teacher",
+    "teacher_weight",
+    "epochs",
+    "steps_per_epoch",
+    "max_minutes",
+    "lr",
+    "weight_decay",
+    "patience",
+    "seed",
+    "device",
+    "precision",
+    "workers",
+    "log_every",
+    "val_pairs",
+)
 
 
 def register(sub: Any) -> None:
-    """Add this stage's subcommands to the top-level parser."""
-    del sub  # nothing registered yet
+    """Add ``train`` to the top-level parser."""
+    from facemetric.train.config import DEVICES, PRECISIONS, TrainConfig
+
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    p = sub.add_parser(
+        "train",
+        help="train an embedding model on folders of aligned face crops",
+        description="Train a Triplet Network (or a margin-softmax model) on aligned crops "
+        "(DATA/person/*.png). Several DATA folders are merged by identity name. The run folder "
+        "gets config.json, metrics.jsonl, tb/, last.pt, best.pt and curve.png.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("data", nargs="+", metavar="DATA", help="folder(s) of aligned crops")
+    p.add_argument("--out", default=defaults["out"], help="run folder (runs/NAME)")
+    p.add_argument("--split", help="split folder from `facemetric data split` (train.txt, val.txt)")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=defaults["val_fraction"],
+        help="without --split: share of identities held out for validation",
+    )
+    p.add_argument(
+        "--drop-singletons",
+        action="store_true",
+        help="skip identities with a single image instead of failing",
+    )
+    p.add_argument("--backbone", default=defaults["backbone"], help="backbone registry name")
+    p.add_argument("--dim", type=int, default=defaults["dim"], help="embedding size")
+    p.add_argument("--size", type=int, default=defaults["size"], help="input size in pixels")
+    p.add_argument("--pretrained", help="'imagenet' (torchvision weights) or a local state dict")
+    p.add_argument("--dropout", type=float, default=defaults["dropout"])
+    p.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="fine-tune an existing checkpoint (file, run folder or 'best'); low lr",
+    )
+    p.add_argument(
+        "--freeze-stages",
+        type=int,
+        default=defaults["freeze_stages"],
+        help="with --init/--pretrained: freeze the first N backbone stages",
+    )
+    p.add_argument("--batch-p", type=int, default=defaults["batch_p"], help="identities per batch")
+    p.add_argument("--batch-k", type=int, default=defaults["batch_k"], help="images per identity")
+    p.add_argument(
+        "--loss", default=defaults["loss"], help="triplet | arcface | cosface | arcface+triplet"
+    )
+    p.add_argument(
+        "--miner",
+        default=defaults["miner"],
+        help="triplet selection: semihard | hard | random | explicit",
+    )
+    p.add_argument("--margin", type=float, default=defaults["margin"], help="triplet margin")
+    p.add_argument(
+        "--triplet-weight",
+        type=float,
+        default=defaults["triplet_weight"],
+        help="weight of the triplet part of arcface+triplet",
+    )
+    p.add_argument("--teacher", help="distil a pretrained teacher (e.g. dlib)")
+    p.add_argument("--teacher-weight", type=float, default=defaults["teacher_weight"])
+    p.add_argument("--no-augment", action="store_true", help="train on the crops as they are")
+    p.add_argument("--epochs", type=int, default=defaults["epochs"])
+    p.add_argument("--steps-per-epoch", type=int, help="default: images / (P x K)")
+    p.add_argument("--max-minutes", type=float, help="time budget; the lr schedule fits into it")
+    p.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-3, 1e-4 with --init)")
+    p.add_argument("--weight-decay", type=float, default=defaults["weight_decay"])
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=defaults["patience"],
+        help="early stopping: epochs without improvement (0 = off)",
+    )
+    p.add_argument("--seed", type=int, default=defaults["seed"])
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--device", default=defaults["device"], help=" | ".join(DEVICES))
+    p.add_argument("--precision", default=defaults["precision"], help=" | ".join(PRECISIONS))
+    p.add_argument(
+        "--workers", type=int, default=defaults["workers"], help="decoding threads (0 = all cores)"
+    )
+    p.add_argument("--no-cache", action="store_true", help="decode images every batch")
+    p.add_argument("--log-every", type=int, default=defaults["log_every"])
+    p.add_argument("--val-pairs", type=int, default=defaults["val_pairs"])
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-tensorboard", action="store_true")
+    p.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from facemetric.train import TrainConfig, train
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    config = TrainConfig(
+        data=tuple(args.data),
+        drop_singletons=args.drop_singletons,
+        augment=not args.no_augment,
+        cache=False if args.no_cache else None,
+        resume=args.resume,
+        progress=not args.no_progress,
+        tensorboard=not args.no_tensorboard,
+        **{name: getattr(args, name) for name in _FIELDS},
+    )
+    run = train(config)
+    print(run)
+    return 0

@@ -1,0 +1,145 @@
+"""Training losses chosen by name: the triplet loss and margin softmax losses.
+
+Every loss is an ``nn.Module`` (margin losses own a learnable class-centre matrix, so the optimizer
+and the resume state must see them) whose ``forward(embeddings, labels)`` returns a ``LossOutput``:
+the scalar to minimise and a few statistics for the log (such as the fraction of active triplets).
+Embeddings arrive L2-normalised. The maths is pytorch-metric-learning's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from facemetric.errors import ConfigError
+from facemetric.train.triplets import create_miner
+
+
+@dataclass
+class LossOutput:
+    loss: torch.Tensor
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LossSettings:
+    """What any loss may need; each factory uses its own fields."""
+
+    num_classes: int
+    embedding_dim: int
+    margin: float = 0.2
+    miner: str = "semihard"
+    arcface_margin_deg: float = 28.6
+    cosface_margin: float = 0.35
+    scale: float = 64.0
+    triplet_weight: float = 1.0
+    seed: int = 0
+
+
+LossFactory = Callable[[LossSettings], nn.Module]
+_LOSSES: dict[str, LossFactory] = {}
+
+
+def register_loss(name: str) -> Callable[[LossFactory], LossFactory]:
+    def wrap(factory: LossFactory) -> LossFactory:
+        _LOSSES[name] = factory
+        return factory
+
+    return wrap
+
+
+def available_losses() -> list[str]:
+    return sorted(_LOSSES)
+
+
+def create_loss(name: str, settings: LossSettings) -> nn.Module:
+    if name not in _LOSSES:
+        raise ConfigError(f"loss: unknown name {name!r}; choose one of {', '.join(_LOSSES)}")
+    return _LOSSES[name](settings)
+
+
+class TripletLoss(nn.Module):
+    """Margin triplet loss over mined triplets; stats: active fraction and triplet count."""
+
+    def __init__(self, margin: float, miner: str, seed: int = 0) -> None:
+        super().__init__()
+        from pytorch_metric_learning.losses import TripletMarginLoss
+
+        self.margin = margin
+        self.miner_name = miner
+        self.generator = torch.Generator().manual_seed(seed)
+        self.miner = create_miner(miner, margin, self.generator)
+        self.loss = TripletMarginLoss(margin=margin)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> LossOutput:
+        embeddings = embeddings.float()
+        a, p, n = self.miner(embeddings.detach(), labels)
+        if len(a) == 0:
+            # Nothing to learn from this batch: a zero that still touches the graph, so DDP's
+            # gradient all-reduce sees every parameter.
+            zero = embeddings.sum() * 0.0
+            return LossOutput(zero, {"active": 0.0, "triplets": 0.0})
+        loss = self.loss(embeddings, labels, (a, p, n))
+        with torch.no_grad():
+            d_ap = (embeddings[a] - embeddings[p]).norm(dim=1)
+            d_an = (embeddings[a] - embeddings[n]).norm(dim=1)
+            active = (d_ap - d_an + self.margin > 0).float().mean().item()
+        return LossOutput(loss, {"active": active, "triplets": float(len(a))})
+
+
+class MarginSoftmaxLoss(nn.Module):
+    """ArcFace or CosFace over class centres; stats: training accuracy of the centres."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> LossOutput:
+        embeddings = embeddings.float()
+        loss = self.inner(embeddings, labels)
+        with torch.no_grad():
+            centres: torch.Tensor = self.inner.W  # type: ignore[assignment]
+            w = torch.nn.functional.normalize(centres.float(), dim=0)
+            accuracy = ((embeddings @ w).argmax(1) == labels).float().mean().item()
+        return LossOutput(loss, {"class_acc": accuracy})
+
+
+class SumLoss(nn.Module):
+    """``first + weight * second``, with both parts' stats."""
+
+    def __init__(self, first: nn.Module, second: nn.Module, weight: float) -> None:
+        super().__init__()
+        self.first, self.second, self.weight = first, second, weight
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> LossOutput:
+        one, two = self.first(embeddings, labels), self.second(embeddings, labels)
+        return LossOutput(one.loss + self.weight * two.loss, {**one.stats, **two.stats})
+
+
+@register_loss("triplet")
+def triplet(s: LossSettings) -> nn.Module:
+    return TripletLoss(s.margin, s.miner, s.seed)
+
+
+@register_loss("arcface")
+def arcface(s: LossSettings) -> nn.Module:
+    from pytorch_metric_learning.losses import ArcFaceLoss
+
+    inner = ArcFaceLoss(s.num_classes, s.embedding_dim, margin=s.arcface_margin_deg, scale=s.scale)
+    return MarginSoftmaxLoss(inner)
+
+
+@register_loss("cosface")
+def cosface(s: LossSettings) -> nn.Module:
+    from pytorch_metric_learning.losses import CosFaceLoss
+
+    inner = CosFaceLoss(s.num_classes, s.embedding_dim, margin=s.cosface_margin, scale=s.scale)
+    return MarginSoftmaxLoss(inner)
+
+
+@register_loss("arcface+triplet")
+def arcface_triplet(s: LossSettings) -> nn.Module:
+    return SumLoss(arcface(s), triplet(s), s.triplet_weight)

@@ -1,0 +1,469 @@
+"""The training loop: P x K batches, mined triplets or margin losses, validation, checkpoints.
+
+A run folder holds ``config.json``, ``metrics.jsonl``, ``tb/``, ``last.pt`` and ``best.pt``
+(facemetric checkpoints), ``last.state.pt`` (everything ``--resume`` needs: weights, loss
+parameters, optimizer, schedule position, sampler position, RNG states) and ``curve.png``.
+Every file is written atomically, so a kill leaves the previous good version in place.
+Under ``torchrun`` the same loop runs DDP; only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from facemetric.data.dataset import (
+    AugmentConfig,
+    FaceDataset,
+    PKSampler,
+    augment_batch,
+    to_model_input,
+)
+from facemetric.errors import ConfigError
+from facemetric.models import save_checkpoint
+from facemetric.models.checkpoint import atomic_torch_save
+from facemetric.train.config import TrainConfig
+from facemetric.train.distributed import (
+    DistInfo,
+    all_true_any,
+    distributed_context,
+    set_cpu_threads,
+)
+from facemetric.train.losses import LossOutput, LossSettings, create_loss
+from facemetric.train.runlog import RunLog, plot_curve
+from facemetric.train.runtime import (
+    COLLAPSE_SPREAD,
+    autocast_dtype,
+    embeddings_collapsed,
+    generator_states,
+    lr_factor,
+    set_generator_states,
+)
+from facemetric.train.setup import build_student, build_teacher, freeze_stages, prepare_data
+from facemetric.train.validation import ValMetrics, validate
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "last.state.pt"
+
+
+def train(config: TrainConfig) -> Path:
+    """Train as ``config`` says and return the run folder (``runs/NAME``)."""
+    config = config.resolved()
+    with distributed_context(config.device) as (info, device):
+        return Trainer(config, info, device).run()
+
+
+class _StepModule(nn.Module):
+    """Model + loss in one module, so DDP synchronises the loss's own parameters too."""
+
+    def __init__(self, model: nn.Module, criterion: nn.Module) -> None:
+        super().__init__()
+        self.model, self.criterion = model, criterion
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, LossOutput]:
+        emb = self.model(x)
+        return emb, self.criterion(emb, labels)
+
+
+class Trainer:
+    """One training run; ``run()`` trains, checkpoints and returns the run folder."""
+
+    def __init__(self, config: TrainConfig, info: DistInfo, device: torch.device) -> None:
+        self.info, self.device = info, device
+        self.out = Path(config.out)
+        self.config = self._config_for_run(config)
+        config = self.config
+        if device.type == "cpu":
+            self.threads = set_cpu_threads(info)
+        self.amp_dtype = autocast_dtype(config.precision, device)
+        torch.manual_seed(config.seed)
+        self.data = prepare_data(config)
+        self.model, self.init_note = build_student(config)
+        self.frozen = (
+            freeze_stages(self.model, config.freeze_stages) if config.freeze_stages else []
+        )
+        self.spec = self.model.spec
+        self.model.to(device)
+        if config.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        settings = LossSettings(
+            num_classes=len(self.data.train.identities),
+            embedding_dim=self.spec.embedding_dim,
+            margin=config.margin,
+            miner=config.miner,
+            triplet_weight=config.triplet_weight,
+            seed=config.seed,
+        )
+        self.criterion = create_loss(config.loss, settings).to(device)
+        self.teacher = build_teacher(config.teacher) if config.teacher else None
+        self.step_module: nn.Module = _StepModule(self.model, self.criterion)
+        if info.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [device.index] if device.type == "cuda" else None
+            self.step_module = DDP(self.step_module, device_ids=ids)
+        self.optimizer = self._optimizer()
+        self.scaler = torch.amp.GradScaler(enabled=self.amp_dtype == torch.float16)
+        self.train_set = FaceDataset(
+            self.data.train, self.spec.input_size, config.cache, config.workers
+        )
+        self.val_set = (
+            FaceDataset(self.data.val, self.spec.input_size, config.cache, config.workers)
+            if self.data.val is not None
+            else None
+        )
+        self.sampler = PKSampler(
+            self.data.train.labels,
+            config.batch_p,
+            config.batch_k,
+            seed=config.seed,
+            rank=info.rank,
+            world_size=info.world_size,
+            batches_per_epoch=config.steps_per_epoch,
+        )
+        self.total_steps = config.epochs * len(self.sampler)
+        self.augment = AugmentConfig()
+        self.aug_gen = torch.Generator().manual_seed(config.seed * 1000 + info.rank)
+        self.step = 0
+        self.elapsed = 0.0
+        self.best: float | None = None
+        self.bad_epochs = 0
+        self.history: list[dict[str, Any]] = []
+
+    # --- setup ----------------------------------------------------------------------------------
+
+    def _config_for_run(self, config: TrainConfig) -> TrainConfig:
+        """On --resume: the saved config, with only budget/machine fields from the new one."""
+        state = self.out / STATE_FILE
+        if not config.resume:
+            if state.exists() or (self.out / "last.pt").exists():
+                raise ConfigError(
+                    f"--out {self.out}: a run is already there; pass --resume to continue it or "
+                    "choose another --out"
+                )
+            return config
+        if not state.is_file():
+            raise ConfigError(f"--resume: {state} not found (nothing to resume in {self.out})")
+        saved = torch.load(state, map_location="cpu", weights_only=True)["config"]
+        keep = ("epochs", "max_minutes", "patience", "progress", "device", "workers", "tensorboard")
+        return replace(
+            TrainConfig.from_dict(saved), **{k: getattr(config, k) for k in keep}, resume=True
+        ).resolved()
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
+        for p in self.step_module.parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim <= 1 else decay).append(p)
+        groups = [
+            {"params": decay, "weight_decay": self.config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW(groups, lr=self.config.learning_rate)
+
+    # --- state ----------------------------------------------------------------------------------
+
+    def _meta(self, epoch: int, metrics: ValMetrics | None) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "data": self.data.summary(),
+            "epoch": epoch,
+            "step": self.step,
+            "loss": self.config.loss,
+            "init": self.init_note,
+            "val": None if metrics is None else metrics.to_dict(),
+        }
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "criterion": self.criterion.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "best": self.best,
+            "bad_epochs": self.bad_epochs,
+            "rng_torch": torch.get_rng_state(),
+            "rng_augment": self.aug_gen.get_state(),
+            "rng_miner": generator_states(self.criterion),
+        }
+
+    def _load_state(self) -> None:
+        state = torch.load(self.out / STATE_FILE, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.criterion.load_state_dict(state["criterion"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+        self.best, self.bad_epochs = state["best"], int(state["bad_epochs"])
+        torch.set_rng_state(state["rng_torch"])
+        self.aug_gen.set_state(state["rng_augment"])
+        set_generator_states(self.criterion, state["rng_miner"])
+        log.info("resumed %s at step %d (epoch %d)", self.out, self.step, self.sampler.epoch)
+
+    def _save(self, epoch: int, metrics: ValMetrics | None, improved: bool) -> None:
+        if not self.info.is_main:
+            return
+        atomic_torch_save(self._state(), self.out / STATE_FILE)
+        threshold = None if metrics is None else metrics.threshold
+        save_checkpoint(self.out / "last.pt", self.model, threshold, self._meta(epoch, metrics))
+        if improved:
+            save_checkpoint(self.out / "best.pt", self.model, threshold, self._meta(epoch, metrics))
+
+    # --- loop -----------------------------------------------------------------------------------
+
+    def _train_step(self, indices: list[int]) -> tuple[torch.Tensor, LossOutput]:
+        images, labels = self.train_set.batch(indices)
+        if self.config.augment:
+            x = augment_batch(images, self.augment, self.aug_gen)
+        else:
+            x = images.permute(0, 3, 1, 2).float()
+        inputs = to_model_input(x, self.spec.mean, self.spec.std, self.config.channels_last)
+        inputs, labels = inputs.to(self.device, non_blocking=True), labels.to(self.device)
+        with torch.autocast(
+            self.device.type,
+            dtype=self.amp_dtype or torch.float32,
+            enabled=self.amp_dtype is not None,
+        ):
+            emb, out = self.step_module(inputs, labels)
+            loss = out.loss
+            if self.teacher is not None:
+                faces = x.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+                target = torch.as_tensor(self.teacher.embed(faces), device=self.device)
+                distill = self.teacher.distillation_loss(emb.float(), target)
+                loss = loss + self.config.teacher_weight * distill
+                out.stats["distill"] = float(distill.detach())
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return emb.detach(), LossOutput(loss.detach(), out.stats)
+
+    def _set_lr(self) -> None:
+        progress = self.step / max(1, self.total_steps)
+        if self.config.max_minutes:
+            progress = max(progress, self.elapsed / (60.0 * self.config.max_minutes))
+        factor = lr_factor(progress, self.config.warmup_fraction, self.config.min_lr_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.learning_rate * factor
+
+    def _sync_elapsed(self, elapsed: float) -> float:
+        """All ranks use the slowest rank's clock, so their schedules and stops agree."""
+        if not self.info.enabled:
+            return elapsed
+        import torch.distributed as dist
+
+        t = torch.tensor([elapsed], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return float(t.item())
+
+    def _validate(self) -> ValMetrics | None:
+        if self.val_set is None or not self.info.is_main:
+            return None
+        metrics = validate(
+            self.model,
+            self.val_set,
+            self.spec.mean,
+            self.spec.std,
+            self.device,
+            self.config.val_pairs,
+            self.config.seed,
+            self.amp_dtype,
+        )
+        for module in self.frozen:  # validate() restored train mode on them
+            module.eval()
+        return metrics
+
+    def run(self) -> Path:
+        cfg = self.config
+        main = self.info.is_main
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            cfg.save(self.out / "config.json")
+        if cfg.resume:
+            self._load_state()
+        for module in self.frozen:
+            module.eval()
+        runlog = RunLog(self.out, cfg.tensorboard) if main else None
+        if main:
+            self._log_start(runlog)
+        stopped = "epochs"
+        try:
+            stopped = self._loop(runlog)
+        finally:
+            if runlog is not None:
+                runlog.write("event", self.step, event="stop", reason=stopped)
+                runlog.close()
+        if main:
+            plot_curve(self.out)
+            log.info("run finished (%s): %s", stopped, self.out)
+        return self.out
+
+    def _log_start(self, runlog: RunLog | None) -> None:
+        cfg = self.config
+        log.info("%s", self.init_note)
+        log.info(
+            "data: %d identities, %d images (%s); cache %s (%.1f MB)",
+            len(self.data.train.identities),
+            len(self.data.train),
+            self.data.split,
+            "in memory" if self.train_set.cached else "off: decoding every batch",
+            self.train_set.cache_bytes / 1e6,
+        )
+        log.info(
+            "%s %dd %dpx, loss %s, miner %s, batch %dx%d, %d steps/epoch, lr %.2g, %s, autocast %s",
+            self.spec.backbone,
+            self.spec.embedding_dim,
+            self.spec.input_size,
+            cfg.loss,
+            cfg.miner,
+            cfg.batch_p,
+            cfg.batch_k,
+            len(self.sampler),
+            cfg.learning_rate,
+            self.device,
+            self.amp_dtype,
+        )
+        if runlog is not None:
+            runlog.write(
+                "event",
+                self.step,
+                event="start",
+                init=self.init_note,
+                data=self.data.summary(),
+                cache_bytes=self.train_set.cache_bytes,
+                cached=self.train_set.cached,
+                autocast=str(self.amp_dtype),
+            )
+
+    def _loop(self, runlog: RunLog | None) -> str:
+        from tqdm import tqdm
+
+        cfg, main = self.config, self.info.is_main
+        budget = None if cfg.max_minutes is None else 60.0 * cfg.max_minutes
+        self.step_module.train()
+        for module in self.frozen:
+            module.eval()
+        start_epoch = self.sampler.epoch
+        for epoch in range(start_epoch, cfg.epochs):
+            if epoch != self.sampler.epoch:
+                self.sampler.set_epoch(epoch)
+            bar = tqdm(
+                total=len(self.sampler),
+                initial=self.sampler.position,
+                desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                disable=not (main and cfg.progress),
+                leave=False,
+            )
+            reason = None
+            t_last, n_last = time.perf_counter(), 0
+            for indices in self.sampler:
+                t0 = time.perf_counter()
+                self._set_lr()
+                emb, out = self._train_step(indices)
+                self.step += 1
+                collapsed = embeddings_collapsed(emb.float())
+                bad_loss = not math.isfinite(float(out.loss))
+                self.elapsed = self._sync_elapsed(self.elapsed + time.perf_counter() - t0)
+                n_last += len(indices)
+                bar.update(1)
+                if main and (self.step % cfg.log_every == 0 or self.step == 1):
+                    rate = n_last * self.info.world_size / max(1e-9, time.perf_counter() - t_last)
+                    t_last, n_last = time.perf_counter(), 0
+                    bar.set_postfix(
+                        loss=f"{float(out.loss):.4f}", **_short(out.stats), img_s=f"{rate:.0f}"
+                    )
+                    if runlog is not None:
+                        lr = self.optimizer.param_groups[0]["lr"]
+                        runlog.write(
+                            "step",
+                            self.step,
+                            epoch=epoch,
+                            loss=float(out.loss),
+                            lr=lr,
+                            images_per_s=rate,
+                            **out.stats,
+                        )
+                if all_true_any(collapsed or bad_loss, self.info, self.device):
+                    reason = "collapse" if collapsed else "non-finite loss"
+                    break
+                if budget is not None and self.elapsed >= budget:
+                    reason = "time budget"
+                    break
+            bar.close()
+            epoch_done = reason is None
+            if epoch_done:
+                self.sampler.set_epoch(epoch + 1)
+            stop = self._end_epoch(epoch, runlog, reason)
+            if reason is not None:
+                self._warn_stop(reason)
+                return reason
+            if stop:
+                return "early stopping"
+        return "epochs"
+
+    def _end_epoch(self, epoch: int, runlog: RunLog | None, reason: str | None) -> bool:
+        """Validate, checkpoint and decide on early stopping (rank 0 decides for everyone)."""
+        metrics = self._validate() if reason in (None, "time budget") else None
+        improved = False
+        if metrics is not None:
+            score = metrics.accuracy + 1e-3 * metrics.auc  # AUC breaks ties of accuracy
+            improved = self.best is None or score > self.best
+            if improved:
+                self.best, self.bad_epochs = score, 0
+            else:
+                self.bad_epochs += 1
+        elif self.data.val is None and reason is None:
+            improved = True  # without validation the newest model is the best we know
+        if self.info.is_main:
+            if reason in (None, "time budget"):  # never overwrite good weights with broken ones
+                self._save(epoch, metrics, improved)
+            record: dict[str, Any] = {"epoch": epoch + 1, "elapsed_s": round(self.elapsed, 1)}
+            if metrics is not None:
+                record.update({f"val_{k}": v for k, v in metrics.to_dict().items()})
+                log.info(
+                    "epoch %d: val accuracy %.4f, AUC %.4f, rank-1 %.4f%s",
+                    epoch + 1,
+                    metrics.accuracy,
+                    metrics.auc,
+                    metrics.rank1,
+                    " (best)" if improved else "",
+                )
+            if runlog is not None:
+                runlog.write("epoch", self.step, **record)
+        stop = self.config.patience > 0 and self.bad_epochs >= self.config.patience
+        return all_true_any(stop, self.info, self.device)
+
+    def _warn_stop(self, reason: str) -> None:
+        if reason == "collapse":
+            log.warning(
+                "training stopped at step %d: all embeddings collapsed to one point (spread < %g). "
+                "Lower --lr, raise --margin, or try --miner semihard; the last checkpoint is kept.",
+                self.step,
+                COLLAPSE_SPREAD,
+            )
+        elif reason == "non-finite loss":
+            log.warning(
+                "training stopped at step %d: the loss became NaN/inf; lower --lr", self.step
+            )
+        else:
+            log.info(
+                "time budget of %s minutes reached at step %d", self.config.max_minutes, self.step
+            )
+
+
+def _short(stats: dict[str, float]) -> dict[str, str]:
+    return {k: f"{v:.3g}" for k, v in stats.items() if k != "triplets"}
