@@ -1,0 +1,150 @@
+"""End to end in a real browser: Debian's chromium (Playwright) with a fake webcam made with ffmpeg
+from real photos of a person enrolled in the gallery and of a stranger (celeba-wild).
+
+The model is the untrained tiny one, so the test makes recognition reliable by construction: the
+person enrolled is enrolled from the very picture the video shows, and the match threshold is
+calibrated for this test between that person's similarity and the stranger's (both measured on the
+video's own decoded frames), so the stranger falls below it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import shared_set
+from facemetric.data.image import load_image
+from webutil import TOKEN, encode, frame_640x480, running_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "work" / "artifacts"
+SECONDS_EACH = 6
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed"),
+    pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed"),
+]
+
+
+def one_face_photo(folder: Path, detector) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The first photo of ``folder`` (sorted) with exactly one clear, large face."""
+    for path in sorted(folder.iterdir()):
+        frame = frame_640x480(load_image(path))
+        faces = detector.detect(frame)
+        if len(faces) == 1 and faces[0].area > 60 * 60:
+            return frame
+    pytest.skip(f"no single-face photo in {folder}")
+
+
+def make_y4m(known: Path, stranger: Path, out: Path) -> None:
+    """known for SECONDS_EACH s, then stranger; chromium loops the file."""
+    cmd = ["ffmpeg", "-v", "error", "-y"]
+    for img in (known, stranger):
+        cmd += ["-loop", "1", "-framerate", "5", "-t", str(SECONDS_EACH), "-i", str(img)]
+    cmd += [
+        "-filter_complex", "[0:v][1:v]concat=n=2:v=1[v]", "-map", "[v]",
+        "-pix_fmt", "yuv420p", str(out),
+    ]  # fmt: skip
+    subprocess.run(cmd, check=True)
+
+
+def decoded_frame(video: Path, second: float, out: Path) -> np.ndarray:
+    """A frame as the browser will see it (through yuv420p), re-encoded as the page does (JPEG)."""
+    cmd = ["ffmpeg", "-v", "error", "-y", "-ss", str(second), "-i", str(video), "-frames:v", "1"]
+    subprocess.run([*cmd, str(out)], check=True)
+    return np.asarray(Image.open(encode_path(out)))
+
+
+def encode_path(png: Path) -> Path:
+    jpg = png.with_suffix(".jpg")
+    jpg.write_bytes(encode(np.asarray(Image.open(png).convert("RGB")), quality=80))
+    return jpg
+
+
+def test_live_page_labels_enrolled_person_and_stranger(
+    tmp_path: Path, untrained_tiny_checkpoint: Path
+) -> None:
+    from facemetric.gallery.store import GalleryStore
+    from facemetric.recognize import Recognizer
+    from playwright.sync_api import expect, sync_playwright
+
+    from facemetric.data.detect import create_detector
+
+    wild = shared_set("celeba-wild")
+    people = sorted(p for p in wild.iterdir() if p.is_dir())
+    detector = create_detector("retinaface")
+    known_dir, stranger_dir = people[0], people[1]
+    known_png, stranger_png = tmp_path / "known.png", tmp_path / "stranger.png"
+    Image.fromarray(one_face_photo(known_dir, detector)).save(known_png)
+    Image.fromarray(one_face_photo(stranger_dir, detector)).save(stranger_png)
+    video = tmp_path / "webcam.y4m"
+    make_y4m(known_png, stranger_png, video)
+
+    # Calibrate the threshold for this test on the frames the browser will send.
+    from facemetric.models import load_embedder
+
+    db = tmp_path / "gallery.db"
+    recognizer = Recognizer(load_embedder(untrained_tiny_checkpoint), GalleryStore(db), detector)
+    recognizer.enroll(known_dir.name, [load_image(known_png)])
+    (k,) = recognizer.recognize(decoded_frame(video, 1.0, tmp_path / "k.png"), threshold=1.1)
+    (s,) = recognizer.recognize(
+        decoded_frame(video, SECONDS_EACH + 1.0, tmp_path / "s.png"), threshold=1.1
+    )
+    gap = k.similarity - s.similarity
+    assert gap > 0.002, f"tiny model cannot separate them at all: {k.similarity} vs {s.similarity}"
+    threshold = (k.similarity + s.similarity) / 2
+    env = {"FACEMETRIC_TRACK_HYSTERESIS": str(gap / 8), "FACEMETRIC_TRACK_ALPHA": "0.6"}
+    args = ("--model", str(untrained_tiny_checkpoint), "--db", str(db), "--admin-token", TOKEN)
+    args += ("--threshold", f"{threshold:.6f}")
+
+    with running_server(tmp_path, *args, env=env) as srv, sync_playwright() as pw:
+        assert httpx.get(srv.url + "/api/health").json()["status"] == "ok"
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-video-capture={video}",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(srv.url + "/")
+            card = page.locator("#faces .face-card").first
+            known_card = page.locator("#faces .face-card.match", has_text=known_dir.name)
+            expect(known_card.first).to_be_visible(timeout=60_000)
+            expect(known_card.first.locator(".verdict")).to_have_text("match")
+            picture = known_card.first.locator("img.gallery-face")
+            page.wait_for_function(
+                "() => { const i = document.querySelector('#faces .face-card img.gallery-face');"
+                " return i && i.complete && i.naturalWidth === 112; }",
+                timeout=30_000,
+            )
+            assert "/api/faces/" in (picture.get_attribute("src") or "")
+            shot = tmp_path / "live-known.png"
+            page.screenshot(path=str(shot))
+            unknown = page.locator("#faces .face-card", has_text="unknown")
+            expect(unknown.first).to_be_visible(timeout=60_000)
+            expect(unknown.first.locator(".verdict")).to_have_text("no match")
+            shot2 = tmp_path / "live-stranger.png"
+            page.screenshot(path=str(shot2))
+            assert float(page.locator("#fps").inner_text()) > 0
+            assert card.count() >= 1
+        finally:
+            browser.close()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for s_ in (shot, shot2):
+        shutil.copy(s_, ARTIFACTS / s_.name)
