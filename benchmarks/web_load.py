@@ -1,0 +1,146 @@
+"""Load on the live stream: frames/s and p50/p95 server time per frame, 1 and N concurrent streams.
+
+Starts a real ``facemetric serve`` on 127.0.0.1 with a ResNet50 checkpoint (random weights: speed
+only), enrols one face, then streams 640x480 JPEG frames with one face over /ws/stream, one frame in
+flight per client, for a bounded time per setting. Stops by itself.
+
+    .venv/bin/python benchmarks/web_load.py [--seconds 15] [--streams 1 4] [--backbone resnet50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+
+def frame_jpeg() -> bytes:
+    from skimage import data
+
+    img = Image.fromarray(data.astronaut())
+    img.thumbnail((640, 480))
+    canvas = Image.new("RGB", (640, 480), (90, 90, 90))
+    canvas.paste(img, ((640 - img.width) // 2, 0))
+    buf = io.BytesIO()
+    canvas.save(buf, format="JPEG", quality=80)
+    return buf.getvalue()
+
+
+def make_checkpoint(folder: Path, backbone: str) -> Path:
+    import torch
+
+    from facemetric.models import ModelSpec, build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    path = folder / f"{backbone}-random.pt"
+    save_checkpoint(path, build_model(ModelSpec(backbone=backbone)).eval(), meta={"bench": True})
+    return path
+
+
+async def one_stream(url: str, frame: bytes, seconds: float, max_frames: int) -> list[float]:
+    import websockets
+
+    server_ms: list[float] = []
+    async with websockets.connect(url, max_size=None) as ws:
+        json.loads(await ws.recv())  # hello
+        for _ in range(3):  # warm-up, not counted
+            await ws.send(frame)
+            await ws.recv()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and len(server_ms) < max_frames:
+            await ws.send(frame)
+            answer = json.loads(await ws.recv())
+            if answer["type"] != "result" or len(answer["faces"]) != 1:
+                raise RuntimeError(f"unexpected answer: {str(answer)[:300]}")
+            server_ms.append(float(answer["server_ms"]))
+    return server_ms
+
+
+async def measure(url: str, frame: bytes, streams: int, seconds: float) -> dict[str, float]:
+    start = time.perf_counter()
+    results = await asyncio.gather(
+        *(one_stream(url, frame, seconds, 100_000) for _ in range(streams))
+    )
+    wall = time.perf_counter() - start
+    all_ms = np.concatenate([np.asarray(r) for r in results])
+    frames = sum(len(r) for r in results)
+    return {
+        "streams": streams,
+        "frames": frames,
+        "fps_total": frames / wall,
+        "fps_per_stream": frames / wall / streams,
+        "p50_ms": float(np.percentile(all_ms, 50)),
+        "p95_ms": float(np.percentile(all_ms, 95)),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=15.0, help="per setting")
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--backbone", default="resnet50")
+    parser.add_argument("--engine", default="torch", choices=["auto", "torch", "onnx"])
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        ckpt = make_checkpoint(folder, args.backbone)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        url = f"http://127.0.0.1:{port}"
+        console = Path(sys.executable).with_name("facemetric")
+        env = {**os.environ, "FACEMETRIC_HOME": str(folder)}
+        cmd = [str(console), "serve", "--model", str(ckpt), "--db", str(folder / "g.db"),
+               "--port", str(port), "--admin-token", "bench", "--engine", args.engine]  # fmt: skip
+        server = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(300):
+                try:
+                    if httpx.get(url + "/api/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.3)
+            else:
+                raise SystemExit("server did not start")
+            frame = frame_jpeg()
+            r = httpx.post(
+                url + "/api/people",
+                data={"name": "astronaut"},
+                files=[("files", ("a.jpg", frame, "image/jpeg"))],
+                headers={"Authorization": "Bearer bench"},
+                timeout=120,
+            )
+            r.raise_for_status()
+            print(f"backbone={args.backbone} engine={args.engine} frame=640x480 JPEG "
+                  f"{len(frame)} bytes, one face; {args.seconds:.0f} s per setting; "
+                  f"cpus={os.cpu_count()}")  # fmt: skip
+            base = None
+            for n in args.streams:
+                m = asyncio.run(measure(url.replace("http", "ws") + "/ws/stream", frame, n,
+                                        args.seconds))  # fmt: skip
+                base = base or m["fps_total"]
+                print(f"streams={n}: {m['frames']} frames, {m['fps_total']:.1f} frames/s total "
+                      f"({m['fps_per_stream']:.1f} per stream), server p50 {m['p50_ms']:.1f} ms, "
+                      f"p95 {m['p95_ms']:.1f} ms, throughput x{m['fps_total'] / base:.2f} "
+                      f"vs 1 stream")  # fmt: skip
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
