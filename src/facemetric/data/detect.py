@@ -48,6 +48,9 @@ class FaceDetector(Protocol):
 
 DetectorFactory = Callable[..., FaceDetector]
 _REGISTRY: dict[str, DetectorFactory] = {}
+# benchmarks/detectors.py on 200 celeba-wild photos: RetinaFace and YuNet both found 198 (MTCNN
+# 195), none of the 128 crops looked at was a wrong face; RetinaFace took 41 ms a photo against
+# 61 (YuNet) and 421 (MTCNN) and gives sub-pixel landmarks (YuNet whole pixels).
 DEFAULT_DETECTOR = "retinaface"
 
 
