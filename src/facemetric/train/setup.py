@@ -126,8 +126,11 @@ def backbone_stages(model: EmbeddingNet) -> list[list[nn.Module]]:
         layers = [[getattr(body, f"layer{i}")] for i in range(1, 5) if hasattr(body, f"layer{i}")]
         return [stem, *layers]
     children = list(body.children())
-    if children and isinstance(children[0], nn.Sequential) and len(children[0]) > 1:
-        return [[m] for m in children[0]]
+    features = children[0] if children else None
+    if isinstance(features, nn.Sequential) and all(
+        any(True for _ in m.children()) for m in features
+    ):
+        return [[m] for m in features]  # a sequence of blocks, each a container
     return [[m] for m in children if any(True for _ in m.parameters())]
 
 
