@@ -194,6 +194,17 @@ class _Namer:
         return [f"{name}.png" for name in out]
 
 
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a last line an interrupted run left without its newline, so appends start clean."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb+") as fh:
+        data = fh.read()
+        if data.endswith(b"\n"):
+            return
+        fh.truncate(data.rfind(b"\n") + 1)
+
+
 def _write_png(path: Path, crop: np.ndarray) -> None:
     import cv2
 
@@ -261,6 +272,7 @@ def prepare_crops(
     _check_settings(out, config)
     if config.force:
         (out / MANIFEST).unlink(missing_ok=True)
+    _drop_torn_tail(out / MANIFEST)
     previous = read_manifest(out)
     done = {r["source"] for r in previous}
     taken = [o.removesuffix(".png") for r in previous for o in r.get("outputs", [])]
