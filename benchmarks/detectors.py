@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         differ = 0
         for i in range(len(images)):
             mine = largest[name][i]
-            others = [largest[o][i] for o in largest if o != name and largest[o][i] is not None]
+            others = [d for o in largest if o != name and (d := largest[o][i]) is not None]
             differ += bool(mine is not None and others and max(iou(mine, o) for o in others) < 0.3)
         print(
             f"| {name} | {hits}/{len(images)} | {hits / len(images):.1%} | {ms:.1f} | "
