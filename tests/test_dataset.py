@@ -1,4 +1,4 @@
-"""Folder data set: discovery, merging, split lists, errors, caching, P x K batches, augmentation."""
+"""Folder data set: discovery, merging, split lists, errors, caching, P x K, augmentation."""
 
 from __future__ import annotations
 

@@ -198,11 +198,15 @@ class FaceDataset(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         threads = max(1, workers or (os.cpu_count() or 1))
 
         def fill(i: int) -> None:
-            out[i] = torch.from_numpy(decode_resized(self.samples.paths[i], self.size))
+            out[i].numpy()[...] = decode_resized(self.samples.paths[i], self.size)
 
         with ThreadPoolExecutor(threads) as pool:  # PIL releases the GIL while decoding
             list(pool.map(fill, range(len(self.samples))))
         return out
+
+    @property
+    def bytes_mb(self) -> float:
+        return self.cache_bytes / 1e6
 
     @property
     def cached(self) -> bool:
@@ -215,7 +219,7 @@ class FaceDataset(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         if self.images is not None:
             image = self.images[index]
         else:
-            image = torch.from_numpy(decode_resized(self.samples.paths[index], self.size))
+            image = torch.tensor(decode_resized(self.samples.paths[index], self.size))
         return image, int(self.samples.labels[index])
 
     def batch(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -313,41 +313,23 @@ class Trainer:
         return self.out
 
     def _log_start(self, runlog: RunLog | None) -> None:
-        cfg = self.config
+        cfg, spec, cache = self.config, self.spec, self.train_set
         log.info("%s", self.init_note)
         log.info(
             "data: %d identities, %d images (%s); cache %s (%.1f MB)",
-            len(self.data.train.identities),
-            len(self.data.train),
-            self.data.split,
-            "in memory" if self.train_set.cached else "off: decoding every batch",
-            self.train_set.cache_bytes / 1e6,
+            *(len(self.data.train.identities), len(self.data.train), self.data.split),
+            *("in memory" if cache.cached else "off: decoding every batch", cache.bytes_mb),
         )
         log.info(
             "%s %dd %dpx, loss %s, miner %s, batch %dx%d, %d steps/epoch, lr %.2g, %s, autocast %s",
-            self.spec.backbone,
-            self.spec.embedding_dim,
-            self.spec.input_size,
-            cfg.loss,
-            cfg.miner,
-            cfg.batch_p,
-            cfg.batch_k,
-            len(self.sampler),
-            cfg.learning_rate,
-            self.device,
+            *(spec.backbone, spec.embedding_dim, spec.input_size, cfg.loss, cfg.miner),
+            *(cfg.batch_p, cfg.batch_k, len(self.sampler), cfg.learning_rate, self.device),
             self.amp_dtype,
         )
         if runlog is not None:
-            runlog.write(
-                "event",
-                self.step,
-                event="start",
-                init=self.init_note,
-                data=self.data.summary(),
-                cache_bytes=self.train_set.cache_bytes,
-                cached=self.train_set.cached,
-                autocast=str(self.amp_dtype),
-            )
+            summary: dict[str, Any] = {"init": self.init_note, "data": self.data.summary()}
+            summary.update(cache_bytes=cache.cache_bytes, cached=cache.cached)
+            runlog.write("event", self.step, event="start", autocast=str(self.amp_dtype), **summary)
 
     def _loop(self, runlog: RunLog | None) -> str:
         from tqdm import tqdm
@@ -448,21 +430,15 @@ class Trainer:
         return all_true_any(stop, self.info, self.device)
 
     def _warn_stop(self, reason: str) -> None:
-        if reason == "collapse":
-            log.warning(
-                "training stopped at step %d: all embeddings collapsed to one point (spread < %g). "
-                "Lower --lr, raise --margin, or try --miner semihard; the last checkpoint is kept.",
-                self.step,
-                COLLAPSE_SPREAD,
-            )
-        elif reason == "non-finite loss":
-            log.warning(
-                "training stopped at step %d: the loss became NaN/inf; lower --lr", self.step
-            )
-        else:
-            log.info(
-                "time budget of %s minutes reached at step %d", self.config.max_minutes, self.step
-            )
+        messages = {
+            "collapse": f"all embeddings collapsed to one point (spread < {COLLAPSE_SPREAD}); "
+            "lower --lr or raise --margin; the last good checkpoint is kept",
+            "non-finite loss": "the loss became NaN/inf; lower --lr; the last good checkpoint "
+            "is kept",
+            "time budget": f"time budget of {self.config.max_minutes} minutes reached",
+        }
+        level = logging.INFO if reason == "time budget" else logging.WARNING
+        log.log(level, "training stopped at step %d: %s", self.step, messages[reason])
 
 
 def _short(stats: dict[str, float]) -> dict[str, str]:
