@@ -72,6 +72,7 @@ def tiny_config(data: Path, out: Path, **kw: object) -> TrainConfig:
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_training_improves_validation_and_writes_a_run(faces: Path, tmp_path: Path) -> None:
     config = tiny_config(faces, tmp_path / "run", epochs=3, steps_per_epoch=12, lr=3e-3).resolved()
     trainer = Trainer(config, dist_info_from_env(), torch.device("cpu"))
@@ -106,6 +107,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(path).state_dict
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_same_step(
     faces: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
