@@ -17,6 +17,7 @@ from PIL import Image
 
 from conftest import shared_set
 from facemetric.cli import main
+from facemetric.errors import ConfigError
 from facemetric.evaluate import metrics as M
 from facemetric.evaluate.embed import EmbeddingSet
 from facemetric.evaluate.protocols import read_pairs
@@ -291,3 +292,15 @@ def test_embed_console_script_detects_and_aligns(tmp_path: Path, untrained_tiny_
     again = embed_folder(untrained_tiny_checkpoint, data, workers=0, progress=False, cache=False)
     assert again.paths == paths
     assert np.allclose(again.embeddings, emb, atol=1e-5)
+
+
+def test_promote_removes_a_stale_onnx_export(three_runs: dict[str, Path]) -> None:
+    from facemetric.evaluate import promote
+
+    stale = best_model_path().with_suffix(".onnx")
+    stale.write_bytes(b"an export of some older model")
+    dst = promote(three_runs["blind"])
+    assert dst == best_model_path() and not stale.exists()
+    assert load_checkpoint(dst).meta["promoted_run"] == "blind"
+    with pytest.raises(ConfigError, match="already the promoted model"):
+        promote("best")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,42 @@ def fingerprint(
     return fp
 
 
+def verification_metrics(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    folds: np.ndarray,
+    target_far: float = 1e-3,
+    method: str = "far",
+) -> dict[str, Any]:
+    """The verification numbers of the JSON report (also used by the dlib baseline).
+
+    With fewer than two folds in the protocol, pairs are cut into 10 folds in file order.
+    """
+    if len(np.unique(folds)) < 2:
+        folds = M.assign_folds(len(scores), 10)
+    kf = M.kfold_accuracy(scores, labels, folds)
+    eer, eer_t = M.eer(scores, labels)
+    out: dict[str, Any] = {
+        "genuine_pairs": int(labels.sum()),
+        "impostor_pairs": int((~labels).sum()),
+        "folds": len(kf.fold_accuracies),
+        "accuracy": kf.mean,
+        "accuracy_std": kf.std,
+        "fold_accuracies": kf.fold_accuracies,
+        "fold_thresholds": kf.fold_thresholds,
+        "auc": M.auc(scores, labels),
+        "eer": eer,
+        "eer_threshold": eer_t,
+    }
+    for target in FAR_TARGETS:
+        op = M.tar_at_far(scores, labels, target)
+        out[far_key("tar_at_far", target)] = op.tar
+        out[far_key("threshold_at_far", target)] = op.threshold
+    out["calibration"] = M.calibrate_threshold(scores, labels, target_far, method)
+    out["threshold"] = out["calibration"]["threshold"]
+    return out
+
+
 def _verification(
     emb: Any, config: EvaluateConfig
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray, EmbeddingSet, PairsProtocol]:
@@ -161,37 +198,18 @@ def _verification(
     scores = np.sum(a.astype(np.float64) * b, axis=1)
     labels = np.array([p.same for p in pairs])
     folds = np.array([p.fold for p in pairs])
-    if len(np.unique(folds)) < 2:
-        folds = M.assign_folds(len(pairs), 10)
-    kf = M.kfold_accuracy(scores, labels, folds)
-    eer, eer_t = M.eer(scores, labels)
     out: dict[str, Any] = {
         "protocol": str(protocol.path),
         "format": protocol.format,
         "root": str(config.root),
         "pairs": len(pairs),
-        "genuine_pairs": int(labels.sum()),
-        "impostor_pairs": int((~labels).sum()),
-        "folds": len(kf.fold_accuracies),
         "pairs_missing_images": dropped_missing,
         "pairs_unreadable_images": len(protocol.pairs) - len(pairs),
         "unreadable_images": sorted(es.errors),
         "faces_found": float(es.found.mean()),
-        "accuracy": kf.mean,
-        "accuracy_std": kf.std,
-        "fold_accuracies": kf.fold_accuracies,
-        "fold_thresholds": kf.fold_thresholds,
-        "auc": M.auc(scores, labels),
-        "eer": eer,
-        "eer_threshold": eer_t,
     }
-    for target in FAR_TARGETS:
-        op = M.tar_at_far(scores, labels, target)
-        out[far_key("tar_at_far", target)] = op.tar
-        out[far_key("threshold_at_far", target)] = op.threshold
     method = "eer" if config.eer else "far"
-    out["calibration"] = M.calibrate_threshold(scores, labels, config.target_far, method)
-    out["threshold"] = out["calibration"]["threshold"]
+    out.update(verification_metrics(scores, labels, folds, config.target_far, method))
     return out, scores, labels, es, protocol
 
 
@@ -284,7 +302,11 @@ def evaluate(config: EvaluateConfig) -> Evaluation:
                 "root": str(config.root),
                 "date": doc["created"],
             }
+            onnx = ckpt.with_suffix(".onnx")
+            fresh = onnx.is_file() and onnx.stat().st_mtime >= ckpt.stat().st_mtime
             update_checkpoint(ckpt, threshold=threshold, calibration=calib)
+            if fresh:  # same weights: keep the export beside it counted as up to date
+                os.utime(onnx)
             doc["model"]["calibrated_threshold_stored"] = threshold
     if config.identify is not None:
         ident, es = _identification(emb, config, threshold)
