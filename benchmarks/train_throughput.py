@@ -134,13 +134,14 @@ def parent(args: argparse.Namespace) -> None:
             cmd = [sys.executable, __file__, "--child", "--data", data]
             cmd += ["--backbones", args.backbones, "--precisions", args.precisions]
             cmd += ["--seconds", str(args.seconds), "--rounds", str(args.rounds)]
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                print(proc.stderr[-3000:], file=sys.stderr)
-                raise SystemExit(proc.returncode)
-            for line in proc.stdout.splitlines():
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+            assert proc.stdout is not None
+            for line in proc.stdout:  # print as they come: partial results survive a timeout
                 if line.startswith("RESULT "):
                     rows.append(json.loads(line[7:]))
+                    print(line.strip(), flush=True)
+            if proc.wait() != 0:
+                raise SystemExit(proc.returncode)
     print(f"cores available: {len(os.sched_getaffinity(0))}; load average {os.getloadavg()}")
     header = (
         f"{'backbone':<14}{'precision':<10}{'tcmalloc':<10}{'pipeline':>10}{'bare':>10}{'ratio':>8}"
