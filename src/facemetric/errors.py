@@ -36,3 +36,7 @@ class ModelError(FacemetricError):
 
 class ConfigError(FacemetricError):
     """A configuration value is invalid; the message names the field."""
+
+
+class GalleryError(FacemetricError):
+    """A gallery request cannot be done: unknown or duplicate name, unknown face, empty input."""

@@ -1,0 +1,516 @@
+"""The gallery: people, their reference faces and embeddings per model, in one SQLite file.
+
+Each face keeps its aligned crop (PNG), so a new model re-embeds the gallery from the crops
+without the original photos. Embeddings are keyed by a hash of the model's weights and spec, so
+several models can share one gallery. Every change is one transaction (a crash mid-enrolment
+leaves nothing half-written) and WAL lets readers (the web app) read while one writer adds.
+A change counter, bumped by every write, tells a ``Recognizer`` when to reload.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from facemetric.errors import GalleryError
+
+if TYPE_CHECKING:
+    from facemetric.data.align import AlignedFace
+    from facemetric.models.inference import Embedder
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 10_000
+EMBED_BATCH = 64
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS people (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS faces (
+    id INTEGER PRIMARY KEY,
+    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    source TEXT,
+    crop_png BLOB NOT NULL,
+    box TEXT,
+    landmarks TEXT,
+    created TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);
+CREATE TABLE IF NOT EXISTS embeddings (
+    face_id INTEGER NOT NULL REFERENCES faces(id) ON DELETE CASCADE,
+    model_key TEXT NOT NULL,
+    dim INTEGER NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (face_id, model_key)
+);
+CREATE INDEX IF NOT EXISTS embeddings_model ON embeddings(model_key);
+"""
+
+
+@dataclass(frozen=True)
+class Person:
+    id: int
+    name: str
+    face_count: int
+    created: str
+
+
+@dataclass(frozen=True)
+class Face:
+    """A reference face (without its crop: ``GalleryStore.face_crop`` reads that)."""
+
+    id: int
+    person: str
+    source: str | None
+    box: tuple[float, float, float, float] | None
+    landmarks: list[list[float]] | None
+    created: str
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    """A face to add: its aligned crop and, when known, where it came from."""
+
+    crop: np.ndarray
+    source: str | None = None
+    box: tuple[float, float, float, float] | None = None
+    landmarks: np.ndarray | None = None
+
+    @classmethod
+    def from_aligned(cls, face: AlignedFace, source: str | None = None) -> FaceRecord:
+        det = face.detection
+        box = tuple(float(v) for v in det.box)
+        return cls(face.crop, source, box, np.asarray(det.landmarks))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class GalleryEmbeddings:
+    """Every face's embedding for one model, rows aligned with ``face_ids`` and ``names``."""
+
+    model_key: str
+    vectors: np.ndarray  # (N, D) float32
+    face_ids: np.ndarray  # (N,) int64
+    person_ids: np.ndarray  # (N,) int64
+    names: list[str]
+
+
+def model_key(embedder: Embedder) -> str:
+    """A hash of the embedder's weights and spec (cached on the embedder).
+
+    Calibrating a threshold rewrites the checkpoint file but not the weights, so the key hashes
+    the tensors, not the file: the gallery is not re-embedded for a new threshold.
+    """
+    cached = getattr(embedder, "model_key", None) or getattr(embedder, "_gallery_model_key", None)
+    if isinstance(cached, str):
+        return cached
+    model = getattr(embedder, "model", None)
+    if model is not None and hasattr(model, "state_dict"):
+        state = model.state_dict()
+    else:
+        from facemetric.models.checkpoint import load_checkpoint
+
+        state = load_checkpoint(embedder.checkpoint_path).state_dict
+    key = weights_key(embedder.spec.to_dict(), state)
+    with contextlib.suppress(AttributeError):  # an embedder with __slots__ just recomputes
+        embedder._gallery_model_key = key  # type: ignore[attr-defined]
+    return key
+
+
+def weights_key(spec: dict[str, Any], state_dict: dict[str, Any]) -> str:
+    """blake2b over the spec (JSON) and every tensor in name order; 32 hex digits."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps(spec, sort_keys=True).encode())
+    for name in sorted(state_dict):
+        tensor = state_dict[name]
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def encode_png(crop: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(crop, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class GalleryStore:
+    """A gallery in the SQLite file ``path`` (created with its folder when missing).
+
+    Safe to share between threads: each thread gets its own connection.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with self._write() as con:
+                # statement by statement: executescript() would commit the open transaction
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        con.execute(statement)
+                row = con.execute("SELECT version FROM schema_version").fetchone()
+                if row is None:
+                    con.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+                elif row[0] > SCHEMA_VERSION:
+                    raise GalleryError(
+                        f"{self.path}: gallery schema {row[0]} is newer than this facemetric "
+                        f"({SCHEMA_VERSION}); upgrade facemetric"
+                    )
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(f"{self.path}: not a usable gallery database ({exc})") from exc
+
+    # ---- connections and transactions --------------------------------------------------------
+    def _con(self) -> sqlite3.Connection:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            try:
+                con = sqlite3.connect(
+                    self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+                )
+            except sqlite3.Error as exc:
+                raise GalleryError(f"{self.path}: cannot open the gallery ({exc})") from exc
+            con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            con.execute("PRAGMA journal_mode = WAL")
+            con.execute("PRAGMA synchronous = NORMAL")
+            con.execute("PRAGMA foreign_keys = ON")
+            self._local.con = con
+            with self._lock:
+                self._connections.append(con)
+        return con
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``: writers queue, readers go on)."""
+        con = self._con()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield con
+            con.execute(
+                "INSERT INTO meta VALUES ('generation', '1') ON CONFLICT(key) "
+                "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        """Close every thread's connection."""
+        with self._lock:
+            for con in self._connections:
+                with contextlib.suppress(sqlite3.ProgrammingError):  # closed already
+                    con.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    def __enter__(self) -> GalleryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def change_counter(self) -> int:
+        """A number that grows with every committed change (from any process)."""
+        row = self._con().execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    # ---- people ------------------------------------------------------------------------------
+    def add_person(self, name: str) -> Person:
+        """Create an empty person; ``GalleryError`` when the name is empty or taken."""
+        name = _check_name(name)
+        try:
+            with self._write() as con:
+                cur = con.execute(
+                    "INSERT INTO people (name, created) VALUES (?, ?)", (name, _now())
+                )
+        except sqlite3.IntegrityError as exc:
+            raise GalleryError(f"person {name!r} is already in the gallery") from exc
+        return Person(int(cur.lastrowid or 0), name, 0, self._created(name))
+
+    def _created(self, name: str) -> str:
+        row = self._con().execute("SELECT created FROM people WHERE name = ?", (name,)).fetchone()
+        return str(row[0]) if row else ""
+
+    def list_people(self) -> list[Person]:
+        """Everyone, by name, with their number of faces."""
+        rows = self._con().execute(
+            "SELECT p.id, p.name, COUNT(f.id), p.created FROM people p "
+            "LEFT JOIN faces f ON f.person_id = p.id GROUP BY p.id ORDER BY p.name"
+        )
+        return [Person(int(i), n, int(c), str(t)) for i, n, c, t in rows]
+
+    def get_person(self, name: str) -> Person:
+        for person in self.list_people():
+            if person.name == name:
+                return person
+        raise GalleryError(f"person {name!r} is not in the gallery")
+
+    def remove_person(self, name: str) -> int:
+        """Delete a person with their faces, crops and embeddings; returns the faces removed."""
+        with self._write() as con:
+            row = con.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise GalleryError(f"person {name!r} is not in the gallery")
+            count = con.execute("SELECT COUNT(*) FROM faces WHERE person_id = ?", row).fetchone()
+            con.execute("DELETE FROM people WHERE id = ?", row)  # cascades to faces, embeddings
+        return int(count[0])
+
+    # ---- faces -------------------------------------------------------------------------------
+    def add_faces(
+        self,
+        name: str,
+        faces: Sequence[FaceRecord | AlignedFace],
+        embedder: Embedder | None = None,
+    ) -> list[int]:
+        """Add reference faces to ``name`` (created when new), all or nothing; returns face ids.
+
+        With an ``embedder`` the embeddings are computed first and stored in the same
+        transaction; without one they are computed on first use.
+        """
+        name = _check_name(name)
+        records = [f if isinstance(f, FaceRecord) else FaceRecord.from_aligned(f) for f in faces]
+        if not records:
+            raise GalleryError(f"person {name!r}: no faces to add")
+        pngs = [encode_png(_check_crop(r.crop, i)) for i, r in enumerate(records)]
+        vectors = key = None
+        if embedder is not None:
+            key = model_key(embedder)
+            vectors = embedder.embed(np.stack([r.crop for r in records]))
+        now = _now()
+        ids: list[int] = []
+        with self._write() as con:
+            row = con.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                cur = con.execute("INSERT INTO people (name, created) VALUES (?, ?)", (name, now))
+                person_id = int(cur.lastrowid or 0)
+            else:
+                person_id = int(row[0])
+            for i, (record, png) in enumerate(zip(records, pngs, strict=True)):
+                box = None if record.box is None else json.dumps([float(v) for v in record.box])
+                marks = None
+                if record.landmarks is not None:
+                    marks = json.dumps(np.asarray(record.landmarks, float).round(3).tolist())
+                cur = con.execute(
+                    "INSERT INTO faces (person_id, source, crop_png, box, landmarks, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (person_id, record.source, png, box, marks, now),
+                )
+                face_id = int(cur.lastrowid or 0)
+                ids.append(face_id)
+                if vectors is not None:
+                    self._put_embedding(con, face_id, str(key), vectors[i])
+        return ids
+
+    @staticmethod
+    def _put_embedding(con: sqlite3.Connection, face_id: int, key: str, vec: np.ndarray) -> None:
+        v = np.ascontiguousarray(vec, dtype=np.float32)
+        con.execute(
+            "INSERT OR REPLACE INTO embeddings (face_id, model_key, dim, vector) VALUES (?,?,?,?)",
+            (face_id, key, int(v.shape[0]), v.tobytes()),
+        )
+
+    def faces_of(self, name: str) -> list[Face]:
+        """The reference faces of ``name`` in the order they were added."""
+        person = self.get_person(name)
+        rows = self._con().execute(
+            "SELECT id, source, box, landmarks, created FROM faces WHERE person_id = ? ORDER BY id",
+            (person.id,),
+        )
+        return [
+            Face(
+                int(i),
+                name,
+                src,
+                None if box is None else tuple(json.loads(box)),
+                None if marks is None else json.loads(marks),
+                str(t),
+            )
+            for i, src, box, marks, t in rows
+        ]
+
+    def face_thumbnail(self, face_id: int) -> bytes:
+        """The PNG of a face's aligned crop; ``GalleryError`` for an unknown id."""
+        row = (
+            self._con()
+            .execute("SELECT crop_png FROM faces WHERE id = ?", (int(face_id),))
+            .fetchone()
+        )
+        if row is None:
+            raise GalleryError(f"face {face_id} is not in the gallery")
+        return bytes(row[0])
+
+    def face_crop(self, face_id: int) -> np.ndarray:
+        """A face's aligned crop as (S, S, 3) uint8 RGB."""
+        return decode_png(self.face_thumbnail(face_id))
+
+    def count_faces(self) -> int:
+        return int(self._con().execute("SELECT COUNT(*) FROM faces").fetchone()[0])
+
+    # ---- embeddings --------------------------------------------------------------------------
+    def reembed(self, embedder: Embedder, missing_only: bool = False) -> int:
+        """(Re)compute every face's embedding for ``embedder`` from the stored crops.
+
+        Batches of ``EMBED_BATCH`` faces, one transaction each; returns the faces embedded.
+        A face deleted meanwhile is skipped. ``missing_only`` keeps existing embeddings.
+        """
+        key = model_key(embedder)
+        sql = "SELECT f.id FROM faces f"
+        if missing_only:
+            sql += (
+                " WHERE NOT EXISTS (SELECT 1 FROM embeddings e "
+                "WHERE e.face_id = f.id AND e.model_key = ?)"
+            )
+        params = (key,) if missing_only else ()
+        ids = [int(r[0]) for r in self._con().execute(sql + " ORDER BY f.id", params)]
+        done = 0
+        for start in range(0, len(ids), EMBED_BATCH):
+            chunk = ids[start : start + EMBED_BATCH]
+            marks = ",".join("?" * len(chunk))
+            rows = (
+                self._con()
+                .execute(f"SELECT id, crop_png FROM faces WHERE id IN ({marks}) ORDER BY id", chunk)
+                .fetchall()
+            )
+            if not rows:
+                continue
+            vectors = embedder.embed(np.stack([decode_png(bytes(png)) for _, png in rows]))
+            with self._write() as con:
+                for (face_id, _), vec in zip(rows, vectors, strict=True):
+                    if con.execute("SELECT 1 FROM faces WHERE id = ?", (face_id,)).fetchone():
+                        self._put_embedding(con, int(face_id), key, vec)
+                        done += 1
+        return done
+
+    def model_keys(self) -> dict[str, int]:
+        """Model keys with stored embeddings and how many faces each covers."""
+        rows = self._con().execute(
+            "SELECT model_key, COUNT(*) FROM embeddings GROUP BY model_key ORDER BY model_key"
+        )
+        return {str(k): int(n) for k, n in rows}
+
+    def embeddings(
+        self, key_or_embedder: str | Embedder, compute_missing: bool = True
+    ) -> GalleryEmbeddings:
+        """Every face's embedding for one model, ordered by person then face.
+
+        Given an embedder, faces without an embedding for it are embedded first (on demand).
+        """
+        if isinstance(key_or_embedder, str):
+            key = key_or_embedder
+        else:
+            key = model_key(key_or_embedder)
+            if compute_missing:
+                self.reembed(key_or_embedder, missing_only=True)
+        con = self._con()
+        con.execute("BEGIN")  # one snapshot for the rows below
+        try:
+            rows = con.execute(
+                "SELECT f.id, p.id, p.name, e.dim, e.vector FROM embeddings e "
+                "JOIN faces f ON f.id = e.face_id JOIN people p ON p.id = f.person_id "
+                "WHERE e.model_key = ? ORDER BY p.name, f.id",
+                (key,),
+            ).fetchall()
+        finally:
+            con.execute("COMMIT")
+        dims = {int(r[3]) for r in rows}
+        if len(dims) > 1:
+            raise GalleryError(f"{self.path}: model {key} has embeddings of sizes {sorted(dims)}")
+        dim = dims.pop() if dims else 0
+        vectors = np.zeros((len(rows), dim), np.float32)
+        for i, row in enumerate(rows):
+            vectors[i] = np.frombuffer(row[4], dtype=np.float32)
+        return GalleryEmbeddings(
+            model_key=key,
+            vectors=vectors,
+            face_ids=np.array([r[0] for r in rows], np.int64),
+            person_ids=np.array([r[1] for r in rows], np.int64),
+            names=[str(r[2]) for r in rows],
+        )
+
+    # ---- export ------------------------------------------------------------------------------
+    def export(self, path: str | Path, embedder: Embedder | str | None = None) -> Path:
+        """Write embeddings (``.npz``) and metadata (``.json`` beside it) for other tools.
+
+        Without ``embedder`` the store must hold embeddings of exactly one model.
+        """
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        if embedder is None:
+            keys = self.model_keys()
+            if len(keys) != 1:
+                raise GalleryError(
+                    f"{self.path}: embeddings of {len(keys)} models stored; name one with --model"
+                )
+            embedder = next(iter(keys))
+        emb = self.embeddings(embedder)
+        if len(emb.face_ids) == 0:
+            raise GalleryError(f"{self.path}: the gallery is empty, nothing to export")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            path,
+            embeddings=emb.vectors,
+            face_ids=emb.face_ids,
+            person_ids=emb.person_ids,
+            names=np.array(emb.names),
+        )
+        faces = {f.id: f for p in self.list_people() for f in self.faces_of(p.name)}
+        meta = {
+            "gallery": str(self.path),
+            "model_key": emb.model_key,
+            "dim": int(emb.vectors.shape[1]),
+            "count": len(emb.face_ids),
+            "people": [p.__dict__ for p in self.list_people()],
+            "faces": [faces[int(i)].__dict__ for i in emb.face_ids],
+            "exported": _now(),
+        }
+        path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+        return path
+
+
+def _check_name(name: str) -> str:
+    cleaned = str(name).strip()
+    if not cleaned or any(ord(c) < 32 for c in cleaned) or "/" in cleaned or "\\" in cleaned:
+        raise GalleryError(f"name: {name!r} must be non-empty, without slashes or control chars")
+    return cleaned
+
+
+def _check_crop(crop: np.ndarray, i: int) -> np.ndarray:
+    arr = np.asarray(crop)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8 or arr.shape[0] < 8:
+        raise GalleryError(
+            f"face #{i + 1}: expected an aligned (S, S, 3) uint8 crop, got {arr.dtype} {arr.shape}"
+        )
+    return arr

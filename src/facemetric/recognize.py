@@ -1,0 +1,271 @@
+"""The Recognizer: photo or frame -> every face -> who it is (or unknown).
+
+One object serves the CLI and the web app: detect every face, align it, embed all faces of the
+frame in one batch, search the gallery and report, per face, the best identities (one candidate per
+person, their best face). A face is someone only when the similarity reaches the threshold (the
+model's calibrated one unless overridden): otherwise it is reported as unknown, never as the
+nearest person. Thread-safe: the web app calls it from several worker threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from facemetric.errors import ConfigError, FaceNotFoundError, GalleryError
+from facemetric.gallery.index import SearchIndex, create_index
+from facemetric.gallery.store import FaceRecord, GalleryEmbeddings, GalleryStore, model_key
+
+if TYPE_CHECKING:
+    from facemetric.data.detect import FaceDetector
+    from facemetric.models.inference import Embedder, Engine
+
+
+@dataclass(frozen=True)
+class Candidate:
+    identity: str
+    similarity: float
+    face_id: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "identity": self.identity,
+            "similarity": round(float(self.similarity), 4),
+            "face_id": int(self.face_id),
+        }
+
+
+@dataclass(frozen=True)
+class FaceMatch:
+    """One face of the image: where it is and who it is (``identity`` None = unknown)."""
+
+    box: tuple[float, float, float, float]
+    landmarks: np.ndarray
+    score: float
+    identity: str | None
+    similarity: float
+    is_match: bool
+    gallery_face_id: int | None
+    top_k: list[Candidate] = field(default_factory=list)
+    nearest: str | None = None  # the best candidate even when below the threshold
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": [round(float(v), 2) for v in self.box],
+            "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks],
+            "score": round(float(self.score), 4),
+            "identity": self.identity,
+            "similarity": round(float(self.similarity), 4),
+            "is_match": bool(self.is_match),
+            "gallery_face_id": self.gallery_face_id,
+            "top_k": [c.to_dict() for c in self.top_k],
+        }
+
+
+def per_person_top_k(
+    sims: np.ndarray, rows: np.ndarray, matrix: GalleryEmbeddings, k: int
+) -> list[Candidate]:
+    """The best ``k`` people for one query from its face hits (best first), best face each."""
+    out: list[Candidate] = []
+    seen: set[str] = set()
+    for sim, row in zip(sims, rows, strict=True):
+        if row < 0:
+            continue
+        name = matrix.names[int(row)]
+        if name in seen:
+            continue
+        seen.add(name)
+        out.append(Candidate(name, float(sim), int(matrix.face_ids[int(row)])))
+        if len(out) == k:
+            break
+    return out
+
+
+class Recognizer:
+    """Detect, align, embed and match faces against a ``GalleryStore``."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        store: GalleryStore,
+        detector: FaceDetector,
+        threshold: float | None = None,
+        top_k: int = 3,
+        flip: bool = False,
+        index: str = "auto",
+    ) -> None:
+        if top_k < 1:
+            raise ConfigError(f"top_k: must be at least 1, got {top_k}")
+        self.embedder = embedder
+        self.store = store
+        self.detector = detector
+        self._threshold = threshold
+        self.top_k = top_k
+        self.flip = flip
+        self.index_name = index
+        self.model_key = model_key(embedder)
+        self._lock = threading.RLock()
+        self._detect_lock = threading.Lock()
+        self._matrix: GalleryEmbeddings | None = None
+        self._generation = -1
+        self._index: SearchIndex | None = None
+        self._faces_per_person = 1
+
+    @classmethod
+    def from_paths(
+        cls,
+        model: str | Path | None = None,
+        db: str | Path | None = None,
+        engine: Engine = "auto",
+        detector: str = "retinaface",
+        **kwargs: Any,
+    ) -> Recognizer:
+        """The promoted model (or ``model``) with the default gallery (or ``db``)."""
+        from facemetric.data.detect import create_detector
+        from facemetric.models import load_embedder
+        from facemetric.paths import default_gallery_path
+
+        embedder = load_embedder(model, engine=engine)
+        store = GalleryStore(db if db is not None else default_gallery_path())
+        return cls(embedder, store, create_detector(detector), **kwargs)
+
+    @property
+    def threshold(self) -> float:
+        """The match threshold: the override given, else the model's calibrated one."""
+        if self._threshold is not None:
+            return float(self._threshold)
+        return float(self.embedder.threshold)
+
+    @property
+    def input_size(self) -> int:
+        return int(self.embedder.spec.input_size)
+
+    # ---- gallery snapshot -----------------------------------------------------------------------
+    def reload(self) -> None:
+        """Re-read the gallery (embedding faces that lack this model's embedding)."""
+        with self._lock:
+            # Read the counter first: a change made while reading triggers another reload.
+            generation = self.store.change_counter()
+            matrix = self.store.embeddings(self.embedder, compute_missing=True)
+            if (
+                matrix.vectors.shape[0]
+                and matrix.vectors.shape[1] != self.embedder.spec.embedding_dim
+            ):
+                raise GalleryError(
+                    f"{self.store.path}: embeddings of {matrix.vectors.shape[1]} values stored "
+                    f"for a model of {self.embedder.spec.embedding_dim}"
+                )
+            self._matrix = matrix
+            self._index = create_index(self.index_name, matrix.vectors)
+            counts: dict[str, int] = {}
+            for name in matrix.names:
+                counts[name] = counts.get(name, 0) + 1
+            self._faces_per_person = max(counts.values(), default=1)
+            self._generation = generation
+
+    def _current(self) -> tuple[GalleryEmbeddings, SearchIndex, int]:
+        with self._lock:
+            if self._matrix is None or self.store.change_counter() != self._generation:
+                self.reload()
+            assert self._matrix is not None and self._index is not None  # set by reload
+            return self._matrix, self._index, self._faces_per_person
+
+    # ---- recognition ----------------------------------------------------------------------------
+    def detect(self, image: np.ndarray) -> list[Any]:
+        """Every face of ``image`` aligned for this model, largest first."""
+        from facemetric.data.align import detect_and_align
+
+        image = _check_image(image)
+        with self._detect_lock:
+            return detect_and_align(image, self.detector, size=self.input_size)
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        with self._lock:
+            return self.embedder.embed(crops, flip=self.flip)
+
+    def match(
+        self, embeddings: np.ndarray, threshold: float | None = None, top_k: int | None = None
+    ) -> list[tuple[list[Candidate], bool]]:
+        """Per embedding: the best people (one per person) and whether the best one matches."""
+        t = self.threshold if threshold is None else float(threshold)
+        k = self.top_k if top_k is None else int(top_k)
+        if k < 1:
+            raise ConfigError(f"top_k: must be at least 1, got {k}")
+        matrix, index, per_person = self._current()
+        if len(index) == 0 or len(embeddings) == 0:
+            return [([], False) for _ in range(len(embeddings))]
+        # k people are among the k * (most faces of one person) best faces.
+        sims, rows = index.search(embeddings, min(len(index), k * per_person))
+        out = []
+        for s, r in zip(sims, rows, strict=True):
+            cands = per_person_top_k(s, r, matrix, k)
+            out.append((cands, bool(cands) and cands[0].similarity >= t))
+        return out
+
+    def recognize(
+        self, image: np.ndarray, threshold: float | None = None, top_k: int | None = None
+    ) -> list[FaceMatch]:
+        """Every face in ``image`` (HxWx3 uint8 RGB) with who it is; [] when there is none."""
+        faces = self.detect(image)
+        if not faces:
+            return []
+        emb = self.embed(np.stack([f.crop for f in faces]))
+        results = []
+        for face, (cands, ok) in zip(faces, self.match(emb, threshold, top_k), strict=True):
+            best = cands[0] if cands else None
+            det = face.detection
+            results.append(
+                FaceMatch(
+                    box=tuple(float(v) for v in det.box),  # type: ignore[arg-type]
+                    landmarks=np.asarray(det.landmarks, np.float32),
+                    score=float(det.score),
+                    identity=best.identity if ok and best else None,
+                    similarity=best.similarity if best else -1.0,
+                    is_match=ok,
+                    gallery_face_id=best.face_id if ok and best else None,
+                    top_k=cands,
+                    nearest=best.identity if best else None,
+                )
+            )
+        return results
+
+    def enroll(
+        self, name: str, images: list[np.ndarray], sources: list[str] | None = None
+    ) -> list[int]:
+        """Add the largest face of each image as a reference face of ``name`` (created if new).
+
+        All images are checked first: one without a face raises ``FaceNotFoundError`` and
+        nothing is added."""
+        if not images:
+            raise GalleryError(f"no photos given for {name!r}: nothing to enrol")
+        labels = sources or [f"photo {i + 1}" for i in range(len(images))]
+        records: list[FaceRecord] = []
+        for image, label in zip(images, labels, strict=True):
+            faces = self.detect(image)
+            if not faces:
+                raise FaceNotFoundError(label)
+            det = faces[0].detection
+            records.append(
+                FaceRecord(
+                    faces[0].crop,
+                    sources[len(records)] if sources else None,
+                    det.box,
+                    det.landmarks,
+                )
+            )
+        with self._lock:
+            ids = self.store.add_faces(name, records, self.embedder)
+        return ids
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ConfigError(
+            f"image: expected an HxWx3 uint8 RGB array, got {image.shape} {image.dtype}"
+        )
+    return np.ascontiguousarray(image)
