@@ -251,7 +251,7 @@ COLUMNS = [
     ("rank-1", "rank1"),
     ("rank-5", "rank5"),
     ("TPIR@1e-2", "tpir_at_fpir_1e-2"),
-    ("strangers", "strangers_matched"),
+    ("strangers matched", "strangers_matched"),
 ]
 
 

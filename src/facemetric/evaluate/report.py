@@ -170,7 +170,12 @@ def plot_roc(
 
 
 def plot_similarity(
-    scores: np.ndarray, labels: np.ndarray, threshold: float | None, path: Path, title: str
+    scores: np.ndarray,
+    labels: np.ndarray,
+    threshold: float | None,
+    path: Path,
+    title: str,
+    xlabel: str = "cosine similarity",
 ) -> None:
     plt = _figure()
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
@@ -184,7 +189,7 @@ def plot_similarity(
         ax.hist(scores[sel], bins=bins, histtype="step", color=colour, lw=1.0)
     if threshold is not None and math.isfinite(threshold):
         ax.axvline(threshold, color="k", ls="--", lw=1.2, label=f"threshold {threshold:.3f}")
-    ax.set_xlabel("cosine similarity")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("pairs")
     ax.set_title(title)
     ax.legend(fontsize=8)
@@ -252,6 +257,7 @@ def write_report(evaluation: Evaluation, out: str | Path, map_method: str = "pca
             evaluation.threshold,
             out / PLOTS[1],
             f"Pair similarities: {name}",
+            doc.get("verification", {}).get("similarity", "cosine similarity"),
         )
         plots += list(PLOTS[:2])
     if len(evaluation.map_labels) >= 3:
