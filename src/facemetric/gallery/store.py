@@ -291,7 +291,7 @@ class GalleryStore:
     def add_faces(
         self,
         name: str,
-        faces: Sequence[FaceRecord | AlignedFace],
+        faces: Sequence[FaceRecord | AlignedFace | np.ndarray],
         embedder: Embedder | None = None,
     ) -> list[int]:
         """Add reference faces to ``name`` (created when new), all or nothing; returns face ids.
@@ -300,7 +300,7 @@ class GalleryStore:
         transaction; without one they are computed on first use.
         """
         name = _check_name(name)
-        records = [f if isinstance(f, FaceRecord) else FaceRecord.from_aligned(f) for f in faces]
+        records = [_as_record(f) for f in faces]
         if not records:
             raise GalleryError(f"person {name!r}: no faces to add")
         pngs = [encode_png(_check_crop(r.crop, i)) for i, r in enumerate(records)]
@@ -505,6 +505,15 @@ def _check_name(name: str) -> str:
     if not cleaned or any(ord(c) < 32 for c in cleaned) or "/" in cleaned or "\\" in cleaned:
         raise GalleryError(f"name: {name!r} must be non-empty, without slashes or control chars")
     return cleaned
+
+
+def _as_record(face: FaceRecord | AlignedFace | np.ndarray) -> FaceRecord:
+    """A face to add from a record, an ``AlignedFace`` or a bare aligned crop."""
+    if isinstance(face, FaceRecord):
+        return face
+    if isinstance(face, np.ndarray):
+        return FaceRecord(face)
+    return FaceRecord.from_aligned(face)
 
 
 def _check_crop(crop: np.ndarray, i: int) -> np.ndarray:
