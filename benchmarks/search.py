@@ -1,0 +1,86 @@
+"""Gallery search speed: 1 and 64 queries against 10k, 100k and 1M random unit vectors.
+
+Back ends: ``exact`` (numpy matrix product + argpartition), ``faiss`` (IndexFlatIP with the BLAS
+threshold lowered, as ``facemetric.gallery.index`` sets it) and ``faiss-default`` (faiss-cpu's own
+threshold of 128,000 queries, to show why it is lowered). Median milliseconds per search call over
+``--repeats`` calls, and each back end's ratio to exact. Results are checked to agree::
+
+    .venv/bin/python benchmarks/search.py
+    .venv/bin/python benchmarks/search.py --sizes 10000 100000 --dims 128 --repeats 20
+
+Goal (issue 5): one query against 1M faces in <= 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import time
+
+import numpy as np
+
+
+def unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    x = rng.standard_normal((n, dim), dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+def timed(index: object, queries: np.ndarray, k: int, repeats: int) -> float:
+    """Median milliseconds of ``index.search(queries, k)`` after one warm-up call."""
+    fn = functools.partial(index.search, queries, k)  # type: ignore[attr-defined]
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--dims", type=int, nargs="+", default=[128, 512])
+    parser.add_argument("--queries", type=int, nargs="+", default=[1, 64])
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+
+    import faiss
+
+    from facemetric.gallery.index import ExactIndex, FaissIndex
+
+    rng = np.random.default_rng(0)
+    FaissIndex(unit(rng, 2, 8))  # sets the threshold as the gallery does
+    lowered = int(faiss.cvar.distance_compute_blas_threshold)
+    print(f"faiss {faiss.__version__} (BLAS threshold {lowered}), k={args.k}, ", end="")
+    print(f"median of {args.repeats} calls, ms per call")
+    header = f"{'entries':>9} {'dim':>4} {'queries':>7} {'exact':>9} {'faiss':>9} "
+    print(header + f"{'faiss-default':>13} {'faiss/exact':>11} {'default/exact':>13}")
+    for dim in args.dims:
+        for n in args.sizes:
+            gallery = unit(rng, n, dim)
+            exact, fast = ExactIndex(gallery), FaissIndex(gallery)
+            for q in args.queries:
+                queries = unit(rng, q, dim)
+                s1, _ = exact.search(queries, args.k)
+                s2, _ = fast.search(queries, args.k)
+                assert np.allclose(s1, s2, atol=1e-4), "faiss and exact disagree"
+                t_exact = timed(exact, queries, args.k, args.repeats)
+                faiss.cvar.distance_compute_blas_threshold = lowered
+                t_faiss = timed(fast, queries, args.k, args.repeats)
+                faiss.cvar.distance_compute_blas_threshold = 128_000  # faiss-cpu's default
+                t_default = timed(fast, queries, args.k, args.repeats)
+                faiss.cvar.distance_compute_blas_threshold = lowered
+                print(
+                    f"{n:>9,} {dim:>4} {q:>7} {t_exact:>9.2f} {t_faiss:>9.2f} {t_default:>13.2f} "
+                    f"{t_faiss / t_exact:>11.2f} {t_default / t_exact:>13.2f}",
+                    flush=True,
+                )
+            del exact, fast, gallery
+
+
+if __name__ == "__main__":
+    main()
