@@ -257,9 +257,12 @@ class Recognizer:
                     det.landmarks,
                 )
             )
-        with self._lock:
-            ids = self.store.add_faces(name, records, self.embedder)
-        return ids
+        return self.add_faces(name, records)
+
+    def add_faces(self, name: str, records: list[FaceRecord]) -> list[int]:
+        """Store aligned faces of ``name`` with this model's embeddings (one transaction)."""
+        with self._lock:  # the embedder is not re-entrant across threads
+            return self.store.add_faces(name, records, self.embedder)
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
