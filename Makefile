@@ -6,7 +6,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data/celeba-wild
-WORK ?= work
+WORK ?= work/demo
 APT_PACKAGES := chromium ffmpeg libtcmalloc-minimal4
 STAMP := $(VENV)/.installed
 
