@@ -1,0 +1,158 @@
+"""Per-frame latency of the whole Recognizer against the face_recognition pipeline.
+
+One 640x480 JPEG frame with one face (the scikit-image astronaut photo, or ``--photo``):
+decode, detect (RetinaFace), align, embed (ResNet50, random weights: latency does not depend on
+them), search a 10,000-face gallery; p50 and p95 over ``--frames`` frames. The baseline does the
+same job the way ``face_recognition`` does it (dlib HOG detector, 5-point shape predictor,
+128-d ResNet descriptor, numpy distances to 10,000 faces), run with the dlib virtual
+environment's Python (``work/.venv-dlib``, never a facemetric dependency) in the same run::
+
+    .venv/bin/python benchmarks/recognizer_latency.py [--frames 50] [--engine torch|onnx]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+DLIB_PY = REPO / "work" / ".venv-dlib" / "bin" / "python"
+
+DLIB_SCRIPT = r"""
+import sys, time, numpy as np, dlib, face_recognition_models as frm
+from PIL import Image
+import io
+data = open(sys.argv[1], "rb").read(); frames = int(sys.argv[2]); n = int(sys.argv[3])
+hog = dlib.get_frontal_face_detector()
+pose = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
+enc = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
+gallery = np.random.default_rng(0).normal(size=(n, 128)).astype(np.float64)
+times = []
+for i in range(frames + 3):
+    t = time.perf_counter()
+    img = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    boxes = hog(img, 1)  # face_recognition.face_locations default: 1 upsample
+    descs = [np.array(enc.compute_face_descriptor(img, pose(img, b), 1)) for b in boxes]
+    for d in descs:
+        np.argmin(np.linalg.norm(gallery - d, axis=1))
+    if i >= 3:
+        times.append(time.perf_counter() - t)
+print(len(boxes), *times)
+"""
+
+
+def frame_jpeg(photo: Path | None) -> bytes:
+    if photo is None:
+        from skimage import data
+
+        img = Image.fromarray(data.astronaut())
+    else:
+        img = Image.open(photo).convert("RGB")
+    img.thumbnail((640, 480))
+    canvas = Image.new("RGB", (640, 480), (90, 90, 90))
+    canvas.paste(img, ((640 - img.width) // 2, (480 - img.height) // 2))
+    buf = io.BytesIO()
+    canvas.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+class RandomEmbedder:
+    """Fills the gallery with random unit vectors under the real model's key."""
+
+    def __init__(self, key: str, dim: int) -> None:
+        self.model_key, self.dim = key, dim
+        self.rng = np.random.default_rng(0)
+
+    def embed(self, faces: np.ndarray, flip: bool = False) -> np.ndarray:
+        x = self.rng.normal(size=(len(faces), self.dim)).astype(np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def facemetric_times(data: bytes, frames: int, n: int, engine: str, tmp: Path) -> list[float]:
+    import torch
+
+    from facemetric.data.detect import create_detector
+    from facemetric.data.image import decode_image_bytes
+    from facemetric.gallery.store import GalleryStore, model_key
+    from facemetric.models import ModelSpec, build_model, load_embedder, save_checkpoint
+    from facemetric.recognize import Recognizer
+
+    torch.manual_seed(0)
+    ckpt = tmp / "r50.pt"
+    save_checkpoint(ckpt, build_model(ModelSpec(backbone="resnet50")).eval())
+    if engine == "onnx":
+        from facemetric.models.export import export_onnx
+
+        export_onnx(ckpt)
+    embedder = load_embedder(ckpt, engine=engine)  # type: ignore[arg-type]
+    store = GalleryStore(tmp / "g.db")
+    fake = RandomEmbedder(model_key(embedder), embedder.spec.embedding_dim)
+    crops = np.zeros((500, 16, 16, 3), np.uint8)
+    for i in range(n // 500):
+        store.add_faces(f"person{i:03d}", list(crops), fake)  # type: ignore[arg-type]
+    rec = Recognizer(embedder, store, create_detector("retinaface"))
+    times = []
+    for i in range(frames + 3):
+        t = time.perf_counter()
+        matches = rec.recognize(decode_image_bytes(data, "frame"))
+        if i >= 3:  # warm-up: first index build, lazy initialisation
+            times.append(time.perf_counter() - t)
+    assert len(matches) == 1, f"expected one face, found {len(matches)}"
+    return times
+
+
+def stats(times: list[float]) -> tuple[float, float]:
+    ms = np.array(times) * 1000
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 95))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--frames", type=int, default=50)
+    ap.add_argument("--gallery", type=int, default=10_000)
+    ap.add_argument("--engine", default="onnx", choices=("torch", "onnx"))
+    ap.add_argument("--photo", type=Path)
+    args = ap.parse_args()
+    data = frame_jpeg(args.photo)
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = stats(facemetric_times(data, args.frames, args.gallery, args.engine, Path(tmp)))
+        print(
+            f"facemetric ({args.engine}, ResNet50 112px, RetinaFace, {args.gallery} faces): "
+            f"p50 {ours[0]:.1f} ms  p95 {ours[1]:.1f} ms",
+            flush=True,
+        )
+        if not DLIB_PY.is_file():
+            print(f"face_recognition baseline skipped: no dlib environment at {DLIB_PY}")
+            return
+        photo = Path(tmp) / "frame.jpg"
+        photo.write_bytes(data)
+        done = subprocess.run(
+            [str(DLIB_PY), "-c", DLIB_SCRIPT, str(photo), str(args.frames), str(args.gallery)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            print(f"face_recognition baseline failed: {done.stderr.strip()[-500:]}")
+            return
+        found, *rest = done.stdout.split()
+        base = stats([float(x) for x in rest])
+        print(
+            f"face_recognition pipeline (dlib HOG + 128-d ResNet, {found} face): "
+            f"p50 {base[0]:.1f} ms  p95 {base[1]:.1f} ms"
+        )
+        print(
+            f"ratio p50 baseline/facemetric: {base[0] / ours[0]:.2f}x  (goal: >= 3x; "
+            f"goal p50 <= 30 ms: {'met' if ours[0] <= 30 else 'not met'})"
+        )
+
+
+if __name__ == "__main__":
+    main()
