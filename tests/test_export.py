@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -120,3 +121,25 @@ def test_export_into_a_folder_and_promoted_model(untrained_tiny_checkpoint: Path
     best.write_bytes(untrained_tiny_checkpoint.read_bytes())
     report = export_onnx(None, out=tmp_path)  # None = the promoted model; a folder keeps the name
     assert report.path == tmp_path / "best.onnx" and report.checkpoint == best
+
+
+def test_int8_quantisation_stays_close_to_float(untrained_tiny_checkpoint: Path, tmp_path: Path):
+    from facemetric.models.export import quantize_int8
+
+    orl = shared_set("orl")
+    calib = np.stack(
+        [cv2.resize(load_image(orl / f"s{i}" / "2.pgm"), (112, 112)) for i in range(1, 33)]
+    )
+    report = export_onnx(untrained_tiny_checkpoint, out=tmp_path / "f32.onnx")
+    int8 = quantize_int8(report.path, calib, model=untrained_tiny_checkpoint)
+    assert int8 == tmp_path / "f32.int8.onnx" and int8.stat().st_size < report.path.stat().st_size
+    ckpt = load_checkpoint(untrained_tiny_checkpoint)
+    faces = real_faces(8)  # other photos than the calibration ones
+    a = OnnxEmbedder(ckpt, report.path).embed(faces)
+    b = OnnxEmbedder(ckpt, int8).embed(faces)
+    cosines = (a * b).sum(axis=1)
+    assert cosines.min() > 0.95, cosines
+    with pytest.raises(ConfigError, match="at least 16"):
+        quantize_int8(report.path, calib[:3], model=untrained_tiny_checkpoint)
+    with pytest.raises(ModelError, match="absent.onnx"):
+        quantize_int8(tmp_path / "absent.onnx", calib, model=untrained_tiny_checkpoint)

@@ -147,6 +147,67 @@ def _session(onnx_path: Path, threads: int | None = None) -> Any:
         raise ModelError(f"{onnx_path}: not a readable ONNX model ({exc})") from exc
 
 
+class _CropReader:
+    """Feeds preprocessed calibration crops to ONNX Runtime's quantiser, ``batch`` at a time."""
+
+    def __init__(self, crops: np.ndarray, spec: Any, batch: int = 16) -> None:
+        self.batches = [preprocess(crops[i : i + batch], spec) for i in range(0, len(crops), batch)]
+        self.pos = 0
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.pos >= len(self.batches):
+            return None
+        self.pos += 1
+        return {INPUT_NAME: self.batches[self.pos - 1]}
+
+    def rewind(self) -> None:
+        self.pos = 0
+
+
+def quantize_int8(
+    onnx_path: str | Path,
+    crops: np.ndarray,
+    model: str | Path | None = None,
+    out: str | Path | None = None,
+) -> Path:
+    """Static int8 quantisation (QDQ, per-channel weights) of an exported model.
+
+    ``crops`` (N, S, S, 3) uint8 are real aligned faces for calibrating activation ranges (a
+    few hundred, from identities outside any evaluation set). Keep the int8 model only when its
+    verification accuracy is within 0.5 points of the float one (``benchmarks/int8_accuracy.py``
+    measures both). ``out`` defaults to ``NAME.int8.onnx`` beside ``onnx_path``.
+    """
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise ModelError(f"{onnx_path}: ONNX model not found; export it first")
+    crops = np.asarray(crops)
+    if crops.ndim != 4 or crops.shape[-1] != 3 or crops.dtype != np.uint8 or len(crops) < 16:
+        raise ConfigError(
+            f"crops: need at least 16 aligned (N, S, S, 3) uint8 crops, got {crops.dtype} "
+            f"{crops.shape}"
+        )
+    spec = load_checkpoint(resolve_model_path(model)).spec
+    target = Path(out) if out is not None else onnx_path.with_suffix(".int8.onnx")
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
+        result = Path(tmp) / "int8.onnx"
+        quantize_static(
+            str(prepared),
+            str(result),
+            _CropReader(crops, spec),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+        )
+        os.replace(result, target)
+    return target
+
+
 class OnnxEmbedder:
     """ONNX Runtime inference with the surface of ``TorchEmbedder``."""
 
