@@ -27,12 +27,14 @@ def unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
     return x
 
 
-def timed(index: object, queries: np.ndarray, k: int, repeats: int) -> float:
-    """Median milliseconds of ``index.search(queries, k)`` after one warm-up call."""
+def timed(index: object, queries: np.ndarray, k: int, repeats: int, budget_s: float = 5.0) -> float:
+    """Median milliseconds of ``index.search(queries, k)`` after one warm-up call: ``repeats``
+    calls, fewer (at least 3) when they would take more than ``budget_s``."""
     fn = functools.partial(index.search, queries, k)  # type: ignore[attr-defined]
     fn()
-    times = []
-    for _ in range(repeats):
+    times: list[float] = []
+    begin = time.perf_counter()
+    while len(times) < repeats and (len(times) < 3 or time.perf_counter() - begin < budget_s):
         start = time.perf_counter()
         fn()
         times.append((time.perf_counter() - start) * 1000)
