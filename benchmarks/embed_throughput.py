@@ -38,6 +38,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=4.0, help="per engine and round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="intra-op threads of both engines (default: all)"
+    )
     args = parser.parse_args()
 
     import torch
@@ -52,12 +55,15 @@ def main() -> None:
     from facemetric.models.export import OnnxEmbedder, export_onnx
 
     torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     spec = ModelSpec(backbone=args.backbone, embedding_dim=args.dim, input_size=args.size)
     with tempfile.TemporaryDirectory() as tmp:
         path = save_checkpoint(Path(tmp) / "model.pt", build_model(spec).eval())
         report = export_onnx(path)
         ckpt = load_checkpoint(path)
-        engines = {"torch": TorchEmbedder(ckpt), "onnx": OnnxEmbedder(ckpt, report.path)}
+        onnx = OnnxEmbedder(ckpt, report.path, threads=args.threads)
+        engines = {"torch": TorchEmbedder(ckpt), "onnx": onnx}
         rng = np.random.default_rng(0)
         batch = rng.integers(0, 256, (args.batch, args.size, args.size, 3), dtype=np.uint8)
         one = batch[:1]
