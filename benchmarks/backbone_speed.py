@@ -52,6 +52,18 @@ def rate(model, batch: int, seconds: float, bf16: bool, channels_last: bool) -> 
     return done / (time.perf_counter() - start)
 
 
+def forward_gflops(model) -> float:
+    """Forward GFLOPs per 112 px image (load-independent, unlike images/s)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model.eval()(torch.randn(1, 3, 112, 112))
+    model.train()
+    return counter.get_total_flops() / 1e9
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -86,12 +98,13 @@ def main() -> None:
         f"{'bf16' if args.bf16 else 'fp32'}, {torch.get_num_threads()} threads, "
         f"median of {args.rounds} rounds"
     )
-    print(f"{'backbone':<10} {'params':>8} {'images/s':>9}  vs torchvision")
+    print(f"{'backbone':<10} {'params':>8} {'GFLOPs':>7} {'images/s':>9}  vs torchvision")
     for name, model in models.items():
         params = sum(p.numel() for p in model.parameters()) / 1e6
         base = PAIRS.get(name)
         ratio = f"{median[name] / median[base]:.2f}x {base}" if base in median else ""
-        print(f"{name:<10} {params:7.1f}M {median[name]:9.1f}  {ratio}")
+        gflops = forward_gflops(model)
+        print(f"{name:<10} {params:7.1f}M {gflops:7.2f} {median[name]:9.2f}  {ratio}")
 
 
 if __name__ == "__main__":

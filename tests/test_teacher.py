@@ -44,6 +44,14 @@ def test_loss_two_by_two_by_hand() -> None:
     assert float(distillation_loss(student, teacher)) == pytest.approx(0.36)
 
 
+def test_loss_centred_teacher_by_hand() -> None:
+    """Teacher rows (2,1) and (0,1) have mean (1,1); centred they are opposite (cosine -1)."""
+    student = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    teacher = torch.tensor([[2.0, 1.0], [0.0, 1.0]])
+    assert float(distillation_loss(student, teacher)) == pytest.approx((0.0 - 1 / 5**0.5) ** 2)
+    assert float(distillation_loss(student, teacher, centre_teacher=True)) == pytest.approx(1.0)
+
+
 def test_loss_zero_when_similarities_agree() -> None:
     """A student that is the teacher in a rotated, larger space copies every similarity."""
     g = torch.Generator().manual_seed(0)
