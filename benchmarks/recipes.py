@@ -59,7 +59,6 @@ def all_recipes() -> list[Recipe]:
 
 
 def train_recipe(recipe: Recipe, args: argparse.Namespace) -> Path:
-    import facemetric.models.iresnet  # noqa: F401 - until backbones.py imports it itself
     from facemetric.train import TrainConfig, train
 
     out = args.out / "runs" / recipe.name

@@ -170,3 +170,7 @@ def tiny(pretrained: str | None = None) -> Backbone:
     model = Backbone(body, 64)
     _apply_pretrained(model, pretrained, None)
     return model
+
+
+# Face-shaped IResNets register themselves on import; kept at the end so the registry exists.
+from facemetric.models import iresnet as _iresnet  # noqa: E402, F401
