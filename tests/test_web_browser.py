@@ -72,11 +72,11 @@ def encode_path(png: Path) -> Path:
 def test_live_page_labels_enrolled_person_and_stranger(
     tmp_path: Path, untrained_tiny_checkpoint: Path
 ) -> None:
-    from facemetric.gallery.store import GalleryStore
-    from facemetric.recognize import Recognizer
     from playwright.sync_api import expect, sync_playwright
 
     from facemetric.data.detect import create_detector
+    from facemetric.gallery.store import GalleryStore
+    from facemetric.recognize import Recognizer
 
     wild = shared_set("celeba-wild")
     people = sorted(p for p in wild.iterdir() if p.is_dir())
