@@ -273,6 +273,16 @@ def test_teacher_missing_is_a_config_error(faces: Path, tmp_path: Path) -> None:
         pytest.skip("facemetric.train.teacher exists; its own tests cover --teacher")
 
 
+def test_fewer_identities_than_batch_p_trains_with_all_of_them(tmp_path: Path) -> None:
+    data = synthetic_faces(tmp_path / "few", identities=4, per_identity=4)
+    run = train(
+        tiny_config(
+            data, tmp_path / "run", batch_p=16, epochs=1, steps_per_epoch=1, val_fraction=0.0
+        )
+    )
+    assert (run / "last.pt").is_file()
+
+
 def test_collapse_and_schedule_helpers() -> None:
     same = torch.nn.functional.normalize(torch.ones(8, 4), dim=1)
     assert embeddings_collapsed(same)

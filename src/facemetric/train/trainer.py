@@ -120,9 +120,19 @@ class Trainer:
             if self.data.val is not None
             else None
         )
+        identities = len(set(self.data.train.labels.tolist()))
+        batch_p = min(config.batch_p, identities)
+        if batch_p < config.batch_p:
+            # A family folder has fewer people than the default batch: use them all.
+            log.warning(
+                "batch_p=%d but the training data has %d identities: using %d per batch",
+                config.batch_p,
+                identities,
+                batch_p,
+            )
         self.sampler = PKSampler(
             self.data.train.labels,
-            config.batch_p,
+            batch_p,
             config.batch_k,
             seed=config.seed,
             rank=info.rank,
