@@ -263,14 +263,9 @@ def test_cli_reports_bad_data_in_one_line(tmp_path: Path, capsys: pytest.Capture
     assert "batch_k=1" in capsys.readouterr().err
 
 
-def test_teacher_missing_is_a_config_error(faces: Path, tmp_path: Path) -> None:
-    try:
-        import facemetric.train.teacher  # noqa: F401
-    except ModuleNotFoundError:
-        with pytest.raises(ConfigError, match="--teacher dlib"):
-            train(tiny_config(faces, tmp_path / "t", teacher="dlib"))
-    else:
-        pytest.skip("facemetric.train.teacher exists; its own tests cover --teacher")
+def test_unknown_teacher_is_a_config_error(faces: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="choose one of dlib"):
+        train(tiny_config(faces, tmp_path / "t", teacher="nosuchteacher"))
 
 
 def test_fewer_identities_than_batch_p_trains_with_all_of_them(tmp_path: Path) -> None:
