@@ -21,7 +21,7 @@ import numpy as np
 
 from facemetric.errors import ConfigError, ModelError
 from facemetric.models.checkpoint import Checkpoint, load_checkpoint, resolve_model_path
-from facemetric.models.inference import l2_normalise, preprocess
+from facemetric.models.inference import BatchEmbedder, preprocess
 
 INPUT_NAME = "faces"
 OUTPUT_NAME = "embeddings"
@@ -214,7 +214,7 @@ def quantize_int8(
     return target
 
 
-class OnnxEmbedder:
+class OnnxEmbedder(BatchEmbedder):
     """ONNX Runtime inference with the surface of ``TorchEmbedder``."""
 
     def __init__(
@@ -250,11 +250,3 @@ class OnnxEmbedder:
             for i in range(0, len(x), self.batch_size)
         ]
         return np.concatenate(out) if out else np.zeros((0, self.spec.embedding_dim), np.float32)
-
-    def embed(self, faces: np.ndarray, flip: bool = False) -> np.ndarray:
-        """(N, S, S, 3) uint8 RGB crops -> (N, D) float32 L2-normalised embeddings."""
-        x = preprocess(faces, self.spec)
-        emb = self._run(x)
-        if flip:
-            emb = emb + self._run(np.ascontiguousarray(x[..., ::-1]))
-        return l2_normalise(emb)

@@ -51,7 +51,27 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-class TorchEmbedder:
+class BatchEmbedder:
+    """What every engine shares: preprocess, optional mirrored pass, L2 normalisation.
+
+    A subclass only runs the network on preprocessed (N, 3, S, S) batches in ``_run``.
+    """
+
+    spec: ModelSpec
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def embed(self, faces: np.ndarray, flip: bool = False) -> np.ndarray:
+        """(N, S, S, 3) uint8 RGB crops -> (N, D) float32 L2-normalised embeddings."""
+        x = preprocess(faces, self.spec)
+        emb = self._run(x)
+        if flip:
+            emb = emb + self._run(np.ascontiguousarray(x[..., ::-1]))
+        return l2_normalise(emb)
+
+
+class TorchEmbedder(BatchEmbedder):
     """Eager PyTorch inference (channels_last, no grad) for a checkpoint."""
 
     def __init__(self, ckpt: Checkpoint, device: str = "cpu", batch_size: int = 64) -> None:
@@ -70,13 +90,6 @@ class TorchEmbedder:
             t = torch.from_numpy(x[i : i + self.batch_size]).to(self.device)
             out.append(self.model(t.contiguous(memory_format=torch.channels_last)).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.spec.embedding_dim), np.float32)
-
-    def embed(self, faces: np.ndarray, flip: bool = False) -> np.ndarray:
-        x = preprocess(faces, self.spec)
-        emb = self._run(x)
-        if flip:
-            emb = emb + self._run(np.ascontiguousarray(x[..., ::-1]))
-        return l2_normalise(emb)
 
 
 def load_embedder(
