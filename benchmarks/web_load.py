@@ -5,6 +5,7 @@ only), enrols one face, then streams 640x480 JPEG frames with one face over /ws/
 flight per client, for a bounded time per setting. Stops by itself.
 
     .venv/bin/python benchmarks/web_load.py [--seconds 15] [--streams 1 4] [--backbone resnet50]
+        [--engine onnx|torch|auto] [--stream-detect-size 320]
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def frame_jpeg() -> bytes:
     return buf.getvalue()
 
 
-def make_checkpoint(folder: Path, backbone: str) -> Path:
+def make_checkpoint(folder: Path, backbone: str, onnx: bool) -> Path:
+    """A random-weight checkpoint (speed only), exported to ONNX beside it when ``onnx``."""
     import torch
 
     from facemetric.models import ModelSpec, build_model, save_checkpoint
@@ -46,6 +48,10 @@ def make_checkpoint(folder: Path, backbone: str) -> Path:
     torch.manual_seed(0)
     path = folder / f"{backbone}-random.pt"
     save_checkpoint(path, build_model(ModelSpec(backbone=backbone)).eval(), meta={"bench": True})
+    if onnx:
+        from facemetric.models.export import export_onnx
+
+        export_onnx(path)
     return path
 
 
@@ -91,12 +97,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=15.0, help="per setting")
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--backbone", default="resnet50")
-    parser.add_argument("--engine", default="torch", choices=["auto", "torch", "onnx"])
+    parser.add_argument("--engine", default="onnx", choices=["auto", "torch", "onnx"])
+    parser.add_argument(
+        "--stream-detect-size", type=int, default=320, help="serve --stream-detect-size"
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        ckpt = make_checkpoint(folder, args.backbone)
+        ckpt = make_checkpoint(folder, args.backbone, onnx=args.engine != "torch")
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -104,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         console = Path(sys.executable).with_name("facemetric")
         env = {**os.environ, "FACEMETRIC_HOME": str(folder)}
         cmd = [str(console), "serve", "--model", str(ckpt), "--db", str(folder / "g.db"),
-               "--port", str(port), "--admin-token", "bench", "--engine", args.engine]  # fmt: skip
+               "--port", str(port), "--admin-token", "bench", "--engine", args.engine,
+               "--stream-detect-size", str(args.stream_detect_size)]  # fmt: skip
         server = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
         try:
             for _ in range(300):
@@ -124,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                 timeout=120,
             )
             r.raise_for_status()
-            print(f"backbone={args.backbone} engine={args.engine} frame=640x480 JPEG "
+            print(f"backbone={args.backbone} engine={args.engine} "
+                  f"stream-detect-size={args.stream_detect_size} frame=640x480 JPEG "
                   f"{len(frame)} bytes, one face; {args.seconds:.0f} s per setting; "
                   f"cpus={os.cpu_count()}")  # fmt: skip
             base = None

@@ -102,6 +102,17 @@ def test_large_images_are_scaled_down_and_boxes_mapped_back() -> None:
     np.testing.assert_allclose(big_face.landmarks / 3, small_face.landmarks, atol=3.0)
 
 
+@pytest.mark.parametrize("name", ["retinaface", "yunet"])
+def test_per_call_max_side_detects_smaller_and_maps_back(name: str) -> None:
+    image = astronaut()  # 512 x 512
+    full = detector(name).detect(image)[0]
+    small = detector(name).detect(image, max_side=256)[0]  # detected at half size
+    np.testing.assert_allclose(small.landmarks, full.landmarks, atol=8.0)  # 4 px at 256
+    assert detector(name).max_side == 640  # the override is for that call only
+    with pytest.raises(ConfigError, match="max_side"):
+        detector(name).detect(image, max_side=10)
+
+
 def test_padding_small_crops_maps_landmarks_back() -> None:
     crop = np.ascontiguousarray(astronaut()[30:210, 150:300])  # a loose 180x150 face crop
     plain = create_detector("retinaface", threads=1).detect(crop)[0]

@@ -175,13 +175,16 @@ class Recognizer:
             return self._matrix, self._index, self._faces_per_person
 
     # ---- recognition ----------------------------------------------------------------------------
-    def detect(self, image: np.ndarray) -> list[Any]:
-        """Every face of ``image`` aligned for this model, largest first."""
+    def detect(self, image: np.ndarray, detect_size: int | None = None) -> list[Any]:
+        """Every face of ``image`` aligned for this model, largest first (``detect_size``: the
+        detector's working size for this call, default its own)."""
         from facemetric.data.align import detect_and_align
 
         image = _check_image(image)
         with self._detect_lock:
-            return detect_and_align(image, self.detector, size=self.input_size)
+            return detect_and_align(
+                image, self.detector, size=self.input_size, max_side=detect_size
+            )
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         with self._lock:
@@ -207,10 +210,17 @@ class Recognizer:
         return out
 
     def recognize(
-        self, image: np.ndarray, threshold: float | None = None, top_k: int | None = None
+        self,
+        image: np.ndarray,
+        threshold: float | None = None,
+        top_k: int | None = None,
+        detect_size: int | None = None,
     ) -> list[FaceMatch]:
-        """Every face in ``image`` (HxWx3 uint8 RGB) with who it is; [] when there is none."""
-        faces = self.detect(image)
+        """Every face in ``image`` (HxWx3 uint8 RGB) with who it is; [] when there is none.
+
+        ``detect_size`` scales the image down to that longest side for detection only (webcam
+        frames: 320 is 2.6x faster than 640 for RetinaFace here); crops come from full size."""
+        faces = self.detect(image, detect_size)
         if not faces:
             return []
         emb = self.embed(np.stack([f.crop for f in faces]))

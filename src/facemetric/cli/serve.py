@@ -16,7 +16,17 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
     given = {
         key: value
-        for key in ("model", "db", "host", "port", "admin_token", "engine", "detector", "threshold")
+        for key in (
+            "model",
+            "db",
+            "host",
+            "port",
+            "admin_token",
+            "engine",
+            "detector",
+            "stream_detect_size",
+            "threshold",
+        )
         if (value := getattr(args, key, None)) is not None
     }
     try:
@@ -55,5 +65,10 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--engine", choices=["auto", "torch", "onnx"], help="inference engine")
     p.add_argument("--detector", help="face detector by registered name (default retinaface)")
+    p.add_argument(
+        "--stream-detect-size",
+        type=int,
+        help="live stream: longest side frames are scaled to for detection (default 320)",
+    )
     p.add_argument("--threshold", type=float, help="match threshold (default: calibrated)")
     p.set_defaults(func=run_serve)

@@ -90,8 +90,12 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.
 
 
 def detect_and_align(
-    image: np.ndarray, detector: FaceDetector, size: int = 112
+    image: np.ndarray, detector: FaceDetector, size: int = 112, max_side: int | None = None
 ) -> list[AlignedFace]:
-    """Every face ``detector`` finds in ``image``, aligned, largest box first."""
-    detections = sorted(detector.detect(image), key=lambda d: -d.area)
+    """Every face ``detector`` finds in ``image``, aligned, largest box first.
+
+    ``max_side`` (optional) is the detector's working size for this call; the crops are always
+    cut from the full-resolution image."""
+    found = detector.detect(image) if max_side is None else detector.detect(image, max_side)
+    detections = sorted(found, key=lambda d: -d.area)
     return [AlignedFace(det, align_face(image, det.landmarks, size)) for det in detections]

@@ -41,8 +41,11 @@ class Detection:
 class FaceDetector(Protocol):
     name: str
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        """Faces in an HxWx3 uint8 RGB image, highest score first."""
+    def detect(self, image: np.ndarray, max_side: int | None = None) -> list[Detection]:
+        """Faces in an HxWx3 uint8 RGB image, highest score first.
+
+        ``max_side`` overrides, for this call, the longest side the image is scaled down to
+        before detection (smaller is faster and misses the smallest faces)."""
         ...
 
 

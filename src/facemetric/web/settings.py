@@ -56,6 +56,14 @@ class WebSettings(BaseSettings):
         description="Inference engine: auto (ONNX if exported), torch, onnx.",
     )
     detector: str = Field(default="retinaface", description="Face detector, by registered name.")
+    stream_detect_size: int = Field(
+        default=320,
+        ge=64,
+        le=4096,
+        description="Live stream: longest side a frame is scaled to for face detection (webcam "
+        "faces are large; 320 is 2.6x faster than 640 with RetinaFace). Crops are cut from the "
+        "full frame; uploaded photos are detected at the detector's own size (640).",
+    )
     threshold: float | None = Field(
         default=None,
         ge=-1.0,

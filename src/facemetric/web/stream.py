@@ -45,7 +45,11 @@ def recognize_frame(state: WebState, data: bytes) -> tuple[np.ndarray, list[dict
         image = decode_image_bytes(data, "frame")
     except FacemetricError as exc:
         raise FrameError("bad_image", str(exc)) from exc
-    matches = recognizer.recognize(image, threshold=state.settings.threshold)
+    matches = recognizer.recognize(
+        image,
+        threshold=state.settings.threshold,
+        detect_size=state.settings.stream_detect_size,
+    )
     return image, [m.to_dict() for m in matches]
 
 

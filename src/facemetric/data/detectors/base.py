@@ -42,13 +42,18 @@ class ScaledDetector(abc.ABC):
     def _detect_raw(self, image: np.ndarray) -> list[Detection]:
         """Faces in a prepared HxWx3 uint8 RGB image, in that image's pixels."""
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        """Faces in an HxWx3 uint8 RGB image (any size), highest score first."""
+    def detect(self, image: np.ndarray, max_side: int | None = None) -> list[Detection]:
+        """Faces in an HxWx3 uint8 RGB image (any size), highest score first.
+
+        ``max_side`` replaces the detector's own for this call (e.g. smaller for webcam frames,
+        where faces are large)."""
+        if max_side is not None:
+            check_detector_args(self.name, self.min_score, max_side, self.pad_small)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ConfigError(
                 f"{self.name}: expected an HxWx3 uint8 RGB image, got {image.shape} {image.dtype}"
             )
-        prepared, scale, offset = self._prepare(image)
+        prepared, scale, offset = self._prepare(image, max_side or self.max_side)
         h, w = image.shape[:2]
         found = []
         for det in self._detect_raw(prepared):
@@ -63,9 +68,9 @@ class ScaledDetector(abc.ABC):
             found.append(Detection(box=(x1, y1, x2, y2), score=det.score, landmarks=landmarks))
         return sorted(found, key=lambda d: -d.score)
 
-    def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    def _prepare(self, image: np.ndarray, max_side: int) -> tuple[np.ndarray, float, np.ndarray]:
         h, w = image.shape[:2]
-        scale = min(1.0, self.max_side / max(h, w))
+        scale = min(1.0, max_side / max(h, w))
         if scale < 1.0:
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
