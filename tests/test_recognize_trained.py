@@ -1,0 +1,125 @@
+"""The product's loop on real photos with a model trained in the test: train a tiny Triplet
+Network on some people's photos, calibrate its threshold on photos it never trained on (of those
+people and of people it never saw), enrol some of the people, then identify photos of theirs
+that neither training nor the gallery saw, and reject strangers the model never saw
+(celeba-wild; skipped when ../shared/data is absent)."""
+
+from __future__ import annotations
+
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import shared_set
+from facemetric.data.align import detect_and_align
+from facemetric.data.detect import create_detector
+from facemetric.data.image import load_image
+from facemetric.evaluate.metrics import calibrate_threshold
+from facemetric.gallery.store import GalleryStore
+from facemetric.models import load_embedder
+from facemetric.recognize import Recognizer
+from facemetric.train import TrainConfig, train
+
+# People, in this order: trained on (the first KNOWN of them enrolled), only in calibration,
+# strangers (never trained on, never enrolled).
+TRAINED, KNOWN, CALIBRATION, STRANGERS = 16, 8, 7, 7
+TRAIN, CALIBRATE, PROBE = 10, 3, 3  # photos per person, in this order
+ENROL = 3  # of the TRAIN photos
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """(photo, aligned crop) pairs of the first celeba-wild people with enough one-face photos."""
+    root = shared_set("celeba-wild")
+    detector = create_detector("retinaface", threads=1)
+    need = TRAIN + CALIBRATE + PROBE
+    out: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        found = []
+        for path in sorted(folder.iterdir()):
+            image = load_image(path)
+            faces = detect_and_align(image, detector, size=64)
+            if len(faces) == 1:
+                found.append((image, faces[0].crop))
+            if len(found) == need:
+                break
+        if len(found) == need:
+            out[folder.name] = found
+        if len(out) == TRAINED + CALIBRATION + STRANGERS:
+            return out
+    pytest.fail(f"celeba-wild: too few people with {need} one-face photos")
+
+
+@pytest.fixture(scope="module")
+def model(photos: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model trained on the first TRAINED people's first TRAIN crops only."""
+    crops = tmp_path_factory.mktemp("crops")
+    for name in list(photos)[:TRAINED]:
+        (crops / name).mkdir()
+        for i, (_, crop) in enumerate(photos[name][:TRAIN]):
+            Image.fromarray(crop).save(crops / name / f"{i}.png")
+    config = TrainConfig(
+        data=(str(crops),),
+        out=str(tmp_path_factory.mktemp("run") / "tiny"),
+        backbone="tiny",
+        dim=32,
+        size=64,
+        batch_p=TRAINED,
+        batch_k=4,
+        epochs=1,
+        steps_per_epoch=400,
+        lr=3e-3,
+        val_fraction=0.0,
+        progress=False,
+        tensorboard=False,
+        precision="fp32",
+        seed=0,
+    )
+    return train(config)
+
+
+@pytest.mark.slow
+def test_trained_model_identifies_unseen_photos_and_rejects_strangers(
+    photos: dict, model: Path, tmp_path: Path
+) -> None:
+    names = list(photos)
+    known = names[:KNOWN]
+    calibration = names[KNOWN : TRAINED + CALIBRATION]
+    strangers = names[TRAINED + CALIBRATION :]
+    embedder = load_embedder(model, engine="torch")
+
+    # Calibrate on photos the model never trained on and the gallery never holds, of trained
+    # people and of people the model never saw (as `facemetric evaluate --calibrate` would).
+    cal = [(n, crop) for n in calibration for _, crop in photos[n][TRAIN : TRAIN + CALIBRATE]]
+    emb = embedder.embed(np.stack([c for _, c in cal]))
+    pairs = list(combinations(range(len(cal)), 2))
+    scores = np.array([float(emb[i] @ emb[j]) for i, j in pairs])
+    labels = np.array([cal[i][0] == cal[j][0] for i, j in pairs])
+    threshold = calibrate_threshold(scores, labels, target_far=0.03)["threshold"]
+
+    recognizer = Recognizer(
+        embedder, GalleryStore(tmp_path / "g.db"), create_detector("retinaface", threads=1)
+    )
+    for name in known:  # enrol from training photos: the user's reference faces
+        recognizer.enroll(name, [img for img, _ in photos[name][:ENROL]])
+
+    probes = TRAIN + CALIBRATE
+    right = total = 0
+    for name in known:
+        for image, _ in photos[name][probes:]:
+            (face,) = recognizer.recognize(image, threshold=threshold)
+            right += face.is_match and face.identity == name
+            total += 1
+    rejected = seen = 0
+    for name in strangers:
+        for image, _ in photos[name][probes:]:
+            (face,) = recognizer.recognize(image, threshold=threshold)
+            assert face.identity in {None, *known}
+            rejected += not face.is_match
+            seen += 1
+    # Chance would be 1 in 8 for the identity; a model that did not learn rejects all or none.
+    assert right / total >= 0.5, f"identified {right} of {total} unseen photos of known people"
+    assert rejected / seen >= 0.5, f"rejected {rejected} of {seen} photos of strangers"
