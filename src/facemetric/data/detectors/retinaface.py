@@ -50,6 +50,9 @@ class RetinaFaceDetector(ScaledDetector):
         if threads:
             options.intra_op_num_threads = int(threads)
             options.inter_op_num_threads = 1
+        # No busy-waiting after a run: spinning threads steal the cores from the embedder
+        # that runs next (same frame) and from other requests' threads.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
             WEIGHTS, sess_options=options, providers=["CPUExecutionProvider"]
         )
