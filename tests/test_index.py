@@ -6,9 +6,13 @@ import numpy as np
 import pytest
 
 from facemetric.errors import ConfigError
+from facemetric.gallery import index as index_module
 from facemetric.gallery.index import (
+    HALF_EXTRA,
+    HALF_MAX_QUERIES,
     QUERY_BLOCK,
     ExactIndex,
+    HalfIndex,
     available_indexes,
     create_index,
 )
@@ -31,7 +35,7 @@ def brute_force(gallery: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.nd
     return np.array(sims), np.array(rows)
 
 
-@pytest.mark.parametrize("name", ["exact", "faiss", "auto"])
+@pytest.mark.parametrize("name", ["exact", "faiss", "half", "auto"])
 @pytest.mark.parametrize(("n", "q", "k"), [(50, 1, 5), (200, 7, 10), (30, 3, 30), (300, 150, 4)])
 def test_search_matches_brute_force(name: str, n: int, q: int, k: int) -> None:
     rng = np.random.default_rng(n + q + k)
@@ -57,7 +61,7 @@ def test_exact_and_faiss_agree_on_batches_over_a_block() -> None:
 def test_k_larger_than_gallery_and_empty_gallery() -> None:
     rng = np.random.default_rng(2)
     gallery = unit(rng, 3, 8)
-    for name in ("exact", "faiss"):
+    for name in ("exact", "faiss", "half"):
         sims, rows = create_index(name, gallery).search(unit(rng, 2, 8), 10)
         assert rows.shape == (2, 3) and sorted(rows[0].tolist()) == [0, 1, 2]
         assert (np.diff(sims, axis=1) <= 1e-6).all()
@@ -75,5 +79,33 @@ def test_single_vector_query_and_bad_shapes() -> None:
         index.search(unit(rng, 2, 9), 1)
     with pytest.raises(ConfigError, match="unknown back end 'annoy'"):
         create_index("annoy", index.vectors)
-    assert {"exact", "faiss", "auto"} <= set(available_indexes())
+    assert {"exact", "faiss", "half", "auto"} <= set(available_indexes())
     assert type(create_index("auto", index.vectors)).__name__ == "ExactIndex"  # small: numpy
+
+
+@pytest.mark.parametrize("queries", [1, HALF_MAX_QUERIES, HALF_MAX_QUERIES + 1])
+def test_half_re_ranks_its_float16_candidates_to_the_exact_answer(queries: int) -> None:
+    """A gallery much larger than k + HALF_EXTRA, with near-duplicates of each query (as a
+    person's own reference faces are): the float32 re-ranking gives exact's rows and scores."""
+    rng = np.random.default_rng(4)
+    gallery = unit(rng, 20_000, 64)
+    q = unit(rng, queries, 64)
+    near = q[:, None, :] + 0.02 * rng.normal(size=(queries, 20, 64)).astype(np.float32)
+    gallery[: queries * 20] = (near / np.linalg.norm(near, axis=2, keepdims=True)).reshape(-1, 64)
+    half, exact = HalfIndex(gallery), ExactIndex(gallery)
+    sims, rows = half.search(q, 10)
+    want_sims, want_rows = exact.search(q, 10)
+    np.testing.assert_array_equal(rows, want_rows)
+    np.testing.assert_allclose(sims, want_sims, atol=1e-6)
+    assert sims.dtype == np.float32 and rows.dtype == np.int64
+    # The float16 scan alone is not exact: re-ranking is what makes the scores float32 ones.
+    raw, _ = half.index.search(q, 10 + HALF_EXTRA)
+    assert np.abs(raw[:, :10] - want_sims).max() > 1e-6
+
+
+def test_auto_uses_half_for_large_galleries(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(5)
+    gallery = unit(rng, 100, 8)
+    assert type(create_index("auto", gallery)).__name__ == "ExactIndex"
+    monkeypatch.setattr(index_module, "AUTO_HALF_ABOVE", 50)
+    assert type(create_index("auto", gallery)).__name__ == "HalfIndex"
