@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 import sys
 from pathlib import Path
 
@@ -214,3 +215,59 @@ def test_dlib_teacher_refuses_unknown_alignment_and_bad_crops() -> None:
     teacher = build_teacher("dlib")
     with pytest.raises(ValueError, match="square RGB crops"):
         teacher.embed(np.zeros((2, 112, 100, 3), np.uint8))
+
+
+def test_trainer_asks_the_teacher_once_per_crop_and_reuses_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    from facemetric.train import TrainConfig, train
+
+    rng = np.random.default_rng(1)
+    data = tmp_path / "data"
+    for person in range(3):
+        (data / f"p{person}").mkdir(parents=True)
+        for i in range(4):
+            face = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(face).save(data / f"p{person}" / f"{i}.png")
+    made: list[MeanColour] = []
+
+    def factory(**_: object) -> MeanColour:
+        made.append(MeanColour())
+        return made[-1]
+
+    monkeypatch.setitem(teachers._REGISTRY, "mean-colour", factory)
+    cache = tmp_path / "teacher.npy"
+    config = TrainConfig(
+        data=(str(data),),
+        out=str(tmp_path / "run1"),
+        backbone="tiny",
+        dim=8,
+        size=32,
+        batch_p=3,
+        batch_k=2,
+        epochs=1,
+        steps_per_epoch=3,
+        val_fraction=0.0,
+        teacher="mean-colour",
+        teacher_cache=str(cache),
+        progress=False,
+        tensorboard=False,
+        precision="fp32",
+        log_every=1,
+    )
+    train(config)
+    assert made[0].seen == 12 and np.load(cache).shape == (12, 3)  # each crop once, 3 steps
+    steps = [
+        json.loads(line)
+        for line in (tmp_path / "run1" / "metrics.jsonl").read_text().splitlines()
+        if '"kind": "step"' in line
+    ]
+    assert steps and all(s["distill"] > 0 for s in steps)
+
+    train(replace(config, out=str(tmp_path / "run2")))  # same crops: nothing asked again
+    assert made[1].seen == 0
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(data / "p1" / "0.png")
+    train(replace(config, out=str(tmp_path / "run3")))  # a re-made crop is asked again
+    assert made[2].seen == 1

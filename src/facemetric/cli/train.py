@@ -31,6 +31,7 @@ _FIELDS = (
     "triplet_weight",
     "teacher",
     "teacher_weight",
+    "teacher_cache",
     "epochs",
     "steps_per_epoch",
     "max_minutes",
@@ -108,6 +109,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--teacher", help="distil a pretrained teacher (e.g. dlib)")
     p.add_argument("--teacher-weight", type=float, default=defaults["teacher_weight"])
+    p.add_argument(
+        "--teacher-cache",
+        metavar="FILE",
+        help="the teacher's embeddings of the training crops, made once and reused "
+        "(default: $FACEMETRIC_HOME/teacher/NAME-HASH.npy)",
+    )
     p.add_argument("--no-augment", action="store_true", help="train on the crops as they are")
     p.add_argument("--epochs", type=int, default=defaults["epochs"])
     p.add_argument("--steps-per-epoch", type=int, help="default: images / (P x K)")

@@ -47,6 +47,7 @@ class TrainConfig:
     triplet_weight: float = 1.0
     teacher: str | None = None
     teacher_weight: float = 1.0
+    teacher_cache: str | None = None  # .npy of teacher embeddings; default under FACEMETRIC_HOME
     augment: bool = True
     # optimisation
     epochs: int = 30

@@ -120,6 +120,7 @@ class Trainer:
             if self.data.val is not None
             else None
         )
+        self.teacher_targets = self._teacher_targets() if self.teacher is not None else None
         identities = len(set(self.data.train.labels.tolist()))
         batch_p = min(config.batch_p, identities)
         if batch_p < config.batch_p:
@@ -233,6 +234,32 @@ class Trainer:
         if improved:
             save_checkpoint(self.out / "best.pt", self.model, threshold, self._meta(epoch, metrics))
 
+    def _teacher_targets(self) -> torch.Tensor:
+        """The teacher's embedding of every training crop (before augmentation), (N, dim).
+
+        Asked once per crop and kept in a cache file that later runs on the same crops reuse;
+        under DDP rank 0 fills it while the other ranks wait, then they read it."""
+        from facemetric.train.teacher import cached_embeddings, default_cache_path, file_key
+
+        assert self.teacher is not None
+        cache = Path(self.config.teacher_cache or default_cache_path(self.teacher))
+        paths = [str(Path(p).resolve()) for p in self.data.train.paths]
+        keys = [file_key(p) for p in paths]
+        if self.info.enabled and not self.info.is_main:
+            torch.distributed.barrier()  # rank 0 is filling the cache
+        start = time.perf_counter()
+        table = cached_embeddings(self.teacher, "/", paths, cache, keys=keys)
+        if self.info.enabled and self.info.is_main:
+            torch.distributed.barrier()
+        log.info(
+            "teacher %s: targets for %d training crops from %s (%.1f s)",
+            self.teacher.name,
+            len(paths),
+            cache,
+            time.perf_counter() - start,
+        )
+        return torch.from_numpy(table)
+
     # --- loop -----------------------------------------------------------------------------------
 
     def _train_step(self, indices: list[int]) -> tuple[torch.Tensor, LossOutput]:
@@ -251,8 +278,8 @@ class Trainer:
             emb, out = self.step_module(inputs, labels)
             loss = out.loss
             if self.teacher is not None:
-                faces = x.round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-                target = torch.as_tensor(self.teacher.embed(faces), device=self.device)
+                assert self.teacher_targets is not None  # made with the teacher
+                target = self.teacher_targets[indices].to(self.device)
                 distill = self.teacher.distillation_loss(emb.float(), target)
                 loss = loss + self.config.teacher_weight * distill
                 out.stats["distill"] = float(distill.detach())
