@@ -291,3 +291,5 @@ def test_collapse_and_schedule_helpers() -> None:
 def test_console_script_help() -> None:
     out = subprocess.run([str(FACEMETRIC), "train", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--miner" in out.stdout and "--init" in out.stdout
+    assert "(default: 0.2)" in out.stdout  # --margin's default is shown ...
+    assert "(default: None)" not in out.stdout  # ... an unset option's is not

@@ -47,6 +47,15 @@ _FIELDS = (
 )
 
 
+class _DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Show defaults, but not "(default: None)" for options that are simply unset."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def register(sub: Any) -> None:
     """Add ``train`` to the top-level parser."""
     from facemetric.train.config import DEVICES, PRECISIONS, TrainConfig
@@ -58,7 +67,7 @@ def register(sub: Any) -> None:
         description="Train a Triplet Network (or a margin-softmax model) on aligned crops "
         "(DATA/person/*.png). Several DATA folders are merged by identity name. The run folder "
         "gets config.json, metrics.jsonl, tb/, last.pt, best.pt and curve.png.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsHelp,
     )
     p.add_argument("data", nargs="+", metavar="DATA", help="folder(s) of aligned crops")
     p.add_argument("--out", default=defaults["out"], help="run folder (runs/NAME)")

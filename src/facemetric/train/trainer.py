@@ -357,9 +357,12 @@ class Trainer:
             *(len(self.data.train.identities), len(self.data.train), self.data.split),
             *("in memory" if cache.cached else "off: decoding every batch", cache.bytes_mb),
         )
+        loss = f"{cfg.loss} (miner {cfg.miner})" if "triplet" in cfg.loss else cfg.loss
+        if cfg.teacher:
+            loss += f" + {cfg.teacher} teacher x{cfg.teacher_weight:g}"
         log.info(
-            "%s %dd %dpx, loss %s, miner %s, batch %dx%d, %d steps/epoch, lr %.2g, %s, autocast %s",
-            *(spec.backbone, spec.embedding_dim, spec.input_size, cfg.loss, cfg.miner),
+            "%s %dd %dpx, loss %s, batch %dx%d, %d steps/epoch, lr %.2g, %s, autocast %s",
+            *(spec.backbone, spec.embedding_dim, spec.input_size, loss),
             *(cfg.batch_p, cfg.batch_k, len(self.sampler), cfg.learning_rate, self.device),
             self.amp_dtype,
         )
