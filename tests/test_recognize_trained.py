@@ -17,7 +17,7 @@ from conftest import shared_set
 from facemetric.data.align import detect_and_align
 from facemetric.data.detect import create_detector
 from facemetric.data.image import load_image
-from facemetric.evaluate.metrics import calibrate_threshold
+from facemetric.evaluate.metrics import auc, calibrate_threshold
 from facemetric.gallery.store import GalleryStore
 from facemetric.models import load_embedder
 from facemetric.recognize import Recognizer
@@ -28,6 +28,7 @@ from facemetric.train import TrainConfig, train
 TRAINED, KNOWN, CALIBRATION, STRANGERS = 16, 8, 7, 7
 TRAIN, CALIBRATE, PROBE = 10, 3, 3  # photos per person, in this order
 ENROL = 3  # of the TRAIN photos
+FORGET_MARGIN = 0.03  # AUC a fine-tune may lose on people neither run saw (0.021 measured)
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +124,54 @@ def test_trained_model_identifies_unseen_photos_and_rejects_strangers(
     # Chance would be 1 in 8 for the identity; a model that did not learn rejects all or none.
     assert right / total >= 0.5, f"identified {right} of {total} unseen photos of known people"
     assert rejected / seen >= 0.5, f"rejected {rejected} of {seen} photos of strangers"
+
+
+def _pair_auc(embedder: object, crops: list[tuple[str, np.ndarray]]) -> float:
+    """Verification AUC over every pair of the crops (same person or not)."""
+    emb = embedder.embed(np.stack([c for _, c in crops]))  # type: ignore[attr-defined]
+    i, j = np.triu_indices(len(crops), k=1)
+    names = np.array([n for n, _ in crops])
+    return auc(np.einsum("nd,nd->n", emb[i], emb[j]), names[i] == names[j])
+
+
+@pytest.mark.slow
+def test_fine_tune_learns_new_people_without_forgetting(
+    photos: dict, model: Path, tmp_path: Path
+) -> None:
+    """`--init` on a user's few people: the base model's accuracy on people neither run saw is
+    kept (within FORGET_MARGIN of AUC), while the new people become easier to tell apart."""
+    names = list(photos)
+    unseen = names[TRAINED : TRAINED + CALIBRATION]  # seen by neither run
+    family = names[TRAINED + CALIBRATION :]  # never seen by the base model
+    crops = tmp_path / "family"
+    for name in family:
+        (crops / name).mkdir(parents=True)
+        for k, (_, crop) in enumerate(photos[name][:TRAIN]):
+            Image.fromarray(crop).save(crops / name / f"{k}.png")
+    held_out = [(n, c) for n in unseen for _, c in photos[n][TRAIN:]]
+    family_probes = [(n, c) for n in family for _, c in photos[n][TRAIN:]]
+
+    base = load_embedder(model, engine="torch")
+    before = _pair_auc(base, held_out), _pair_auc(base, family_probes)
+    tuned_run = train(
+        TrainConfig(
+            data=(str(crops),),
+            out=str(tmp_path / "tuned"),
+            init=str(model),
+            freeze_stages=2,
+            batch_p=len(family),
+            batch_k=4,
+            epochs=1,
+            steps_per_epoch=100,
+            val_fraction=0.0,
+            progress=False,
+            tensorboard=False,
+            precision="fp32",
+            seed=0,
+        )
+    )
+    tuned = load_embedder(tuned_run, engine="torch")
+    after = _pair_auc(tuned, held_out), _pair_auc(tuned, family_probes)
+    assert before[0] >= 0.6, f"the base model learnt too little to test forgetting: {before[0]:.3f}"
+    assert after[0] >= before[0] - FORGET_MARGIN, f"forgot: AUC {before[0]:.3f} -> {after[0]:.3f}"
+    assert after[1] >= before[1], f"the family got no easier: AUC {before[1]:.3f} -> {after[1]:.3f}"
