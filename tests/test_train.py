@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -231,12 +232,16 @@ def test_killed_run_leaves_a_loadable_checkpoint(faces: Path, tmp_path: Path) ->
     assert load_checkpoint(out / "last.pt").meta["step"] > ckpt.meta["step"]
 
 
-def test_init_fine_tunes_with_frozen_stages(faces: Path, tmp_path: Path) -> None:
+def test_init_fine_tunes_with_frozen_stages(
+    faces: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     base = train(tiny_config(faces, tmp_path / "base", epochs=1))
     config = tiny_config(
         faces, tmp_path / "tuned", epochs=1, init=str(base), freeze_stages=2, loss="arcface"
     )
-    tuned = train(config)
+    with caplog.at_level(logging.INFO, logger="facemetric"):
+        tuned = train(config)
+    assert "froze the first 2 of" in caplog.text
     before, after = _weights(base / "last.pt"), _weights(tuned / "last.pt")
     # Stages 1-2 of the tiny backbone (first two conv blocks) are frozen, BN statistics included.
     frozen = [k for k in before if k.startswith(("backbone.body.0.", "backbone.body.1."))]

@@ -145,6 +145,12 @@ def freeze_stages(model: EmbeddingNet, n: int) -> list[nn.Module]:
     for module in frozen:
         for p in module.parameters():
             p.requires_grad_(False)
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info(
+        "froze the first %d of %d backbone stages: %.1fM of %.1fM parameters still train",
+        *(n, len(stages), trainable / 1e6, total / 1e6),
+    )
     return frozen
 
 
