@@ -6,6 +6,7 @@ that neither training nor the gallery saw, and reject strangers the model never 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
 
@@ -54,32 +55,38 @@ def photos() -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
     pytest.fail(f"celeba-wild: too few people with {need} one-face photos")
 
 
-@pytest.fixture(scope="module")
-def model(photos: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny model trained on the first TRAINED people's first TRAIN crops only."""
-    crops = tmp_path_factory.mktemp("crops")
-    for name in list(photos)[:TRAINED]:
-        (crops / name).mkdir()
+def _train_on(
+    photos: dict, names: list[str], crops: Path, out: Path, steps: int, **kw: object
+) -> Path:
+    """Train a tiny model (or, with ``init=``, fine-tune one) on NAMES' first TRAIN crops."""
+    for name in names:
+        (crops / name).mkdir(parents=True)
         for i, (_, crop) in enumerate(photos[name][:TRAIN]):
             Image.fromarray(crop).save(crops / name / f"{i}.png")
     config = TrainConfig(
         data=(str(crops),),
-        out=str(tmp_path_factory.mktemp("run") / "tiny"),
+        out=str(out),
         backbone="tiny",
         dim=32,
         size=64,
-        batch_p=TRAINED,
+        batch_p=len(names),
         batch_k=4,
         epochs=1,
-        steps_per_epoch=400,
-        lr=3e-3,
+        steps_per_epoch=steps,
         val_fraction=0.0,
         progress=False,
         tensorboard=False,
         precision="fp32",
         seed=0,
     )
-    return train(config)
+    return train(replace(config, **kw))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def model(photos: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model trained on the first TRAINED people's first TRAIN crops only."""
+    crops, run = tmp_path_factory.mktemp("crops"), tmp_path_factory.mktemp("run") / "tiny"
+    return _train_on(photos, list(photos)[:TRAINED], crops, run, steps=400, lr=3e-3)
 
 
 @pytest.mark.slow
@@ -143,32 +150,19 @@ def test_fine_tune_learns_new_people_without_forgetting(
     names = list(photos)
     unseen = names[TRAINED : TRAINED + CALIBRATION]  # seen by neither run
     family = names[TRAINED + CALIBRATION :]  # never seen by the base model
-    crops = tmp_path / "family"
-    for name in family:
-        (crops / name).mkdir(parents=True)
-        for k, (_, crop) in enumerate(photos[name][:TRAIN]):
-            Image.fromarray(crop).save(crops / name / f"{k}.png")
     held_out = [(n, c) for n in unseen for _, c in photos[n][TRAIN:]]
     family_probes = [(n, c) for n in family for _, c in photos[n][TRAIN:]]
 
     base = load_embedder(model, engine="torch")
     before = _pair_auc(base, held_out), _pair_auc(base, family_probes)
-    tuned_run = train(
-        TrainConfig(
-            data=(str(crops),),
-            out=str(tmp_path / "tuned"),
-            init=str(model),
-            freeze_stages=2,
-            batch_p=len(family),
-            batch_k=4,
-            epochs=1,
-            steps_per_epoch=100,
-            val_fraction=0.0,
-            progress=False,
-            tensorboard=False,
-            precision="fp32",
-            seed=0,
-        )
+    tuned_run = _train_on(
+        photos,
+        family,
+        tmp_path / "family",
+        tmp_path / "tuned",
+        steps=100,
+        init=str(model),
+        freeze_stages=2,
     )
     tuned = load_embedder(tuned_run, engine="torch")
     after = _pair_auc(tuned, held_out), _pair_auc(tuned, family_probes)
