@@ -20,7 +20,7 @@ from facemetric.data.detect import create_detector
 from facemetric.data.image import load_image
 from facemetric.evaluate.metrics import auc, calibrate_threshold
 from facemetric.gallery.store import GalleryStore
-from facemetric.models import load_embedder
+from facemetric.models import Embedder, load_embedder
 from facemetric.recognize import Recognizer
 from facemetric.train import TrainConfig, train
 
@@ -133,9 +133,9 @@ def test_trained_model_identifies_unseen_photos_and_rejects_strangers(
     assert rejected / seen >= 0.5, f"rejected {rejected} of {seen} photos of strangers"
 
 
-def _pair_auc(embedder: object, crops: list[tuple[str, np.ndarray]]) -> float:
+def _pair_auc(embedder: Embedder, crops: list[tuple[str, np.ndarray]]) -> float:
     """Verification AUC over every pair of the crops (same person or not)."""
-    emb = embedder.embed(np.stack([c for _, c in crops]))  # type: ignore[attr-defined]
+    emb = embedder.embed(np.stack([c for _, c in crops]))
     i, j = np.triu_indices(len(crops), k=1)
     names = np.array([n for n, _ in crops])
     return auc(np.einsum("nd,nd->n", emb[i], emb[j]), names[i] == names[j])
