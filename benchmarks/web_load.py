@@ -1,17 +1,21 @@
-"""Load on the live stream: frames/s and p50/p95 server time per frame, 1 and N concurrent streams.
+"""Load on the live stream: frames/s and p50/p95 server time per frame, 1 and N concurrent streams,
+and how fast ``/api/health`` answers meanwhile.
 
 Starts a real ``facemetric serve`` on 127.0.0.1 with a ResNet50 checkpoint (random weights: speed
 only), enrols one face, then streams 640x480 JPEG frames with one face over /ws/stream, one frame in
-flight per client, for a bounded time per setting. Stops by itself.
+flight per client, for a bounded time per setting. Meanwhile one client asks ``GET /api/health``
+every ``--health-every`` seconds and the latency it sees (p50/p95/max, client side) is printed per
+setting (goal: p95 < 100 ms with 8 streams). Stops by itself.
 
     .venv/bin/python benchmarks/web_load.py [--seconds 15] [--streams 1 4] [--backbone resnet50]
-        [--engine onnx|torch|auto] [--stream-detect-size 320]
+        [--engine onnx|torch|auto] [--stream-detect-size 320] [--health-every 0.1]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -74,12 +78,33 @@ async def one_stream(url: str, frame: bytes, seconds: float, max_frames: int) ->
     return server_ms
 
 
-async def measure(url: str, frame: bytes, streams: int, seconds: float) -> dict[str, float]:
+async def probe_health(url: str, every: float, done: asyncio.Event) -> list[float]:
+    """Latency of ``GET /api/health`` in ms, asked every ``every`` s until ``done``."""
+    latencies: list[float] = []
+    async with httpx.AsyncClient(timeout=60) as client:
+        await client.get(url)  # open the connection before timing
+        while not done.is_set():
+            start = time.perf_counter()
+            r = await client.get(url)
+            latencies.append((time.perf_counter() - start) * 1000)
+            r.raise_for_status()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), every)
+    return latencies
+
+
+async def measure(
+    url: str, health_url: str, frame: bytes, streams: int, seconds: float, every: float
+) -> dict[str, float]:
     start = time.perf_counter()
+    done = asyncio.Event()
+    prober = asyncio.create_task(probe_health(health_url, every, done))
     results = await asyncio.gather(
         *(one_stream(url, frame, seconds, 100_000) for _ in range(streams))
     )
     wall = time.perf_counter() - start
+    done.set()
+    health = np.asarray(await prober)
     all_ms = np.concatenate([np.asarray(r) for r in results])
     frames = sum(len(r) for r in results)
     return {
@@ -89,6 +114,10 @@ async def measure(url: str, frame: bytes, streams: int, seconds: float) -> dict[
         "fps_per_stream": frames / wall / streams,
         "p50_ms": float(np.percentile(all_ms, 50)),
         "p95_ms": float(np.percentile(all_ms, 95)),
+        "health_n": len(health),
+        "health_p50": float(np.percentile(health, 50)),
+        "health_p95": float(np.percentile(health, 95)),
+        "health_max": float(health.max()),
     }
 
 
@@ -100,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", default="onnx", choices=["auto", "torch", "onnx"])
     parser.add_argument(
         "--stream-detect-size", type=int, default=320, help="serve --stream-detect-size"
+    )
+    parser.add_argument(
+        "--health-every", type=float, default=0.1, help="seconds between health requests"
     )
     args = parser.parse_args(argv)
 
@@ -140,13 +172,16 @@ def main(argv: list[str] | None = None) -> int:
                   f"cpus={os.cpu_count()}")  # fmt: skip
             base = None
             for n in args.streams:
-                m = asyncio.run(measure(url.replace("http", "ws") + "/ws/stream", frame, n,
-                                        args.seconds))  # fmt: skip
+                m = asyncio.run(measure(url.replace("http", "ws") + "/ws/stream",
+                                        url + "/api/health", frame, n, args.seconds,
+                                        args.health_every))  # fmt: skip
                 base = base or m["fps_total"]
                 print(f"streams={n}: {m['frames']} frames, {m['fps_total']:.1f} frames/s total "
                       f"({m['fps_per_stream']:.1f} per stream), server p50 {m['p50_ms']:.1f} ms, "
                       f"p95 {m['p95_ms']:.1f} ms, throughput x{m['fps_total'] / base:.2f} "
-                      f"vs 1 stream")  # fmt: skip
+                      f"vs 1 stream; /api/health ({m['health_n']} asked) p50 "
+                      f"{m['health_p50']:.1f} ms, p95 {m['health_p95']:.1f} ms, "
+                      f"max {m['health_max']:.1f} ms", flush=True)  # fmt: skip
         finally:
             server.terminate()
             server.wait(timeout=20)
