@@ -501,10 +501,9 @@ class GalleryStore:
 
 
 def _check_name(name: str) -> str:
-    cleaned = str(name).strip()
-    if not cleaned or any(ord(c) < 32 for c in cleaned) or "/" in cleaned or "\\" in cleaned:
-        raise GalleryError(f"name: {name!r} must be non-empty, without slashes or control chars")
-    return cleaned
+    from facemetric.gallery.names import check_person_name
+
+    return check_person_name(name)
 
 
 def _as_record(face: FaceRecord | AlignedFace | np.ndarray) -> FaceRecord:
