@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import tracemalloc
 import zlib
 from pathlib import Path
 
@@ -12,7 +13,13 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from facemetric.data.image import decode_image_bytes, is_image_path, load_image
+from facemetric.data.image import (
+    ImageTooLargeError,
+    decode_image,
+    decode_image_bytes,
+    is_image_path,
+    load_image,
+)
 from facemetric.errors import ImageReadError
 
 ASTRONAUT = skdata.astronaut()  # 512x512 RGB, ships with scikit-image
@@ -109,3 +116,69 @@ def test_bytes_round_trip_and_extension_check() -> None:
     Image.fromarray(ASTRONAUT).save(buf, format="PNG")
     np.testing.assert_array_equal(decode_image_bytes(buf.getvalue()), ASTRONAUT)
     assert is_image_path("x/Y.JPEG") and not is_image_path("notes.txt")
+
+
+# ---- pixel budget for untrusted bytes (issue 15) -------------------------------------------------
+def _encoded(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_large_images_are_decoded_reduced_within_budget(fmt: str) -> None:
+    big = Image.fromarray(ASTRONAUT).resize((2400, 1800), Image.Resampling.BICUBIC)
+    decoded = decode_image(_encoded(big, fmt), "big", max_pixels=500_000)
+    h, w, c = decoded.pixels.shape
+    assert c == 3 and decoded.pixels.dtype == np.uint8
+    assert w * h <= 500_000 and w * h > 400_000  # reduced to the budget, not far below it
+    assert (decoded.width, decoded.height) == (2400, 1800)
+    sx, sy = decoded.scale
+    assert sx == pytest.approx(2400 / w) and sy == pytest.approx(1800 / h)
+    assert sx == pytest.approx(sy, rel=0.01)
+    reference = np.asarray(big.resize((w, h), Image.Resampling.BILINEAR), np.float32)
+    corr = np.corrcoef(decoded.pixels.astype(np.float32).ravel(), reference.ravel())[0, 1]
+    assert corr > 0.95
+    small = decode_image(_encoded(big, fmt), "big")  # no budget: full size, as before
+    assert small.pixels.shape == (1800, 2400, 3) and small.scale == (1.0, 1.0)
+
+
+def test_reduced_decode_keeps_exif_orientation() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90 degrees: stored 1200x600, shown 600x1200
+    data = _encoded(Image.fromarray(ASTRONAUT).resize((1200, 600)), "JPEG", exif=exif)
+    decoded = decode_image(data, "rot.jpg", max_pixels=100_000)
+    assert (decoded.width, decoded.height) == (600, 1200)
+    h, w, _ = decoded.pixels.shape
+    assert h > w and w * h <= 100_000
+
+
+def test_too_many_pixels_refused_from_header_before_decoding() -> None:
+    """The header claims 9000x9000; the pixel data is garbage that would fail to decode."""
+    with pytest.raises(ImageTooLargeError, match=r"claims.png: image is 9000x9000"):
+        decode_image(_png_header_claiming(9000, 9000), "claims.png", max_decode_pixels=16_000_000)
+    # A JPEG is decoded at 1/2 to 1/8 scale (here 1/4: 1500x1500), so a 36 Mpx one fits a
+    # 2.5 Mpx decode budget.
+    jpeg = _encoded(Image.new("RGB", (6000, 6000), (10, 20, 30)), "JPEG")
+    decoded = decode_image(jpeg, "big.jpg", max_pixels=1_000_000, max_decode_pixels=2_500_000)
+    assert decoded.pixels.shape[0] * decoded.pixels.shape[1] <= 1_000_000
+    with pytest.raises(ImageTooLargeError, match="big.jpg"):
+        decode_image(jpeg, "big.jpg", max_pixels=1_000_000, max_decode_pixels=100_000)
+
+
+def test_sixteen_bit_images_convert_without_float64_copies() -> None:
+    """16-bit pictures went through float64 arrays (8 bytes a pixel, several times over)."""
+    ramp = (np.arange(2000 * 2000, dtype=np.uint32) % 60000).astype(np.uint16).reshape(2000, 2000)
+    data = _encoded(Image.fromarray(ramp), "PNG")
+    tracemalloc.start()
+    try:
+        decoded = decode_image(data, "deep.png")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert decoded.pixels.shape == (2000, 2000, 3)
+    expected = (ramp.astype(np.uint32) * 255 // int(ramp.max())).astype(np.uint8)
+    np.testing.assert_array_equal(decoded.pixels[..., 0], expected)
+    pixels = ramp.size
+    # The RGB result alone is 3 bytes a pixel; the float64 path traced about 25.
+    assert peak < 10 * pixels, f"{peak / pixels:.1f} bytes a pixel traced"
