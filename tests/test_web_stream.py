@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sqlite3
 import time
 from pathlib import Path
@@ -275,3 +276,53 @@ def test_tracker_with_empty_gallery() -> None:
     tracker = Tracker()
     (out,) = tracker.update([face((0, 0, 10, 10))], threshold=0.5)
     assert out["identity"] is None and out["similarity"] is None and out["nearest"] is None
+
+
+@given(
+    threshold=st.floats(-0.99, 0.999),
+    alpha=st.floats(0.1, 1.0),
+    margin=st.floats(0.0, 0.5),
+)
+def test_tracker_labels_are_reachable_at_any_threshold(
+    threshold: float, alpha: float, margin: float
+) -> None:
+    """Issue 15: with a calibrated threshold above 0.95, threshold + 0.05 was out of reach and
+    a perfect match (similarity 1.000) stayed "unknown" for ever."""
+    tracker = Tracker(alpha=alpha, margin=margin)
+    b = (0.0, 0.0, 100.0, 100.0)
+    (out,) = tracker.update([face(b, ("ann", -1.0))], threshold)  # starts as a stranger
+    assert out["identity"] is None
+    # (1 - avg) shrinks by (1 - alpha) a frame, and must get under half the room above.
+    frames = math.ceil(math.log((1 - threshold) / 4) / math.log(1 - alpha)) + 1 if alpha < 1 else 1
+    for _ in range(frames):
+        (out,) = tracker.update([face(b, ("ann", 1.0))], threshold)
+    assert out["identity"] == "ann" and out["is_match"], (frames, out)
+    # ... and back to unknown once the evidence is at the other end.
+    frames = math.ceil(math.log((1 + threshold) / 4) / math.log(1 - alpha)) + 1 if alpha < 1 else 1
+    for _ in range(frames):
+        (out,) = tracker.update([face(b, ("ann", -1.0))], threshold)
+    assert out["identity"] is None and not out["is_match"], (frames, out)
+
+
+@pytest.mark.parametrize("threshold", [0.96, 0.97, 0.99, 0.999])
+def test_tracker_confirms_a_perfect_match_at_high_thresholds(threshold: float) -> None:
+    """The live page's case: a face first seen below the threshold, then at similarity 1."""
+    tracker = Tracker()  # the server's defaults: alpha 0.4, margin 0.05
+    b = (10.0, 10.0, 90.0, 90.0)
+    tracker.update([face(b, ("ann", threshold - 0.1))], threshold)
+    labels = [tracker.update([face(b, ("ann", 1.0))], threshold)[0] for _ in range(30)]
+    assert labels[-1]["identity"] == "ann" and labels[-1]["similarity"] == pytest.approx(1.0)
+    # Hysteresis still holds: small dips below the threshold keep the label.
+    (out,) = tracker.update([face(b, ("ann", threshold - (1 - threshold) / 4))], threshold)
+    assert out["identity"] == "ann"
+
+
+def test_tracker_switches_identity_near_similarity_one() -> None:
+    tracker = Tracker(alpha=0.5, margin=0.05)
+    b = (10.0, 10.0, 90.0, 90.0)
+    tracker.update([face(b, ("ann", 0.99), ("bob", 0.9))], 0.97)
+    labels = [
+        tracker.update([face(b, ("bob", 1.0), ("ann", 0.975))], 0.97)[0]["identity"]
+        for _ in range(20)
+    ]
+    assert labels[-1] == "bob"

@@ -5,6 +5,11 @@ has seen, and changes its label only with hysteresis: it becomes a match once th
 ``threshold + margin``, drops to unknown once it falls below ``threshold - margin``, and switches
 identity only when another identity leads by ``margin``. A face therefore keeps its label unless
 the evidence changes, instead of flickering with per-frame noise. Pure Python, no frames kept.
+
+Cosine similarity lies in [-1, 1], so a fixed margin cannot always be cleared: with a calibrated
+threshold of 0.97, ``threshold + 0.05`` is out of reach. Each margin is therefore at most half
+the room left on its side (``(1 - threshold) / 2`` above, ``(threshold + 1) / 2`` below,
+``(1 - kept) / 2`` for a switch), so every label can be reached at any threshold.
 """
 
 from __future__ import annotations
@@ -127,19 +132,28 @@ class Tracker:
         )
         return steady
 
+    def margins(self, threshold: float) -> tuple[float, float]:
+        """(up, down): how far the average must clear ``threshold`` to become a match, and fall
+        below it to become unknown; each at most half the room to the end of [-1, 1]."""
+        up = max(0.0, min(self.margin, (1.0 - threshold) / 2))
+        down = max(0.0, min(self.margin, (threshold + 1.0) / 2))
+        return up, down
+
     def _decide(self, track: Track, threshold: float) -> str | None:
         best, best_sim = track.nearest()
         if track.frames == 1:  # no history: decide on the evidence as it is
             return best if best is not None and best_sim >= threshold else None
+        up, down = self.margins(threshold)
         label = track.label
         if label is not None and label in track.averages:
             kept = track.averages[label]
-            if kept < threshold - self.margin:
+            switch = max(0.0, min(self.margin, (1.0 - kept) / 2))
+            if kept < threshold - down:
                 label = None
-            elif best != label and best_sim > kept + self.margin:
+            elif best != label and best_sim > kept + switch:
                 return best
             else:
                 return label
-        if best is not None and best_sim >= threshold + self.margin:
+        if best is not None and best_sim >= threshold + up:
             return best
         return None
