@@ -132,7 +132,8 @@ def test_compare_ranks_runs_of_known_quality_and_promotes(
     for model, npz in (("best", emb_best), (str(three_runs["good"]), emb_good)):
         assert main(["embed", model, str(root), "--out", str(npz), "--aligned", "--quiet"]) == 0
     a, b = EmbeddingSet.load(emb_best), EmbeddingSet.load(emb_good)
-    assert a.paths == b.paths and np.array_equal(a.embeddings, b.embeddings)
+    assert a.paths == b.paths
+    np.testing.assert_allclose(a.embeddings, b.embeddings, rtol=0, atol=1e-6)
     runner_up = tmp_path / "mixed.npz"  # and not the runner-up's
     assert main(["embed", runs[2], str(root), "--out", str(runner_up), "--aligned", "--quiet"]) == 0
     assert not np.allclose(EmbeddingSet.load(runner_up).embeddings, a.embeddings)

@@ -43,9 +43,16 @@ def test_search_matches_brute_force(name: str, n: int, q: int, k: int) -> None:
     index = create_index(name, gallery)
     assert len(index) == n
     sims, rows = index.search(queries, k)
-    want_sims, want_rows = brute_force(gallery, queries, k)
+    want_sims, _ = brute_force(gallery, queries, k)
     assert sims.shape == rows.shape == (q, k) and rows.dtype == np.int64
-    np.testing.assert_array_equal(rows, want_rows)
+    # Rows may differ from brute force only where two entries tie to within float32 rounding
+    # (BLAS kernels differ by CPU): each returned row must truly score its rank's similarity.
+    np.testing.assert_allclose(
+        np.einsum("qd,qkd->qk", queries.astype(np.float64), gallery[rows].astype(np.float64)),
+        want_sims,
+        atol=1e-5,
+    )
+    assert all(len(set(r)) == len(r) for r in rows.tolist())
     np.testing.assert_allclose(sims, want_sims, atol=1e-5)
 
 
@@ -54,7 +61,11 @@ def test_exact_and_faiss_agree_on_batches_over_a_block() -> None:
     gallery, queries = unit(rng, 1000, 32), unit(rng, QUERY_BLOCK * 2 + 5, 32)
     a = create_index("exact", gallery).search(queries, 8)
     b = create_index("faiss", gallery).search(queries, 8)
-    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_allclose(
+        np.einsum("qd,qkd->qk", queries.astype(np.float64), gallery[b[1]].astype(np.float64)),
+        a[0],
+        atol=1e-5,
+    )  # ties may swap
     np.testing.assert_allclose(a[0], b[0], atol=1e-5)
 
 
@@ -94,8 +105,12 @@ def test_half_re_ranks_its_float16_candidates_to_the_exact_answer(queries: int) 
     gallery[: queries * 20] = (near / np.linalg.norm(near, axis=2, keepdims=True)).reshape(-1, 64)
     half, exact = HalfIndex(gallery), ExactIndex(gallery)
     sims, rows = half.search(q, 10)
-    want_sims, want_rows = exact.search(q, 10)
-    np.testing.assert_array_equal(rows, want_rows)
+    want_sims, _ = exact.search(q, 10)
+    np.testing.assert_allclose(
+        np.einsum("qd,qkd->qk", q.astype(np.float64), gallery[rows].astype(np.float64)),
+        want_sims,
+        atol=1e-6,
+    )  # ties may swap
     np.testing.assert_allclose(sims, want_sims, atol=1e-6)
     assert sims.dtype == np.float32 and rows.dtype == np.int64
     # The float16 scan alone is not exact: re-ranking is what makes the scores float32 ones.

@@ -294,7 +294,8 @@ def test_open_set_matches_brute_force() -> None:
     )
     top = [max(float(x[s] @ x[g]) for g in gallery) for s in strangers]
     thr = brute_threshold_at_far(np.array(top), 0.25)
-    assert res.threshold == thr
+    # res comes from a BLAS matrix product, top from one dot at a time: equal to rounding only.
+    assert res.threshold == pytest.approx(thr, rel=1e-12, abs=1e-12)
     assert res.fpir == pytest.approx(np.mean(np.array(top) >= thr))
     hits = 0
     for m in mated:
