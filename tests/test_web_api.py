@@ -28,7 +28,7 @@ def settings(tmp_path: Path, model: Path | None, **kw: object) -> WebSettings:
         model=str(model) if model else str(tmp_path / "missing.pt"),
         db=str(tmp_path / "gallery.db"),
         admin_token=TOKEN,  # type: ignore[arg-type]
-        **kw,  # type: ignore[arg-type]
+        **{"allowed_hosts": ["testserver"], **kw},  # type: ignore[arg-type]  # TestClient Host
     )
 
 

@@ -148,3 +148,52 @@ def test_live_page_labels_enrolled_person_and_stranger(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for s_ in (shot, shot2):
         shutil.copy(s_, ARTIFACTS / s_.name)
+
+
+def test_pages_run_under_their_csp_and_other_sites_cannot_open_the_stream(
+    tmp_path: Path, untrained_tiny_checkpoint: Path
+) -> None:
+    """Issue 15: a page on another site opened /ws/stream and got gallery names back. Here the
+    same script runs on the server's own page (answered) and on another origin (refused), and
+    both pages of the app work under the Content-Security-Policy (no violation reported)."""
+    from playwright.sync_api import sync_playwright
+
+    args = ("--model", str(untrained_tiny_checkpoint), "--db", str(tmp_path / "g.db"))
+    probe = """url => new Promise(resolve => {
+        const ws = new WebSocket(url);
+        ws.onmessage = (e) => { resolve(JSON.parse(e.data).type); ws.close(); };
+        ws.onerror = () => resolve("refused");
+        setTimeout(() => resolve("timeout"), 15000);
+    })"""
+    with running_server(tmp_path, *args, "--admin-token", TOKEN) as srv, sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
+                  "--use-fake-device-for-media-stream", "--no-first-run"],
+        )  # fmt: skip
+        try:
+            page = browser.new_page()
+            violations: list[str] = []
+            page.on(
+                "console",
+                lambda m: (
+                    violations.append(m.text) if "Content Security Policy" in m.text else None
+                ),
+            )
+            page.goto(srv.url + "/gallery")
+            page.wait_for_function("document.querySelector('#people-empty') !== null")
+            page.locator("#people-empty").wait_for(state="visible", timeout=30_000)
+            page.goto(srv.url + "/")
+            page.wait_for_timeout(1500)
+            assert violations == []
+            assert page.evaluate(probe, srv.ws_url) == "hello"  # the server's own page
+            page.route(
+                "http://evil.example/",
+                lambda route: route.fulfill(
+                    body="<html><body>hi</body></html>", content_type="text/html"
+                ),
+            )
+            page.goto("http://evil.example/")
+            assert page.evaluate(probe, srv.ws_url) == "refused"
+        finally:
+            browser.close()

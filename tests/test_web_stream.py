@@ -31,7 +31,7 @@ def make_app(tmp_path: Path, model: Path | None, **kw: object):
             model=str(model) if model else str(tmp_path / "missing.pt"),
             db=str(tmp_path / "gallery.db"),
             admin_token=TOKEN,  # type: ignore[arg-type]
-            **kw,  # type: ignore[arg-type]
+            **{"allowed_hosts": ["testserver"], **kw},  # type: ignore[arg-type]  # TestClient Host
         )
     )
 

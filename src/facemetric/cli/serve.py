@@ -29,6 +29,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         )
         if (value := getattr(args, key, None)) is not None
     }
+    if getattr(args, "allowed_hosts", None):
+        given["allowed_hosts"] = [h.strip() for h in args.allowed_hosts.split(",") if h.strip()]
     try:
         return WebSettings(**given)
     except ValidationError as exc:
@@ -71,4 +73,10 @@ def register(sub: Any) -> None:
         help="live stream: longest side frames are scaled to for detection (default 320)",
     )
     p.add_argument("--threshold", type=float, help="match threshold (default: calibrated)")
+    p.add_argument(
+        "--allowed-hosts",
+        metavar="NAMES",
+        help="comma-separated host names answered besides the bound host and localhost "
+        "(e.g. myhost.lan,192.168.1.5; '*' = any, open to DNS rebinding)",
+    )
     p.set_defaults(func=run_serve)

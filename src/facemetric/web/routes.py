@@ -1,26 +1,34 @@
 """REST API, one router per resource: status, identify, people and faces, enrolment preview.
 
 Reading and recognising are open; changing the gallery needs the admin token as a bearer header.
-Blocking work (decoding, inference, SQLite) runs on the app's worker threads.
+Blocking work runs off the event loop: decoding, inference and writes on the worker threads,
+quick gallery reads (health, people, face images) on threads of their own. Uploaded photos are
+decoded one at a time within the pixel budget, and only what is answered is kept.
 """
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
+import unicodedata
+from collections.abc import AsyncIterator
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Path, Request, UploadFile
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
+from facemetric.data.image import DecodedImage
+from facemetric.errors import FaceNotFoundError, GalleryError
+from facemetric.gallery.names import check_person_name
+from facemetric.gallery.store import FaceRecord
 from facemetric.web.state import WebState
-from facemetric.web.uploads import decode_checked, png_data_url
+from facemetric.web.uploads import png_data_url, to_original
 
-NAME_PATTERN = re.compile(r"^[^/\\\x00-\x1f\x7f]{1,100}$")
+MAX_FACE_ID = 2**63 - 1  # SQLite's largest integer: no face id can be larger
+PREVIEW_FACES = 10  # crops shown per photo in a preview (enrolment keeps the largest face)
 
 
 # ---- dependencies -------------------------------------------------------------------------------
@@ -53,29 +61,30 @@ AdminDep = Annotated[None, Depends(require_admin)]
 Uploads = Annotated[list[UploadFile], File(description="Photos (JPEG, PNG, ...)")]
 
 
-async def read_images(state: WebState, uploads: list[UploadFile]) -> list[np.ndarray]:
-    """Read, check and decode uploaded photos; errors name the offending file."""
+async def decoded_photos(
+    state: WebState, uploads: list[UploadFile]
+) -> AsyncIterator[tuple[str, DecodedImage]]:
+    """Read, check and decode uploaded photos one at a time (each is released before the next
+    is decoded); errors name the offending file."""
     if not uploads:
         raise HTTPException(422, "files: at least one photo is required")
     if len(uploads) > state.settings.max_photos:
         raise HTTPException(
             413, f"files: {len(uploads)} photos, over the limit of {state.settings.max_photos}"
         )
-    images = []
     for i, upload in enumerate(uploads):
-        data = await upload.read()
         name = upload.filename or f"file #{i + 1}"
-        images.append(await state.run(decode_checked, data, name, state.settings.max_upload_bytes))
-    return images
+        data = await upload.read()
+        await upload.close()
+        yield name, await state.decode(data, name, state.settings.max_upload_bytes)
 
 
 def check_name(name: str) -> str:
-    name = name.strip()
-    if not NAME_PATTERN.match(name):
-        raise HTTPException(
-            422, f"name: {name!r} must be 1 to 100 characters without slashes or control characters"
-        )
-    return name
+    """The person name in normal form, or 422 saying why it cannot be used."""
+    try:
+        return check_person_name(name)
+    except GalleryError as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 # ---- schemas ------------------------------------------------------------------------------------
@@ -90,7 +99,7 @@ class HealthPublic(BaseModel):
 class ModelPublic(BaseModel):
     loaded: bool
     error: str | None = None
-    path: str | None = None
+    file: str | None = None  # the checkpoint's file name, never its folder
     backbone: str | None = None
     embedding_dim: int | None = None
     input_size: int | None = None
@@ -135,7 +144,8 @@ class PreviewPhoto(BaseModel):
     filename: str
     width: int
     height: int
-    faces: list[PreviewFace]
+    faces: list[PreviewFace]  # the largest PREVIEW_FACES faces
+    faces_found: int
 
 
 class PreviewPublic(BaseModel):
@@ -160,9 +170,11 @@ def _person_public(store: Any, person: Any) -> PersonPublic:
 
 
 def _find_person(store: Any, name: str) -> Any:
-    for person in store.list_people():
-        if person.name == name:
-            return person
+    """The person called ``name`` (as stored, else in normal form), or 404."""
+    people = {p.name: p for p in store.list_people()}
+    for candidate in (name, unicodedata.normalize("NFC", name).strip()):
+        if candidate in people:
+            return people[candidate]
     raise HTTPException(404, f"person {name!r} is not in the gallery")
 
 
@@ -182,7 +194,7 @@ def gallery_counts(state: WebState) -> tuple[int, int]:
 @status_router.get("/health", response_model=HealthPublic)
 async def health(state: StateDep) -> HealthPublic:
     """Is the server usable for recognition, and if not, why not."""
-    people, faces = await state.run(gallery_counts, state)
+    people, faces = await state.run_quick(gallery_counts, state)
     if state.recognizer is None:
         status, message = "no_model", f"no model loaded: {state.model_error}"
     elif faces == 0:
@@ -214,9 +226,10 @@ async def model_info(state: StateDep) -> ModelPublic:
             detector=settings.detector,
         )
     embedder = state.recognizer.embedder
+    checkpoint = getattr(embedder, "checkpoint_path", None)
     return ModelPublic(
         loaded=True,
-        path=str(embedder.checkpoint_path),
+        file=FilePath(str(checkpoint)).name if checkpoint else None,
         backbone=embedder.spec.backbone,
         embedding_dim=embedder.spec.embedding_dim,
         input_size=embedder.spec.input_size,
@@ -226,22 +239,26 @@ async def model_info(state: StateDep) -> ModelPublic:
     )
 
 
-def identify_image(state: WebState, image: np.ndarray) -> list[dict[str, Any]]:
+def identify_image(state: WebState, image: DecodedImage) -> list[dict[str, Any]]:
     recognizer = state.require_recognizer()
-    return [m.to_dict() for m in recognizer.recognize(image, threshold=state.settings.threshold)]
+    matches = recognizer.recognize(image.pixels, threshold=state.settings.threshold)
+    return to_original([m.to_dict() for m in matches], image.scale)
 
 
 @identify_router.post("/identify", response_model=IdentifyPublic)
 async def identify(state: StateDep, file: Annotated[UploadFile, File()]) -> IdentifyPublic:
-    """Every face in one photo with its nearest gallery identities (multipart field ``file``)."""
+    """Every face in one photo with its nearest gallery identities (multipart field ``file``).
+
+    Large photos are searched reduced; boxes are in the photo's own pixels."""
     state.require_recognizer()
     start = time.perf_counter()
-    (image,) = await read_images(state, [file])
-    faces = await state.run(identify_image, state, image)
+    async for _, image in decoded_photos(state, [file]):
+        faces = await state.run(identify_image, state, image)
+        width, height = image.width, image.height
     return IdentifyPublic(
         faces=faces,
-        width=image.shape[1],
-        height=image.shape[0],
+        width=width,
+        height=height,
         threshold=state.threshold,
         server_ms=round((time.perf_counter() - start) * 1000, 2),
     )
@@ -254,7 +271,7 @@ async def list_people(state: StateDep) -> list[PersonPublic]:
     def work() -> list[PersonPublic]:
         return [_person_public(state.store, p) for p in state.store.list_people()]
 
-    return await state.run(work)
+    return await state.run_quick(work)
 
 
 @people_router.post("", response_model=PersonPublic, status_code=201)
@@ -267,10 +284,17 @@ async def enroll_person(
     """Add a person (or more faces of one): the largest face of each photo is saved."""
     name = check_name(name)
     recognizer = state.require_recognizer()
-    images = await read_images(state, files)
+    records = []
+    async for label, image in decoded_photos(state, files):
+        faces = await state.run(recognizer.detect, image.pixels)
+        if not faces:
+            raise FaceNotFoundError(label)
+        det = faces[0].detection  # the largest face; the photo itself is not kept
+        records.append(FaceRecord(faces[0].crop, None, det.box, det.landmarks))
+        del image, faces  # released before the next photo is decoded
 
     def work() -> PersonPublic:
-        recognizer.enroll(name, images)
+        recognizer.add_faces(name, records)
         recognizer.reload()
         return _person_public(state.store, _find_person(state.store, name))
 
@@ -283,11 +307,11 @@ async def remove_person(state: StateDep, _admin: AdminDep, name: str) -> PersonD
     """Remove a person and all their reference faces."""
 
     def work() -> PersonDeleted:
-        _find_person(state.store, name)
-        removed = int(state.store.remove_person(name))
+        stored = _find_person(state.store, name).name
+        removed = int(state.store.remove_person(stored))
         if state.recognizer is not None:
             state.recognizer.reload()
-        return PersonDeleted(name=name, faces_removed=removed)
+        return PersonDeleted(name=stored, faces_removed=removed)
 
     async with state.write_lock:
         return await state.run(work)
@@ -298,10 +322,10 @@ async def person_faces(state: StateDep, name: str) -> list[FacePublic]:
     """The reference faces of one person."""
 
     def work() -> list[FacePublic]:
-        _find_person(state.store, name)
-        return [_face_public(f) for f in state.store.faces_of(name)]
+        stored = _find_person(state.store, name).name
+        return [_face_public(f) for f in state.store.faces_of(stored)]
 
-    return await state.run(work)
+    return await state.run_quick(work)
 
 
 @faces_router.get(
@@ -311,6 +335,8 @@ async def person_faces(state: StateDep, name: str) -> list[FacePublic]:
 )
 async def face_image(state: StateDep, face_id: Annotated[int, Path(ge=1)]) -> Response:
     """The aligned crop of one gallery face, by numeric id only (no paths, no traversal)."""
+    if face_id > MAX_FACE_ID:
+        raise HTTPException(404, f"face {face_id} is not in the gallery")
 
     def work() -> bytes | None:
         try:
@@ -322,37 +348,41 @@ async def face_image(state: StateDep, face_id: Annotated[int, Path(ge=1)]) -> Re
                 return None
             raise
 
-    data = await state.run(work)
+    data = await state.run_quick(work)
     if not data:
         raise HTTPException(404, f"face {face_id} is not in the gallery")
     return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
 
-def preview_photo(state: WebState, filename: str, image: np.ndarray) -> PreviewPhoto:
-    from facemetric.data.align import detect_and_align
-
-    size = state.recognizer.embedder.spec.input_size if state.recognizer else 112
-    aligned = detect_and_align(image, state.detector, size=size)
+def preview_photo(state: WebState, filename: str, image: DecodedImage) -> PreviewPhoto:
+    aligned = state.detect(image.pixels)
+    sx, sy = image.scale
+    scale = (sx, sy, sx, sy)
     faces = [
         PreviewFace(
-            box=[round(float(v), 1) for v in a.detection.box],
+            box=[round(float(v) * f, 1) for v, f in zip(a.detection.box, scale, strict=True)],
             score=round(float(a.detection.score), 4),
             crop=png_data_url(a.crop),
             selected=i == 0,
         )
-        for i, a in enumerate(aligned)
+        for i, a in enumerate(aligned[:PREVIEW_FACES])
     ]
-    return PreviewPhoto(filename=filename, width=image.shape[1], height=image.shape[0], faces=faces)
+    return PreviewPhoto(
+        filename=filename,
+        width=image.width,
+        height=image.height,
+        faces=faces,
+        faces_found=len(aligned),
+    )
 
 
 @enroll_router.post("/preview", response_model=PreviewPublic)
 async def enroll_preview(state: StateDep, files: Uploads) -> PreviewPublic:
     """Detect and align the faces of photos or snapshots, to check them before enrolling."""
-    images = await read_images(state, files)
     photos = []
-    for i, (upload, image) in enumerate(zip(files, images, strict=True)):
-        name = upload.filename or f"photo {i + 1}"
+    async for name, image in decoded_photos(state, files):
         photos.append(await state.run(preview_photo, state, name, image))
+        del image  # released before the next photo is decoded
     return PreviewPublic(photos=photos)
 
 

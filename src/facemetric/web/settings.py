@@ -48,8 +48,67 @@ class WebSettings(BaseSettings):
     )
     cors_origins: list[str] = Field(
         default_factory=list,
-        description="Origins allowed to call the API from other sites (JSON list); "
-        "empty = CORS closed.",
+        description="Origins allowed to call the API and open the stream (/ws/stream) from "
+        "other sites (JSON list); empty = CORS closed and only this server's own pages may open "
+        "the stream.",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names (the Host header) answered besides the bound host, localhost, "
+        "127.0.0.1 and ::1 (JSON list; flag: comma-separated); others get 400, which stops DNS "
+        "rebinding. '*' answers any name. Needed when serving on 0.0.0.0 under a name.",
+    )
+    decode_pixels: int = Field(
+        default=4_000_000,
+        ge=10_000,
+        description="Photos and frames with more pixels are decoded reduced to this many (JPEGs "
+        "at 1/2 to 1/8 scale while decoding, others right after): faces need no more. Boxes "
+        "and sizes in answers stay in the photo's own pixels.",
+    )
+    max_decode_pixels: int = Field(
+        default=16_000_000,
+        ge=10_000,
+        description="Largest image decoded at all: a PNG, WebP, ... of more pixels is refused "
+        "with 413 from its header (JPEGs count at the 1/2 to 1/8 scale they are decoded at, so "
+        "with the defaults every JPEG is taken). Bounds the memory of one decode (about 4 bytes "
+        "a pixel).",
+    )
+    decode_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Photos and frames decoded at once over all requests and streams; others "
+        "wait their turn. With max_decode_pixels this bounds the memory uploads can take.",
+    )
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=4096,
+        description="Largest HTTP request head (request line and headers); larger ones get 400.",
+    )
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a client has to send a request's head once connected (or after "
+        "the previous answer); slower connections are closed.",
+    )
+    body_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds a client has to send a request's body; slower uploads get 408.",
+    )
+    keep_alive_timeout: int = Field(
+        default=5, ge=1, description="Seconds an idle keep-alive HTTP connection is kept open."
+    )
+    max_connections: int = Field(
+        default=100,
+        ge=1,
+        description="Most connections (streams included) served at once; more get 503.",
+    )
+    stream_idle_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds a stream may stay open without a frame before the server closes "
+        "it (code 1001; the live page reconnects).",
     )
     engine: Literal["auto", "torch", "onnx"] = Field(
         default="auto",
@@ -75,7 +134,8 @@ class WebSettings(BaseSettings):
         default=2,
         ge=1,
         le=64,
-        description="Threads running recognition (event loop stays free).",
+        description="Threads decoding and recognising (event loop stays free); health and "
+        "gallery reads have threads of their own.",
     )
     track_iou: float = Field(
         default=0.3,

@@ -6,22 +6,28 @@ the next, so a slow server never builds a queue. Each answer is either
 ``{"type": "result", "frame", "faces", "width", "height", "threshold", "server_ms"}`` or
 ``{"type": "error", "frame", "code", "detail"}``; an error never closes the stream. Faces are
 steadied across frames per connection (``facemetric.web.tracking``). Frames are never stored.
+
+A browser may open the stream only from this server's own pages (or an origin in
+``cors_origins``): another site's page is refused at the handshake (403), so it cannot read the
+gallery's names through a visitor's browser. A stream without a frame for
+``stream_idle_timeout`` seconds is closed (1001).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from facemetric.data.image import decode_image_bytes
+from facemetric.data.image import DecodedImage, ImageTooLargeError
 from facemetric.errors import FacemetricError
+from facemetric.web.security import origin_allowed
 from facemetric.web.state import ServiceUnavailable, WebState
 from facemetric.web.tracking import Tracker
-from facemetric.web.uploads import ACCEPTED, sniff_image_type
+from facemetric.web.uploads import ACCEPTED, sniff_image_type, to_original
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -36,21 +42,17 @@ class FrameError(Exception):
         super().__init__(detail)
 
 
-def recognize_frame(state: WebState, data: bytes) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Decode and recognise one frame (runs on a worker thread)."""
+def recognize_frame(state: WebState, image: DecodedImage) -> list[dict[str, Any]]:
+    """Recognise one decoded frame (runs on a worker thread); boxes in the frame's own pixels."""
     recognizer = state.recognizer
     if recognizer is None:
         raise FrameError("no_model", f"no model loaded: {state.model_error}")
-    try:
-        image = decode_image_bytes(data, "frame")
-    except FacemetricError as exc:
-        raise FrameError("bad_image", str(exc)) from exc
     matches = recognizer.recognize(
-        image,
+        image.pixels,
         threshold=state.settings.threshold,
         detect_size=state.settings.stream_detect_size,
     )
-    return image, [m.to_dict() for m in matches]
+    return to_original([m.to_dict() for m in matches], image.scale)
 
 
 def check_frame(state: WebState, message: dict[str, Any]) -> bytes:
@@ -94,7 +96,15 @@ async def answer(state: WebState, tracker: Tracker, frame: int, message: Any) ->
     start = time.perf_counter()
     try:
         data = check_frame(state, message)
-        image, faces = await state.run(recognize_frame, state, data)
+        if state.recognizer is None:
+            raise FrameError("no_model", f"no model loaded: {state.model_error}")
+        try:
+            image = await state.decode(data, "frame", state.settings.max_frame_bytes)
+        except ImageTooLargeError as exc:
+            raise FrameError("frame_too_large", str(exc)) from exc
+        except FacemetricError as exc:
+            raise FrameError("bad_image", str(exc)) from exc
+        faces = await state.run(recognize_frame, state, image)
     except FrameError as exc:
         return {"type": "error", "frame": frame, "code": exc.code, "detail": exc.detail}
     except ServiceUnavailable as exc:
@@ -108,8 +118,8 @@ async def answer(state: WebState, tracker: Tracker, frame: int, message: Any) ->
         "type": "result",
         "frame": frame,
         "faces": tracker.update(faces, state.threshold),
-        "width": int(image.shape[1]),
-        "height": int(image.shape[0]),
+        "width": image.width,
+        "height": image.height,
         "threshold": state.threshold,
         "server_ms": round((time.perf_counter() - start) * 1000, 2),
     }
@@ -119,13 +129,22 @@ async def answer(state: WebState, tracker: Tracker, frame: int, message: Any) ->
 async def stream(websocket: WebSocket) -> None:
     """Live recognition: one answer per binary frame, in order."""
     state: WebState = websocket.app.state.web
+    if not origin_allowed(websocket.scope, state.settings.cors_origins):
+        log.warning("stream refused: origin %r", websocket.headers.get("origin"))
+        await websocket.close(code=1008, reason="origin not allowed")  # before accept: 403
+        return
     await websocket.accept()
     tracker = make_tracker(state)
     frame = 0
+    idle = state.settings.stream_idle_timeout
     try:
         await websocket.send_json(hello(state))
         while True:
-            message = await websocket.receive()
+            try:
+                message = await asyncio.wait_for(websocket.receive(), idle)
+            except TimeoutError:
+                await websocket.close(code=1001, reason=f"no frame for {idle:g} s")
+                break
             if message["type"] == "websocket.disconnect":
                 break
             frame += 1

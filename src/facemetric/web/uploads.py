@@ -7,10 +7,11 @@ so a renamed text file is refused before any decoder sees it.
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import numpy as np
 
-from facemetric.data.image import decode_image_bytes
+from facemetric.data.image import DecodedImage, decode_image
 from facemetric.errors import ImageReadError
 
 # (prefix, name); WebP is checked separately (RIFF....WEBP).
@@ -50,10 +51,32 @@ def check_image_bytes(data: bytes, name: str, limit: int) -> None:
         raise ImageReadError(name, f"not an image (accepted: {ACCEPTED})")
 
 
-def decode_checked(data: bytes, name: str, limit: int) -> np.ndarray:
-    """Check then decode to HxWx3 uint8 RGB."""
+def decode_checked(
+    data: bytes,
+    name: str,
+    limit: int,
+    max_pixels: int | None = None,
+    max_decode_pixels: int | None = None,
+) -> DecodedImage:
+    """Check then decode to HxWx3 uint8 RGB within the pixel budget (see ``decode_image``)."""
     check_image_bytes(data, name, limit)
-    return decode_image_bytes(data, name)
+    return decode_image(data, name, max_pixels=max_pixels, max_decode_pixels=max_decode_pixels)
+
+
+def to_original(faces: list[dict[str, Any]], scale: tuple[float, float]) -> list[dict[str, Any]]:
+    """Boxes and landmarks of faces found in a reduced image, in the original image's pixels."""
+    sx, sy = scale
+    if sx == 1.0 and sy == 1.0:
+        return faces
+    out = []
+    for face in faces:
+        face = dict(face)
+        x1, y1, x2, y2 = face["box"]
+        face["box"] = [round(x1 * sx, 2), round(y1 * sy, 2), round(x2 * sx, 2), round(y2 * sy, 2)]
+        if face.get("landmarks") is not None:
+            face["landmarks"] = [[round(x * sx, 2), round(y * sy, 2)] for x, y in face["landmarks"]]
+        out.append(face)
+    return out
 
 
 def png_data_url(rgb: np.ndarray) -> str:

@@ -1,0 +1,211 @@
+"""Request guards: trusted hosts, body size and time limits, security headers, stream origins.
+
+Plain ASGI middlewares (no dependency beyond Starlette) so they see every request, WebSocket
+handshakes included, before any route does. Hosts are checked against an allow-list (the bound
+host, localhost and ``allowed_hosts``), which stops DNS rebinding; WebSocket handshakes from a
+browser must come from the server's own origin or one in ``cors_origins``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+ALL_INTERFACES = ("0.0.0.0", "::", "")
+# Pages and the API: scripts, styles and connections only from this server, nothing framed.
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "media-src 'self' blob: mediastream:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+# FastAPI's /docs and /redoc load their script from a CDN and run inline code: no framing only.
+DOCS_PATHS = ("/docs", "/redoc")
+DOCS_CSP = "frame-ancestors 'none'"
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers") or []:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def split_host(value: str) -> tuple[str, str] | None:
+    """``host[:port]`` (``[v6]:port`` too) -> (lower-case host, port or ""); None if malformed."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            return None
+        host, rest = value[1:end], value[end + 1 :]
+        if rest and not rest.startswith(":"):
+            return None
+        port = rest[1:]
+    else:
+        host, _, port = value.partition(":")
+    if not host or (port and not port.isdigit()) or any(c in host for c in " /\\@;,\"'"):
+        return None
+    return host, port
+
+
+def trusted_hosts(bound: str, extra: Iterable[str]) -> frozenset[str]:
+    """Host names the server answers to: the bound host, localhost names and ``extra``."""
+    names = {h.strip().lower().strip("[]") for h in (*LOCAL_HOSTS, *extra) if h.strip()}
+    if bound.strip() not in ALL_INTERFACES:
+        names.add(bound.strip().lower().strip("[]"))
+    return frozenset(names)
+
+
+class TrustedHost:
+    """Refuse requests (and WebSocket handshakes) whose ``Host`` is not an allowed name.
+
+    A page on another site can make a browser talk to 127.0.0.1 through a DNS name it controls
+    (DNS rebinding); such requests carry that name in ``Host`` and are refused here.
+    """
+
+    def __init__(self, app: ASGIApp, hosts: frozenset[str], any_host: bool = False) -> None:
+        self.app = app
+        self.hosts = hosts
+        self.any_host = any_host
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or self.any_host:
+            await self.app(scope, receive, send)
+            return
+        raw = _header(scope, b"host")
+        parsed = split_host(raw) if raw is not None else None
+        if parsed is not None and parsed[0] in self.hosts:
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": "host not allowed"})
+            return
+        shown = "no Host header" if raw is None else f"host {raw[:100]!r}"
+        detail = (
+            f"{shown} is not served here; start the server with --allowed-hosts NAME "
+            "to answer to another name"
+        )
+        await JSONResponse({"detail": detail}, status_code=400)(scope, receive, send)
+
+
+def origin_allowed(scope: Scope, allowed: Iterable[str]) -> bool:
+    """May a WebSocket handshake with this ``Origin`` go on? No ``Origin`` (not a browser), the
+    server's own origin (same host and port as ``Host``), or one listed in ``allowed``."""
+    origin = _header(scope, b"origin")
+    if origin is None:
+        return True
+    if origin.rstrip("/") in {o.rstrip("/") for o in allowed}:
+        return True
+    parts = urlsplit(origin)
+    host = _header(scope, b"host")
+    return (
+        parts.scheme in ("http", "https")
+        and host is not None
+        and parts.netloc.lower() == host.strip().lower()
+    )
+
+
+class SecurityHeaders:
+    """Add ``nosniff``, no framing and a CSP without inline script to every HTTP answer."""
+
+    def __init__(self, app: ASGIApp, same_origin_resources: bool = True) -> None:
+        self.app = app
+        self.same_origin_resources = same_origin_resources
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        if path.startswith(DOCS_PATHS):
+            csp = DOCS_CSP
+        else:
+            host = _header(scope, b"host") or ""  # checked by TrustedHost before this point
+            sockets = f" ws://{host} wss://{host}" if split_host(host) else ""
+            csp = f"{PAGE_CSP}; connect-src 'self'{sockets}"
+        extra = [
+            (b"content-security-policy", csp.encode("latin-1")),
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"no-referrer"),
+        ]
+        if self.same_origin_resources:  # other sites cannot embed gallery faces
+            extra.append((b"cross-origin-resource-policy", b"same-origin"))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                names = {k.lower() for k, _ in message.get("headers", [])}
+                headers = list(message.get("headers", []))
+                headers += [(k, v) for k, v in extra if k not in names]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class BodyLimits:
+    """Refuse HTTP bodies over ``limit`` bytes with 413, whether announced or streamed
+    (chunked), and bodies not received within ``timeout`` seconds with 408."""
+
+    def __init__(self, app: ASGIApp, limit: int, timeout: float) -> None:
+        self.app = app
+        self.limit = limit
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > self.limit:
+            await JSONResponse({"detail": self.too_large()}, status_code=413)(scope, receive, send)
+            return
+        seen = 0
+        done = False
+        deadline: float | None = None
+
+        async def limited_receive() -> Message:
+            nonlocal seen, done, deadline
+            if done:  # after the body: waiting for a disconnect is not limited
+                return await receive()
+            if deadline is None:
+                deadline = time.monotonic() + self.timeout
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise HTTPException(
+                    408, f"request body not received within {self.timeout:g} s (body_timeout)"
+                ) from None
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise HTTPException(413, self.too_large())
+                done = not message.get("more_body", False)
+            else:
+                done = True
+            return message
+
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except HTTPException as exc:  # raised by limited_receive outside a route's own handling
+            if started:
+                raise
+            body = {"detail": exc.detail}
+            await JSONResponse(body, status_code=exc.status_code)(scope, receive, send)
+
+    def too_large(self) -> str:
+        return f"request body over the {self.limit:,} byte limit (max_upload_bytes)"
