@@ -149,14 +149,18 @@ def main(argv: list[str] | None = None) -> int:
                "--stream-detect-size", str(args.stream_detect_size)]  # fmt: skip
         server = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
         try:
-            for _ in range(300):
+            deadline = time.monotonic() + 300  # a busy machine may take minutes to start it
+            while True:
+                if server.poll() is not None:
+                    raise SystemExit(f"server exited with {server.returncode}")
                 try:
-                    if httpx.get(url + "/api/health", timeout=2).status_code == 200:
+                    if httpx.get(url + "/api/health", timeout=5).status_code == 200:
                         break
                 except httpx.HTTPError:
-                    time.sleep(0.3)
-            else:
-                raise SystemExit("server did not start")
+                    pass
+                if time.monotonic() > deadline:
+                    raise SystemExit("server did not start within 300 s")
+                time.sleep(0.3)
             frame = frame_jpeg()
             r = httpx.post(
                 url + "/api/people",

@@ -4,9 +4,12 @@ Starts ``facemetric serve`` on 127.0.0.1 (a random-weight checkpoint: memory, no
 it up with one ordinary photo, then for each case resets the server's peak RSS (``VmHWM``, via
 ``/proc/PID/clear_refs``), sends the requests and prints the peak RSS growth over the RSS before
 the case, the RSS left afterwards, the answers and the time taken. Goal: under 300 MB for one
-request of 20 x 9000x9000 PNG to /api/enroll/preview and for 4 such requests at once. Linux only.
+request of 20 x 9000x9000 PNG to /api/enroll/preview and for 4 such requests at once. Since those
+are now refused from their headers, the cases ``max``, ``max4`` and ``deep`` send what is still
+decoded: 20 PNGs of 4000x4000 (16 Mpx, just within max_decode_pixels), in 8-bit RGB and 16-bit
+grey. Linux only.
 
-    .venv/bin/python benchmarks/web_memory.py [--cases preview identify jpeg preview4]
+    .venv/bin/python benchmarks/web_memory.py [--cases preview identify jpeg preview4 max max4 deep]
         [--backbone tiny] [--timeout 180]
 """
 
@@ -26,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import numpy as np
 from PIL import Image
 
 SIDE = 9000
@@ -36,6 +40,16 @@ def huge_png() -> bytes:
     """A 9000x9000 RGB PNG of one colour: about 236 KB that decode to 243 MB."""
     buf = io.BytesIO()
     Image.new("RGB", (SIDE, SIDE), (120, 110, 100)).save(buf, format="PNG", compress_level=9)
+    return buf.getvalue()
+
+
+def largest_decoded_png(deep: bool = False) -> bytes:
+    """A 4000x4000 PNG (16 Mpx: the most still decoded), 8-bit RGB or 16-bit grey, with a ramp."""
+    ramp = np.linspace(0, 65535 if deep else 255, 4000).astype(np.uint16 if deep else np.uint8)
+    plane = np.tile(ramp, (4000, 1))
+    img = Image.fromarray(plane) if deep else Image.fromarray(np.stack([plane] * 3, axis=-1))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=9)
     return buf.getvalue()
 
 
@@ -113,7 +127,7 @@ def describe(r: httpx.Response | BaseException) -> str:
     if isinstance(r, BaseException):
         return f"{type(r).__name__}"
     detail = r.json().get("detail") if "json" in r.headers.get("content-type", "") else None
-    text = f" {str(detail)[:90]}" if isinstance(detail, str) else ""
+    text = f" {str(detail)[:60]}..." if isinstance(detail, str) else ""
     return f"{r.status_code}{text}"
 
 
@@ -130,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cases",
         nargs="+",
-        default=["preview", "identify", "jpeg", "preview4"],
-        choices=["preview", "identify", "jpeg", "preview4"],
+        default=["preview", "identify", "jpeg", "preview4", "max", "max4", "deep"],
+        choices=["preview", "identify", "jpeg", "preview4", "max", "max4", "deep"],
     )
     parser.add_argument("--backbone", default="tiny")
     parser.add_argument("--timeout", type=float, default=180.0, help="per request, seconds")
@@ -142,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     from facemetric.models import ModelSpec, build_model, save_checkpoint
 
     png, jpeg, photo = huge_png(), huge_jpeg(), astronaut_jpeg()
+    rgb16, grey16 = largest_decoded_png(), largest_decoded_png(deep=True)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         torch.manual_seed(0)
@@ -157,14 +172,18 @@ def main(argv: list[str] | None = None) -> int:
                "--port", str(port), "--admin-token", "bench", "--engine", "torch"]  # fmt: skip
         server = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
         try:
-            for _ in range(300):
+            deadline = time.monotonic() + 300  # a busy machine may take minutes to start it
+            while True:
+                if server.poll() is not None:
+                    raise SystemExit(f"server exited with {server.returncode}")
                 try:
-                    if httpx.get(url + "/api/health", timeout=2).status_code == 200:
+                    if httpx.get(url + "/api/health", timeout=5).status_code == 200:
                         break
                 except httpx.HTTPError:
-                    time.sleep(0.3)
-            else:
-                raise SystemExit("server did not start")
+                    pass
+                if time.monotonic() > deadline:
+                    raise SystemExit("server did not start within 300 s")
+                time.sleep(0.3)
             pid = server.pid
             warm = [("files", ("a.jpg", photo, "image/jpeg"))]
             for _ in range(2):  # load the detector and model once, so the cases measure uploads
@@ -213,6 +232,20 @@ def main(argv: list[str] | None = None) -> int:
                     ),
                 ),
             }
+            most = [("files", (f"m{i}.png", rgb16, "image/png")) for i in range(20)]
+            deep = [("files", (f"d{i}.png", grey16, "image/png")) for i in range(20)]
+            cases["max"] = (
+                "1 x preview of 20 PNG 4000x4000 RGB",
+                lambda: asyncio.run(post_many(url + "/api/enroll/preview", 1, most, args.timeout)),
+            )
+            cases["max4"] = (
+                "4 x preview of 20 PNG 4000x4000 RGB at once",
+                lambda: asyncio.run(post_many(url + "/api/enroll/preview", 4, most, args.timeout)),
+            )
+            cases["deep"] = (
+                "1 x preview of 20 PNG 4000x4000 16-bit grey",
+                lambda: asyncio.run(post_many(url + "/api/enroll/preview", 1, deep, args.timeout)),
+            )
             results = {}
             for name in args.cases:
                 label, send = cases[name]
