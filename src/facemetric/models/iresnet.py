@@ -27,6 +27,7 @@ from torch import nn
 from facemetric.models.backbones import Backbone, _apply_pretrained, register_backbone
 
 MAP_SIZE = 7  # the last feature map at 112 px, and what other sizes are pooled to
+MIN_CHANNELS_LAST_1X1 = 16  # see IBasicBlock.forward
 
 
 def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -53,7 +54,16 @@ class IBasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.bn3(self.conv2(self.prelu(self.bn2(self.conv1(self.bn1(x))))))
-        shortcut = x if self.downsample is None else self.downsample(x)
+        if self.downsample is None:
+            shortcut = x
+        elif x.shape[1] < MIN_CHANNELS_LAST_1X1:
+            # oneDNN 3.12 (torch 2.14.1) crashes in the backward pass of a 1x1 stride-2
+            # convolution on channels-last input with fewer than 16 channels on AVX-512 CPUs
+            # (seen on an AMD EPYC with AVX-512 BF16); only the test-size IResNet has such a
+            # block, and a contiguous input avoids the faulty kernel.
+            shortcut = self.downsample(x.contiguous())
+        else:
+            shortcut = self.downsample(x)
         return out + shortcut
 
 
