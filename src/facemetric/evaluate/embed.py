@@ -136,8 +136,11 @@ def _detector(name: str) -> FaceDetector:
 Prepared = tuple[str, "np.ndarray | None", bool, str]  # path, crop, found, error
 
 
-def prepare_image(root: str, rel: str, aligned: bool, size: int, detector: str) -> Prepared:
-    """Decode one image and turn it into a crop: as is when aligned, else detect + align."""
+def prepare_image(
+    root: str, rel: str, aligned: bool, size: int, template: str, detector: str
+) -> Prepared:
+    """Decode one image and turn it into a crop: as is when aligned, else detect + align to
+    ``template`` at ``size`` px."""
     from facemetric.data.image import load_image
 
     try:
@@ -148,16 +151,16 @@ def prepare_image(root: str, rel: str, aligned: bool, size: int, detector: str) 
         return rel, image, True, ""
     from facemetric.data.align import detect_and_align
 
-    faces = detect_and_align(image, _detector(detector), size=size)
+    faces = detect_and_align(image, _detector(detector), size=size, template=template)
     if faces:
         return rel, faces[0].crop, True, ""
     return rel, letterbox(image, size), False, ""
 
 
 def _prepare_chunk(
-    root: str, rels: list[str], aligned: bool, size: int, detector: str
+    root: str, rels: list[str], aligned: bool, size: int, template: str, detector: str
 ) -> list[Prepared]:
-    return [prepare_image(root, r, aligned, size, detector) for r in rels]
+    return [prepare_image(root, r, aligned, size, template, detector) for r in rels]
 
 
 def _limit_worker_threads() -> None:
@@ -172,27 +175,33 @@ def _limit_worker_threads() -> None:
 
 
 def _prepared_batches(
-    root: str, rels: list[str], aligned: bool, size: int, detector: str, batch: int, workers: int
+    root: str,
+    rels: list[str],
+    aligned: bool,
+    cut: tuple[int, str],
+    detector: str,
+    batch: int,
+    workers: int,
 ) -> Iterator[list[Prepared]]:
     """Batches of prepared crops in order; up to ``2 * workers`` batches are in flight."""
     chunks = [rels[i : i + batch] for i in range(0, len(rels), batch)]
     if workers <= 0 or len(rels) < POOL_MIN_IMAGES:
         for chunk in chunks:
-            yield _prepare_chunk(root, chunk, aligned, size, detector)
+            yield _prepare_chunk(root, chunk, aligned, *cut, detector)
         return
     ctx = get_context("spawn")  # the parent holds torch threads; fork would copy their locks
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_limit_worker_threads) as pool:
         pending: list[Future[list[Prepared]]] = []
         it = iter(chunks)
         for chunk in it:
-            pending.append(pool.submit(_prepare_chunk, root, chunk, aligned, size, detector))
+            pending.append(pool.submit(_prepare_chunk, root, chunk, aligned, *cut, detector))
             if len(pending) >= 2 * workers:
                 break
         while pending:
             done = pending.pop(0).result()
             nxt = next(it, None)
             if nxt is not None:
-                pending.append(pool.submit(_prepare_chunk, root, nxt, aligned, size, detector))
+                pending.append(pool.submit(_prepare_chunk, root, nxt, aligned, *cut, detector))
             yield done
 
 
@@ -257,7 +266,7 @@ def embed_folder(
     errors: dict[str, str] = {}
     bar = tqdm(total=len(todo), desc="embed", unit="img", disable=not progress or not todo)
     for prepared in _prepared_batches(
-        str(root), todo, aligned, size, detector, batch_size, workers
+        str(root), todo, aligned, (size, emb.spec.alignment), detector, batch_size, workers
     ):
         crops, found = [], []
         for rel, crop, ok, err in prepared:

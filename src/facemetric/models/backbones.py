@@ -8,7 +8,7 @@ backbone it sits on.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,18 +37,35 @@ class BackboneInfo:
     name: str
     factory: BackboneFactory
     description: str
+    # ModelSpec fields this backbone needs other than the defaults (input size, normalisation,
+    # alignment, head, distance); see ``facemetric.models.embedder.spec_for``.
+    spec_defaults: dict[str, Any] = field(default_factory=dict)
+    # Training settings that suit fine-tuning a trained model of this backbone (lr,
+    # freeze_stages, ...); used by ``facemetric train`` where the user gives none.
+    finetune: dict[str, Any] = field(default_factory=dict)
 
 
 _REGISTRY: dict[str, BackboneInfo] = {}
 
 
-def register_backbone(name: str, description: str) -> Callable[[BackboneFactory], BackboneFactory]:
-    """Decorator adding a backbone factory to the registry under ``name``."""
+def register_backbone(
+    name: str,
+    description: str,
+    finetune: dict[str, Any] | None = None,
+    **spec_defaults: Any,
+) -> Callable[[BackboneFactory], BackboneFactory]:
+    """Decorator adding a backbone factory to the registry under ``name``.
+
+    ``spec_defaults`` are the ``ModelSpec`` fields the backbone needs (``input_size=150``,
+    ``head="none"`` when its output already is the embedding, ...); ``finetune`` the training
+    settings that suit fine-tuning it (``lr``, ``freeze_stages``).
+    """
 
     def wrap(factory: BackboneFactory) -> BackboneFactory:
         if name in _REGISTRY:
             raise ValueError(f"backbone {name!r} is registered twice")
-        _REGISTRY[name] = BackboneInfo(name, factory, description)
+        info = BackboneInfo(name, factory, description, dict(spec_defaults), dict(finetune or {}))
+        _REGISTRY[name] = info
         return factory
 
     return wrap
@@ -129,7 +146,7 @@ def _torchvision_resnet(arch: str, weights_enum: str, pretrained: str | None) ->
     return Backbone(net, out)
 
 
-@register_backbone("resnet50", "torchvision ResNet50 (2048-d features), the default")
+@register_backbone("resnet50", "torchvision ResNet50 (2048-d): the seed's Model 3, from scratch")
 def resnet50(pretrained: str | None = None) -> Backbone:
     return _torchvision_resnet("resnet50", "ResNet50_Weights", pretrained)
 
@@ -172,5 +189,7 @@ def tiny(pretrained: str | None = None) -> Backbone:
     return model
 
 
-# Face-shaped IResNets register themselves on import; kept at the end so the registry exists.
+# Face-shaped IResNets and dlib's ResNet register themselves on import; kept at the end so the
+# registry exists.
+from facemetric.models import dlib_resnet as _dlib_resnet  # noqa: E402, F401
 from facemetric.models import iresnet as _iresnet  # noqa: E402, F401

@@ -116,17 +116,29 @@ def update_checkpoint(path: str | Path, **fields: Any) -> None:
 def resolve_model_path(model: str | Path | None) -> Path:
     """Turn a user's MODEL argument into a checkpoint file.
 
-    ``None`` or ``"best"``: the promoted model. A folder: a run folder (its ``best.pt``, else
-    ``last.pt``). Anything else: a checkpoint file.
+    ``None`` or ``"best"``: the promoted model, or the default pretrained model when none has
+    been promoted. A pretrained model's name (``dlib``): its converted checkpoint (a folder of
+    that name is ``./dlib``). A folder: a run folder (its ``best.pt``, else ``last.pt``).
+    Anything else: a checkpoint file.
     """
+    from facemetric.models.pretrained import (
+        DEFAULT_MODEL,
+        is_pretrained_name,
+        pretrained_checkpoint,
+    )
+
     if model is None or str(model) == "best":
         best = best_model_path()
-        if not best.is_file():
+        if best.is_file():
+            return best
+        try:
+            return pretrained_checkpoint(DEFAULT_MODEL)
+        except ModelError as exc:
             raise ModelError(
-                f"no promoted model at {best}: train one (facemetric train) and promote it "
-                "(facemetric compare RUN... --promote), or pass --model PATH"
-            )
-        return best
+                f"no promoted model at {best}, and the default pretrained model is unusable: {exc}"
+            ) from exc
+    if is_pretrained_name(str(model)):
+        return pretrained_checkpoint(str(model))
     path = Path(model)
     if path.is_dir():
         for name in ("best.pt", "last.pt"):
