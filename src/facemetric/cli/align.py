@@ -16,13 +16,29 @@ def register(data_sub: Any) -> None:
         "align",
         help="detect and align every face: ROOT/person/* -> OUT/person/<stem>.png + manifest",
         description="Detect faces in every ROOT/person/ image, align each by its five landmarks "
-        "to the ArcFace template and write OUT/person/<stem>.png crops plus OUT/manifest.jsonl "
+        "to a face template and write OUT/person/<stem>.png crops plus OUT/manifest.jsonl "
         "(one line per input: aligned, no_face, multiple_faces or unreadable, with box, "
-        "landmarks and score). Runs again skip inputs already in the manifest.",
+        "landmarks and score) and OUT/prepare.json (template, size, detector). The crops are "
+        "cut the way a model needs them: dlib's 150 px chips by default (the pretrained model "
+        "and its fine-tunes), or --model MODEL's own, or --template arcface for backbones "
+        "trained from scratch. Runs again skip inputs already in the manifest.",
     )
     p.add_argument("root", metavar="ROOT", help="photo folder with one sub-folder per person")
     p.add_argument("out", metavar="OUT", help="folder for the crops and manifest.jsonl")
-    p.add_argument("--size", type=int, default=112, help="crop side in pixels (default: 112)")
+    p.add_argument(
+        "--template",
+        default=None,
+        help="face template: dlib (default) or arcface; see facemetric models",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="MODEL",
+        help="cut crops the way MODEL needs them (its template and input size)",
+    )
+    p.add_argument(
+        "--size", type=int, default=None, help="crop side in pixels (default: the template's)"
+    )
     p.add_argument(
         "--detector",
         default=DEFAULT_DETECTOR,
@@ -47,9 +63,19 @@ def register(data_sub: Any) -> None:
 
 def _align(args: argparse.Namespace) -> int:
     from facemetric.data.prepare import PrepareConfig, prepare_crops
+    from facemetric.errors import ConfigError
 
+    template, size = args.template or "dlib", args.size
+    if args.model is not None:
+        from facemetric.models import load_checkpoint, resolve_model_path
+
+        if args.template is not None:
+            raise ConfigError("--template and --model: give one (the model names its template)")
+        spec = load_checkpoint(resolve_model_path(args.model)).spec
+        template, size = spec.alignment, size or spec.input_size
     config = PrepareConfig(
-        size=args.size,
+        size=size,
+        template=template,
         detector=args.detector,
         multi=args.multi,
         min_score=args.min_score,

@@ -32,9 +32,16 @@ MULTI_POLICIES = ("largest", "all", "skip")
 
 @dataclass
 class PrepareConfig:
-    """How ``prepare_crops`` detects, aligns and writes."""
+    """How ``prepare_crops`` detects, aligns and writes.
 
-    size: int = 112
+    ``template`` names the face template the crops are cut with (``facemetric.data.align``):
+    ``dlib`` for the default pretrained model, ``arcface`` for backbones trained here from
+    scratch; a model's ``ModelSpec.alignment`` says which it needs. ``size`` defaults to the
+    template's own size (dlib 150, arcface 112).
+    """
+
+    size: int | None = None
+    template: str = "dlib"
     detector: str = DEFAULT_DETECTOR
     multi: str = "largest"  # largest | all | skip
     min_score: float = 0.8
@@ -47,7 +54,10 @@ class PrepareConfig:
             raise ConfigError(
                 f"multi: choose one of {', '.join(MULTI_POLICIES)}, not {self.multi!r}"
             )
-        if self.size < 16:
+        from facemetric.data.align import face_template
+
+        face_template(self.template)
+        if self.size is not None and self.size < 16:
             raise ConfigError(f"size: at least 16 pixels, got {self.size}")
         if not 0.0 <= self.min_score <= 1.0:
             raise ConfigError(f"min_score: must be within [0, 1], got {self.min_score}")
@@ -129,7 +139,9 @@ def _process(job: tuple[str, str]) -> _Result:
         image = load_image(Path(root) / source)
     except ImageReadError as exc:
         return _Result(source, "unreadable", [], [], 0, 0.0, exc.reason)
-    faces = detect_and_align(image, _WORKER["detector"], config.size)
+    faces = detect_and_align(
+        image, _WORKER["detector"], crop_size(config), template=config.template
+    )
     ms = (time.perf_counter() - start) * 1000
     if not faces:
         return _Result(source, "no_face", [], [], 0, ms)
@@ -139,6 +151,31 @@ def _process(job: tuple[str, str]) -> _Result:
     kept = faces if config.multi == "all" else faces[:1]
     described = [f.detection.to_dict() for f in kept]
     return _Result(source, "aligned", described, [f.crop for f in kept], len(faces), ms)
+
+
+def crop_size(config: PrepareConfig) -> int:
+    """The crop side: the configured size, else the template's own."""
+    from facemetric.data.align import face_template
+
+    return config.size if config.size is not None else face_template(config.template).size
+
+
+def read_crop_settings(folder: str | Path) -> dict[str, Any] | None:
+    """How the crops in ``folder`` were made (``template``, ``size``, ``detector``...), from the
+    ``prepare.json`` that ``facemetric data align`` writes; None when there is none (then the
+    folder was not made by it and may hold anything). Crops made before templates existed were
+    cut with the ArcFace template."""
+    path = Path(folder) / SETTINGS
+    if not path.is_file():
+        return None
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: unreadable crop settings ({exc})") from exc
+    if not isinstance(settings, dict):
+        raise DatasetError(f"{path}: unreadable crop settings (not a JSON object)")
+    settings.setdefault("template", "arcface")
+    return settings
 
 
 def read_manifest(out: str | Path) -> list[dict[str, Any]]:
@@ -217,14 +254,15 @@ def _write_png(path: Path, crop: np.ndarray) -> None:
 
 def _check_settings(out: Path, config: PrepareConfig) -> None:
     """Refuse to resume into crops made with other settings (mixed sizes would poison training)."""
-    wanted = {"size": config.size, "detector": config.detector, "multi": config.multi}
-    wanted["min_score"] = config.min_score
+    wanted: dict[str, Any] = {"template": config.template, "size": crop_size(config)}
+    wanted.update(detector=config.detector, multi=config.multi, min_score=config.min_score)
     path = out / SETTINGS
     if path.is_file() and not config.force and (out / MANIFEST).is_file():
         try:
             previous = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             previous = {}
+        previous.setdefault("template", "arcface")  # written before templates existed
         changed = {k: (previous.get(k), v) for k, v in wanted.items() if previous.get(k) != v}
         if changed:
             detail = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())
