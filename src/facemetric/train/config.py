@@ -1,8 +1,10 @@
 """The training configuration: one typed dataclass, defaults in one place.
 
-The CLI only fills these fields; ``resolved()`` checks them (errors name the field) and fills the
-values that depend on others (learning rate with ``--init``). The resolved config is saved as
-``config.json`` in the run folder and inside every checkpoint's meta.
+The CLI only fills these fields; ``resolved()`` checks them (errors name the field). Fields left
+``None`` depend on the model: with no ``backbone`` and no ``init`` a run fine-tunes the default
+pretrained model (``init="dlib"``), and ``lr``, ``margin``, ``freeze_stages`` and ``size`` then
+come from that model (``facemetric.train.setup.resolve_model_choice`` fills them in). That
+resolved config is saved as ``config.json`` in the run folder and in every checkpoint's meta.
 """
 
 from __future__ import annotations
@@ -14,9 +16,15 @@ from typing import Any
 
 from facemetric.errors import ConfigError
 
-# Defaults for from-scratch training and for fine-tuning an existing model (--init).
+# Defaults for from-scratch training and for fine-tuning an existing model (--init) whose
+# backbone names no fine-tuning defaults of its own.
 DEFAULT_LR = 1e-3
 DEFAULT_INIT_LR = 1e-4
+# Triplet margin by the space the loss measures in: cosine (L2-normalised embeddings) or the raw
+# Euclidean space of a network such as dlib's (whose own training margin is 0.04).
+DEFAULT_MARGIN = {"cosine": 0.2, "euclidean": 0.04}
+DEFAULT_SIZE = 112
+TEACHER_LOSSES = ("similarity", "embedding")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -30,24 +38,24 @@ class TrainConfig:
     split: str | None = None
     val_fraction: float = 0.1
     drop_singletons: bool = False
-    # model
-    backbone: str = "resnet50"
+    # model: a backbone from scratch, or a model to fine-tune (default: the pretrained "dlib")
+    backbone: str | None = None
     dim: int = 128
-    size: int = 112
+    size: int | None = None
     pretrained: str | None = None
     dropout: float = 0.0
     init: str | None = None
-    freeze_stages: int = 0
+    freeze_stages: int | None = None
     # batches and loss
     batch_p: int = 16
     batch_k: int = 4
     loss: str = "triplet"
     miner: str = "semihard"
-    margin: float = 0.2
+    margin: float | None = None
     triplet_weight: float = 1.0
     teacher: str | None = None
     teacher_weight: float = 1.0
-    teacher_cache: str | None = None  # .npy of teacher embeddings; default under FACEMETRIC_HOME
+    teacher_loss: str = "similarity"
     augment: bool = True
     # optimisation
     epochs: int = 30
@@ -79,12 +87,18 @@ class TrainConfig:
             return self.lr
         return DEFAULT_INIT_LR if self.init else DEFAULT_LR
 
+    @property
+    def fine_tune(self) -> bool:
+        """True when the run starts from a trained model (``--init``, or by default)."""
+        return self.init is not None or self.backbone is None
+
     def resolved(self) -> TrainConfig:
         """A checked copy with derived values filled in; ``ConfigError`` names a bad field."""
         positive_ints = ("dim", "size", "batch_p", "batch_k", "epochs", "log_every", "val_pairs")
         for name in positive_ints:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)}: must be at least 1")
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name}={value}: must be at least 1")
         if self.batch_p < 2:
             raise ConfigError(f"batch_p={self.batch_p}: a batch needs at least 2 identities")
         if self.batch_k < 2:
@@ -99,14 +113,18 @@ class TrainConfig:
             raise ConfigError(f"lr={self.lr}: must be positive")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction={self.val_fraction}: must be in [0, 1)")
-        if self.margin < 0:
+        if self.margin is not None and self.margin < 0:
             raise ConfigError(f"margin={self.margin}: must be >= 0")
-        if self.freeze_stages < 0:
+        if self.freeze_stages is not None and self.freeze_stages < 0:
             raise ConfigError(f"freeze_stages={self.freeze_stages}: must be >= 0")
-        if self.freeze_stages and not self.init and not self.pretrained:
+        if self.freeze_stages and not self.fine_tune and not self.pretrained:
             raise ConfigError(
                 "freeze_stages: freezing layers of a randomly initialised model makes no sense; "
                 "use it with --init MODEL or --pretrained"
+            )
+        if self.teacher_loss not in TEACHER_LOSSES:
+            raise ConfigError(
+                f"teacher_loss={self.teacher_loss!r}: choose one of {', '.join(TEACHER_LOSSES)}"
             )
         if self.precision not in PRECISIONS:
             raise ConfigError(
@@ -116,7 +134,7 @@ class TrainConfig:
             raise ConfigError(f"device={self.device!r}: choose one of {', '.join(DEVICES)}")
         if self.workers < 0:
             raise ConfigError(f"workers={self.workers}: must be >= 0")
-        return replace(self, data=tuple(str(d) for d in self.data), lr=self.learning_rate)
+        return replace(self, data=tuple(str(d) for d in self.data))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

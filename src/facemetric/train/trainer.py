@@ -27,7 +27,7 @@ from facemetric.data.dataset import (
     to_model_input,
 )
 from facemetric.errors import ConfigError
-from facemetric.models import save_checkpoint
+from facemetric.models import EmbeddingNet, save_checkpoint
 from facemetric.models.checkpoint import atomic_torch_save
 from facemetric.train.config import TrainConfig
 from facemetric.train.distributed import (
@@ -46,7 +46,14 @@ from facemetric.train.runtime import (
     lr_factor,
     set_generator_states,
 )
-from facemetric.train.setup import build_student, build_teacher, freeze_stages, prepare_data
+from facemetric.train.setup import (
+    build_student,
+    build_teacher,
+    crops_template,
+    freeze_stages,
+    prepare_data,
+    resolve_model_choice,
+)
 from facemetric.train.validation import ValMetrics, validate
 
 log = logging.getLogger(__name__)
@@ -62,14 +69,17 @@ def train(config: TrainConfig) -> Path:
 
 
 class _StepModule(nn.Module):
-    """Model + loss in one module, so DDP synchronises the loss's own parameters too."""
+    """Model + loss in one module, so DDP synchronises the loss's own parameters too.
 
-    def __init__(self, model: nn.Module, criterion: nn.Module) -> None:
+    The loss sees L2-normalised embeddings, or the raw ones for a model whose spec says its
+    distances are Euclidean (a pretrained network fine-tuned in its own space)."""
+
+    def __init__(self, model: EmbeddingNet, criterion: nn.Module, raw: bool = False) -> None:
         super().__init__()
-        self.model, self.criterion = model, criterion
+        self.model, self.criterion, self.raw = model, criterion, raw
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, LossOutput]:
-        emb = self.model(x)
+        emb = self.model.features(x) if self.raw else self.model(x)
         return emb, self.criterion(emb, labels)
 
 
@@ -79,7 +89,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, info: DistInfo, device: torch.device) -> None:
         self.info, self.device = info, device
         self.out = Path(config.out)
-        self.config = self._config_for_run(config)
+        self.config = resolve_model_choice(self._config_for_run(config))
         config = self.config
         if device.type == "cpu":
             self.threads = set_cpu_threads(info)
@@ -94,17 +104,28 @@ class Trainer:
         self.model.to(device)
         if config.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        assert config.margin is not None  # filled in by resolve_model_choice
         settings = LossSettings(
             num_classes=len(self.data.train.identities),
             embedding_dim=self.spec.embedding_dim,
             margin=config.margin,
             miner=config.miner,
+            distance=self.spec.distance,
             triplet_weight=config.triplet_weight,
             seed=config.seed,
         )
         self.criterion = create_loss(config.loss, settings).to(device)
-        self.teacher = build_teacher(config.teacher) if config.teacher else None
-        self.step_module: nn.Module = _StepModule(self.model, self.criterion)
+        # The template the training crops were cut with (what the teacher must re-cut from).
+        self.crops_template = crops_template(config.data, warn=False) or self.spec.alignment
+        self.teacher = (
+            build_teacher(config.teacher, device=device, loss=config.teacher_loss)
+            if config.teacher
+            else None
+        )
+        if self.teacher is not None:
+            self.teacher.check_student(self.spec)
+        raw = self.spec.distance == "euclidean" and config.loss in ("triplet", "pair_threshold")
+        self.step_module: nn.Module = _StepModule(self.model, self.criterion, raw)
         if info.enabled:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -120,7 +141,6 @@ class Trainer:
             if self.data.val is not None
             else None
         )
-        self.teacher_targets = self._teacher_targets() if self.teacher is not None else None
         identities = len(set(self.data.train.labels.tolist()))
         batch_p = min(config.batch_p, identities)
         if batch_p < config.batch_p:
@@ -234,32 +254,6 @@ class Trainer:
         if improved:
             save_checkpoint(self.out / "best.pt", self.model, threshold, self._meta(epoch, metrics))
 
-    def _teacher_targets(self) -> torch.Tensor:
-        """The teacher's embedding of every training crop (before augmentation), (N, dim).
-
-        Asked once per crop and kept in a cache file that later runs on the same crops reuse;
-        under DDP rank 0 fills it while the other ranks wait, then they read it."""
-        from facemetric.train.teacher import cached_embeddings, default_cache_path, file_key
-
-        assert self.teacher is not None
-        cache = Path(self.config.teacher_cache or default_cache_path(self.teacher))
-        paths = [str(Path(p).resolve()) for p in self.data.train.paths]
-        keys = [file_key(p) for p in paths]
-        if self.info.enabled and not self.info.is_main:
-            torch.distributed.barrier()  # rank 0 is filling the cache
-        start = time.perf_counter()
-        table = cached_embeddings(self.teacher, "/", paths, cache, keys=keys)
-        if self.info.enabled and self.info.is_main:
-            torch.distributed.barrier()
-        log.info(
-            "teacher %s: targets for %d training crops from %s (%.1f s)",
-            self.teacher.name,
-            len(paths),
-            cache,
-            time.perf_counter() - start,
-        )
-        return torch.from_numpy(table)
-
     # --- loop -----------------------------------------------------------------------------------
 
     def _train_step(self, indices: list[int]) -> tuple[torch.Tensor, LossOutput]:
@@ -278,9 +272,9 @@ class Trainer:
             emb, out = self.step_module(inputs, labels)
             loss = out.loss
             if self.teacher is not None:
-                assert self.teacher_targets is not None  # made with the teacher
-                target = self.teacher_targets[indices].to(self.device)
-                distill = self.teacher.distillation_loss(emb.float(), target)
+                # The teacher sees the same augmented faces, re-cut the way it needs them.
+                target = self.teacher.embed_batch(x.to(self.device), self.crops_template)
+                distill = self.teacher.loss(emb.float(), target)
                 loss = loss + self.config.teacher_weight * distill
                 out.stats["distill"] = float(distill.detach())
         self.optimizer.zero_grad(set_to_none=True)
@@ -310,6 +304,9 @@ class Trainer:
     def _validate(self) -> ValMetrics | None:
         if self.val_set is None or not self.info.is_main:
             return None
+        # In float32 even when training steps use autocast: the threshold calibrated here is
+        # applied to float32 inference, and bf16 moves cosines by ~1e-3 (impostors of a face
+        # network sit within 0.05 of the threshold).
         metrics = validate(
             self.model,
             self.val_set,
@@ -318,7 +315,6 @@ class Trainer:
             self.device,
             self.config.val_pairs,
             self.config.seed,
-            self.amp_dtype,
         )
         for module in self.frozen:  # validate() restored train mode on them
             module.eval()
@@ -358,8 +354,10 @@ class Trainer:
             *("in memory" if cache.cached else "off: decoding every batch", cache.bytes_mb),
         )
         loss = f"{cfg.loss} (miner {cfg.miner})" if "triplet" in cfg.loss else cfg.loss
+        if cfg.loss in ("triplet", "pair_threshold"):
+            loss += f", margin {cfg.margin:g} ({self.spec.distance} distance)"
         if cfg.teacher:
-            loss += f" + {cfg.teacher} teacher x{cfg.teacher_weight:g}"
+            loss += f" + {cfg.teacher} teacher ({cfg.teacher_loss}) x{cfg.teacher_weight:g}"
         log.info(
             "%s %dd %dpx, loss %s, batch %dx%d, %d steps/epoch, lr %.2g, %s, autocast %s",
             *(spec.backbone, spec.embedding_dim, spec.input_size, loss),

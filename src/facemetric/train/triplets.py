@@ -1,9 +1,11 @@
 """Which (anchor, positive, negative) triplets a batch trains on, chosen by name.
 
 ``semihard`` (default) and ``hard`` are pytorch-metric-learning's ``TripletMarginMiner`` over all
-triplets of a P x K batch, with the loss's margin. ``random`` keeps one random negative per
-(anchor, positive) pair; ``explicit`` is the original Triplet Network's scheme: one triplet per
-anchor image with a random positive and a random negative, fixed before looking at distances.
+triplets of a P x K batch, with the loss's margin and distance (Euclidean on L2-normalised
+embeddings, or on the raw ones when ``normalize`` is False: a pretrained network's own space).
+``random`` keeps one random negative per (anchor, positive) pair; ``explicit`` is the original
+Triplet Network's scheme: one triplet per anchor image with a random positive and a random
+negative, fixed before looking at distances.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from facemetric.errors import ConfigError
 
 Triplets = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 Miner = Callable[[torch.Tensor, torch.Tensor], Triplets]
-MinerFactory = Callable[[float, torch.Generator], Miner]
+MinerFactory = Callable[[float, torch.Generator, bool], Miner]
 
 _MINERS: dict[str, MinerFactory] = {}
 
@@ -33,17 +35,29 @@ def available_miners() -> list[str]:
     return sorted(_MINERS)
 
 
-def create_miner(name: str, margin: float = 0.2, generator: torch.Generator | None = None) -> Miner:
-    """The miner registered as ``name``: ``miner(embeddings, labels) -> (a, p, n)`` indices."""
+def create_miner(
+    name: str,
+    margin: float = 0.2,
+    generator: torch.Generator | None = None,
+    normalize: bool = True,
+) -> Miner:
+    """The miner registered as ``name``: ``miner(embeddings, labels) -> (a, p, n)`` indices.
+
+    ``normalize``: distances between L2-normalised embeddings (False: between the raw ones)."""
     if name not in _MINERS:
         raise ConfigError(f"miner: unknown name {name!r}; choose one of {', '.join(_MINERS)}")
-    return _MINERS[name](margin, generator or torch.Generator().manual_seed(0))
+    return _MINERS[name](margin, generator or torch.Generator().manual_seed(0), normalize)
 
 
-def _pml_miner(kind: str, margin: float) -> Miner:
+def _pml_miner(kind: str, margin: float, normalize: bool) -> Miner:
+    from pytorch_metric_learning.distances import LpDistance
     from pytorch_metric_learning.miners import TripletMarginMiner
 
-    miner = TripletMarginMiner(margin=margin, type_of_triplets=kind)
+    miner = TripletMarginMiner(
+        margin=margin,
+        type_of_triplets=kind,
+        distance=LpDistance(normalize_embeddings=normalize, p=2),
+    )
 
     def mine(embeddings: torch.Tensor, labels: torch.Tensor) -> Triplets:
         a, p, n = miner(embeddings.float(), labels)
@@ -53,15 +67,15 @@ def _pml_miner(kind: str, margin: float) -> Miner:
 
 
 @register_miner("semihard")
-def semihard(margin: float, generator: torch.Generator) -> Miner:
+def semihard(margin: float, generator: torch.Generator, normalize: bool) -> Miner:
     """Negatives farther than the positive but inside the margin: 0 < d(a,n) - d(a,p) <= margin."""
-    return _pml_miner("semihard", margin)
+    return _pml_miner("semihard", margin, normalize)
 
 
 @register_miner("hard")
-def hard(margin: float, generator: torch.Generator) -> Miner:
+def hard(margin: float, generator: torch.Generator, normalize: bool) -> Miner:
     """Negatives at least as close as the positive: d(a,n) <= d(a,p)."""
-    return _pml_miner("hard", margin)
+    return _pml_miner("hard", margin, normalize)
 
 
 def all_triplets(labels: torch.Tensor) -> Triplets:
@@ -74,7 +88,7 @@ def all_triplets(labels: torch.Tensor) -> Triplets:
 
 
 @register_miner("random")
-def random_negatives(margin: float, generator: torch.Generator) -> Miner:
+def random_negatives(margin: float, generator: torch.Generator, normalize: bool) -> Miner:
     """Every (anchor, positive) pair with one uniformly random negative."""
 
     def mine(embeddings: torch.Tensor, labels: torch.Tensor) -> Triplets:
@@ -89,7 +103,7 @@ def random_negatives(margin: float, generator: torch.Generator) -> Miner:
 
 
 @register_miner("explicit")
-def explicit(margin: float, generator: torch.Generator) -> Miner:
+def explicit(margin: float, generator: torch.Generator, normalize: bool) -> Miner:
     """One triplet per anchor image: a random positive and a random negative (no distances)."""
 
     def mine(embeddings: torch.Tensor, labels: torch.Tensor) -> Triplets:
