@@ -109,12 +109,20 @@ def test_user_mistakes_are_one_line_errors(
     untrained_tiny_checkpoint: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    common = ("--db", str(tmp_path / "g.db"), "--model", str(untrained_tiny_checkpoint))
-    code, _, err = run(capsys, "gallery", "remove", "ghost", "--db", str(tmp_path / "g.db"))
-    assert code == 2 and "ghost" in err and "Traceback" not in err
+    db = tmp_path / "g.db"
+    common = ("--db", str(db), "--model", str(untrained_tiny_checkpoint))
+    # Reading or removing never creates a gallery: a typo'd --db says so.
+    for args in (("gallery", "remove", "ghost"), ("gallery", "list"), ("identify", "x.jpg")):
+        code, _, err = run(capsys, *args, "--db", str(db))
+        assert code == 2 and f"{db}: no gallery there" in err and "gallery build" in err
+        assert not db.exists()
     grey = str(photos / "nobody" / "grey.png")
     code, _, err = run(capsys, "gallery", "add", "x", grey, *common)
-    assert code == 2 and "grey.png: no face found" in err
+    assert code == 2 and "no usable face for 'x'" in err and "grey.png: no face found" in err
+    code, _, _ = run(capsys, "gallery", "add", "eileen", str(photos / "eileen" / "a.png"), *common)
+    assert code == 0
+    code, _, err = run(capsys, "gallery", "remove", "ghost", "--db", str(db))
+    assert code == 2 and "ghost" in err and "Traceback" not in err
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0not really a jpeg")
     code, _, err = run(capsys, "identify", str(broken), *common)

@@ -13,7 +13,7 @@ import pytest
 from conftest import shared_set
 from facemetric.data.detect import create_detector
 from facemetric.data.image import load_image
-from facemetric.errors import ConfigError, FaceNotFoundError, GalleryError, ImageReadError
+from facemetric.errors import ConfigError, GalleryError, ImageReadError
 from facemetric.gallery.store import GalleryStore
 from facemetric.models import ModelSpec, load_embedder
 from facemetric.recognize import Recognizer
@@ -63,7 +63,7 @@ def test_enrolled_people_are_found_and_strangers_are_unknown(
     recognizer: Recognizer, people: dict[str, list[np.ndarray]]
 ) -> None:
     a, b, c, _ = people
-    ids_a = recognizer.enroll(a, [people[a][0]])
+    ids_a = recognizer.enroll(a, [people[a][0]]).added
     recognizer.enroll(b, [people[b][0]])
     (face,) = recognizer.recognize(people[a][0])
     assert face.identity == a and face.is_match and face.similarity > 0.99
@@ -117,11 +117,20 @@ def test_no_face_empty_gallery_and_bad_input(
     broken.write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 50)
     with pytest.raises(ImageReadError, match="broken.jpg"):
         load_image(broken)
-    with pytest.raises(FaceNotFoundError, match="blank.png: no face"):
-        recognizer.enroll(
-            "x", [people[a][0], np.zeros((99, 99, 3), np.uint8)], sources=["a.jpg", "blank.png"]
-        )
-    assert recognizer.store.list_people() == []  # nothing half-enrolled
+    # One policy everywhere: a faceless photo is skipped and reported, the rest is saved ...
+    result = recognizer.enroll(
+        "x", [people[a][0], np.zeros((99, 99, 3), np.uint8)], sources=["a.jpg", "blank.png"]
+    )
+    assert len(result.added) == 1 and set(result.skipped) == {"blank.png"}
+    assert "no face" in result.skipped["blank.png"]
+    assert [(p.name, p.face_count) for p in recognizer.store.list_people()] == [("x", 1)]
+    # ... the same photo again is not stored twice ...
+    again = recognizer.enroll("x", [people[a][0]], sources=["a.jpg"])
+    assert again.added == [] and again.duplicates == 1
+    # ... and only when nothing is usable is it an error, with nothing saved.
+    with pytest.raises(GalleryError, match=r"no usable face for 'y'.*blank.png: .*no face"):
+        recognizer.enroll("y", [np.zeros((99, 99, 3), np.uint8)], sources=["blank.png"])
+    assert [p.name for p in recognizer.store.list_people()] == ["x"]
     with pytest.raises(GalleryError):
         recognizer.enroll("x", [])
 

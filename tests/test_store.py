@@ -182,11 +182,13 @@ def test_export_writes_npz_and_json(tmp_path: Path, untrained_tiny_checkpoint: P
 WRITER = r"""
 import sys, time
 import numpy as np
+import types
 from pathlib import Path
 from facemetric.gallery import store as S
 
 class Embedder:  # deterministic, no torch: the store is what is under test
     model_key = "k"
+    spec = types.SimpleNamespace(alignment="arcface", input_size=112)
     def embed(self, faces, flip=False):
         v = faces.reshape(len(faces), -1)[:, :16].astype(np.float32) + 1
         return v / np.linalg.norm(v, axis=1, keepdims=True)

@@ -3,61 +3,152 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from facemetric.data.image import is_image_path, load_image
-from facemetric.errors import DatasetError, FaceNotFoundError, GalleryError
-from facemetric.gallery.store import FaceRecord
-from facemetric.recognize import FaceMatch, Recognizer
+from facemetric.errors import DatasetError, FaceNotFoundError, GalleryError, ImageReadError
+from facemetric.gallery.records import FaceRecord
+from facemetric.recognize import EnrolResult, FaceMatch, Recognizer
 
 
 @dataclass
 class BuildReport:
+    """What building or adding did: faces added per person, photos already in the gallery, and
+    photos skipped (unreadable, no face) with why."""
+
     added: dict[str, int] = field(default_factory=dict)  # person -> faces added
-    skipped: list[str] = field(default_factory=list)  # photos without a usable face
+    duplicates: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)  # photo -> why it was left out
+
+    def merge(self, result: EnrolResult) -> None:
+        if result.added:
+            self.added[result.name] = self.added.get(result.name, 0) + len(result.added)
+        self.duplicates += result.duplicates
+        self.skipped.update(result.skipped)
 
 
-def face_from_photo(recognizer: Recognizer, path: Path, aligned: bool | None = None) -> FaceRecord:
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def folder_template(folder: Path) -> str | None:
+    """The template of the crops under ``folder`` (its or its parent's ``prepare.json``)."""
+    from facemetric.data.prepare import read_crop_settings
+
+    for candidate in (folder, folder.parent):
+        settings = read_crop_settings(candidate)
+        if settings is not None:
+            return str(settings["template"])
+    return None
+
+
+def face_from_photo(
+    recognizer: Recognizer,
+    path: Path,
+    aligned: bool | None = None,
+    content_sha256: str | None = None,
+) -> FaceRecord:
     """The largest face of the photo at ``path``.
 
-    ``aligned=True`` takes the image as an already aligned crop; ``None`` (auto) does so only
-    when no face is detected in a small square image (a crop too tight for the detector)."""
+    ``aligned=True`` takes the image as an already aligned crop (of the template its folder's
+    ``prepare.json`` names); ``None`` (auto) does so only when no face is detected in a small
+    square image (a crop too tight for the detector)."""
     image = load_image(path)
+    digest = content_sha256 or file_sha256(path)
     size = recognizer.input_size
     if not aligned:
-        faces = recognizer.detect(image)
-        if faces:
-            det = faces[0].detection
-            return FaceRecord(faces[0].crop, str(path), det.box, det.landmarks)
-        h, w = image.shape[:2]
-        if aligned is False or abs(h - w) > 0.1 * max(h, w) or max(h, w) > 2 * size:
-            raise FaceNotFoundError(path)
-    import cv2
+        try:
+            return recognizer.face_record(image, str(path), digest)
+        except FaceNotFoundError:
+            h, w = image.shape[:2]
+            if aligned is False or abs(h - w) > 0.1 * max(h, w) or max(h, w) > 2 * size:
+                raise
+    record = FaceRecord.from_crop(image, folder_template(path.parent), str(path))
+    return replace(record, content_sha256=digest)
 
-    crop = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-    return FaceRecord(np.ascontiguousarray(crop), str(path))
+
+def _collect(
+    recognizer: Recognizer, name: str, paths: Sequence[Path], aligned: bool | None
+) -> tuple[list[FaceRecord], int, dict[str, str]]:
+    """Records of ``paths`` for ``name``: photos it already has are not read again (counted),
+    unreadable or faceless ones are skipped with why."""
+    known = recognizer.store.known_photos(name)
+    records: list[FaceRecord] = []
+    duplicates = 0
+    skipped: dict[str, str] = {}
+    for path in paths:
+        try:
+            digest = file_sha256(path)
+            if digest in known:
+                duplicates += 1
+                continue
+            records.append(face_from_photo(recognizer, path, aligned, digest))
+            known.add(digest)
+        except FaceNotFoundError:
+            skipped[str(path)] = "no face found"
+        except ImageReadError as exc:
+            skipped[str(path)] = exc.reason
+        except OSError as exc:
+            skipped[str(path)] = f"cannot read ({exc.strerror})"
+    return records, duplicates, skipped
 
 
 def add_photos(
     recognizer: Recognizer, name: str, paths: Sequence[str | Path], aligned: bool | None = None
-) -> list[int]:
-    """Enrol the largest face of each photo as ``name`` (all photos or none)."""
-    if not paths:
+) -> BuildReport:
+    """Enrol the largest face of each photo (or of each image under a folder) as ``name``.
+
+    Unreadable or faceless photos are skipped and reported, the person is saved with the rest;
+    ``GalleryError`` only when no photo is usable and none was there already."""
+    files = expand_images(paths)
+    if not files:
         raise GalleryError(f"no photos given for {name!r}: nothing to add")
-    records = [face_from_photo(recognizer, Path(p), aligned) for p in paths]
-    return recognizer.add_faces(name, records)
+    records, duplicates, skipped = _collect(recognizer, name, files, aligned)
+    report = BuildReport(duplicates=duplicates, skipped=skipped)
+    if records or not duplicates:
+        result = recognizer.add_records(name, records, skipped)
+        report.merge(replace(result, duplicates=result.duplicates + duplicates))
+    return report
+
+
+def expand_images(paths: Sequence[str | Path]) -> list[Path]:
+    """Image files of ``paths``: files as given, folders searched recursively (sorted), hidden
+    entries skipped; ``DatasetError`` names a path that does not exist."""
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            out.extend(
+                f
+                for f in sorted(path.rglob("*"))
+                if f.is_file()
+                and is_image_path(f)
+                and not any(part.startswith(".") for part in f.relative_to(path).parts)
+            )
+        elif path.exists():
+            out.append(path)
+        else:
+            raise DatasetError(f"{path}: no such file or folder")
+    return out
 
 
 def build_gallery(
     recognizer: Recognizer, root: str | Path, aligned: bool | None = None
 ) -> BuildReport:
-    """Enrol every identity folder of ``root`` (``root/person/*.jpg``); faceless photos are
-    skipped and listed, a person with no usable photo is left out."""
+    """Enrol every identity folder of ``root`` (``root/person/**``, images at any depth).
+
+    Building again adds only photos that are new; unreadable or faceless photos are skipped
+    and reported, a person with no usable photo is left out."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: not a folder (expected root/person/photo.jpg)")
@@ -66,16 +157,14 @@ def build_gallery(
         raise DatasetError(f"{root}: no identity folders (expected root/person/photo.jpg)")
     report = BuildReport()
     for folder in folders:
-        records = []
-        for path in sorted(p for p in folder.iterdir() if is_image_path(p)):
-            try:
-                records.append(face_from_photo(recognizer, path, aligned))
-            except FaceNotFoundError:
-                report.skipped.append(str(path))
+        records, duplicates, skipped = _collect(
+            recognizer, folder.name, expand_images([folder]), aligned
+        )
+        report.duplicates += duplicates
+        report.skipped.update(skipped)
         if records:
-            recognizer.add_faces(folder.name, records)
-            report.added[folder.name] = len(records)
-    if not report.added:
+            report.merge(recognizer.add_records(folder.name, records))
+    if not report.added and not report.duplicates:
         raise DatasetError(f"{root}: no face found in any photo")
     return report
 

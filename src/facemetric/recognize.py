@@ -16,13 +16,24 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from facemetric.errors import ConfigError, FaceNotFoundError, GalleryError
+from facemetric.errors import ConfigError, FacemetricError, FaceNotFoundError, GalleryError
 from facemetric.gallery.index import SearchIndex, create_index
-from facemetric.gallery.store import FaceRecord, GalleryEmbeddings, GalleryStore, model_key
+from facemetric.gallery.records import FaceRecord
+from facemetric.gallery.store import GalleryEmbeddings, GalleryStore, model_key
 
 if TYPE_CHECKING:
     from facemetric.data.detect import FaceDetector
     from facemetric.models.inference import Embedder, Engine
+
+
+@dataclass(frozen=True)
+class EnrolResult:
+    """What an enrolment did: faces added, photos already there, photos skipped and why."""
+
+    name: str
+    added: list[int]
+    duplicates: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -122,15 +133,17 @@ class Recognizer:
         db: str | Path | None = None,
         engine: Engine = "auto",
         detector: str = "retinaface",
+        create: bool = True,
         **kwargs: Any,
     ) -> Recognizer:
-        """The promoted model (or ``model``) with the default gallery (or ``db``)."""
+        """The promoted model (or ``model``) with the default gallery (or ``db``); with
+        ``create=False`` a missing gallery is an error rather than a new empty one."""
         from facemetric.data.detect import create_detector
         from facemetric.models import load_embedder
         from facemetric.paths import default_gallery_path
 
+        store = GalleryStore(db if db is not None else default_gallery_path(), create=create)
         embedder = load_embedder(model, engine=engine)
-        store = GalleryStore(db if db is not None else default_gallery_path())
         return cls(embedder, store, create_detector(detector), **kwargs)
 
     @property
@@ -143,6 +156,11 @@ class Recognizer:
     @property
     def input_size(self) -> int:
         return int(self.embedder.spec.input_size)
+
+    @property
+    def crop_for(self) -> tuple[str, int]:
+        """The template and size of the crops this recognizer's model needs."""
+        return self.embedder.spec.alignment, self.input_size
 
     # ---- gallery snapshot -----------------------------------------------------------------------
     def reload(self) -> None:
@@ -176,14 +194,15 @@ class Recognizer:
 
     # ---- recognition ----------------------------------------------------------------------------
     def detect(self, image: np.ndarray, detect_size: int | None = None) -> list[Any]:
-        """Every face of ``image`` aligned for this model, largest first (``detect_size``: the
-        detector's working size for this call, default its own)."""
+        """Every face of ``image`` aligned for this model (its template and size), largest
+        first (``detect_size``: the detector's working size for this call, default its own)."""
         from facemetric.data.align import detect_and_align
 
         image = _check_image(image)
+        template, size = self.crop_for
         with self._detect_lock:
             return detect_and_align(
-                image, self.detector, size=self.input_size, max_side=detect_size
+                image, self.detector, size=size, max_side=detect_size, template=template
             )
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
@@ -243,31 +262,48 @@ class Recognizer:
             )
         return results
 
+    def face_record(
+        self, image: np.ndarray, source: str | None = None, content_sha256: str | None = None
+    ) -> FaceRecord:
+        """The largest face of ``image`` as a gallery record; ``FaceNotFoundError`` names
+        ``source`` when there is none."""
+        image = _check_image(image)
+        faces = self.detect(image)
+        if not faces:
+            raise FaceNotFoundError(source or "photo")
+        return FaceRecord.from_photo(image, faces[0], source, self.crop_for, content_sha256)
+
     def enroll(
         self, name: str, images: list[np.ndarray], sources: list[str] | None = None
-    ) -> list[int]:
+    ) -> EnrolResult:
         """Add the largest face of each image as a reference face of ``name`` (created if new).
 
-        All images are checked first: one without a face raises ``FaceNotFoundError`` and
-        nothing is added."""
+        One policy everywhere: an image without a usable face is skipped and reported, the
+        person is saved with the rest; only when no image is usable is it an error (and nothing
+        is added)."""
         if not images:
             raise GalleryError(f"no photos given for {name!r}: nothing to enrol")
         labels = sources or [f"photo {i + 1}" for i in range(len(images))]
         records: list[FaceRecord] = []
+        skipped: dict[str, str] = {}
         for image, label in zip(images, labels, strict=True):
-            faces = self.detect(image)
-            if not faces:
-                raise FaceNotFoundError(label)
-            det = faces[0].detection
-            records.append(
-                FaceRecord(
-                    faces[0].crop,
-                    sources[len(records)] if sources else None,
-                    det.box,
-                    det.landmarks,
-                )
-            )
-        return self.add_faces(name, records)
+            try:
+                records.append(self.face_record(image, label if sources else None))
+            except FacemetricError as exc:
+                skipped[label] = str(exc)
+        return self.add_records(name, records, skipped)
+
+    def add_records(
+        self, name: str, records: list[FaceRecord], skipped: dict[str, str] | None = None
+    ) -> EnrolResult:
+        """Store ``records`` for ``name`` (see ``enroll``); ``skipped``: photos left out so
+        far, by label, with why. ``GalleryError`` when nothing at all is usable."""
+        skipped = dict(skipped or {})
+        if not records:
+            why = "; ".join(f"{k}: {v}" for k, v in skipped.items()) or "no photos"
+            raise GalleryError(f"no usable face for {name!r}, nothing saved ({why})")
+        ids = self.add_faces(name, records)
+        return EnrolResult(name, ids, len(records) - len(ids), skipped)
 
     def add_faces(self, name: str, records: list[FaceRecord]) -> list[int]:
         """Store aligned faces of ``name`` with this model's embeddings (one transaction)."""

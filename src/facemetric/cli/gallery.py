@@ -37,14 +37,15 @@ def _options(args: argparse.Namespace) -> GalleryOptions:
     )
 
 
-def _store(opts: GalleryOptions) -> Any:
+def _store(opts: GalleryOptions, create: bool = False) -> Any:
+    """The gallery; commands that only read or remove never create one."""
     from facemetric.gallery.store import GalleryStore
     from facemetric.paths import default_gallery_path
 
-    return GalleryStore(opts.db if opts.db else default_gallery_path())
+    return GalleryStore(opts.db if opts.db else default_gallery_path(), create=create)
 
 
-def _recognizer(opts: GalleryOptions) -> Any:
+def _recognizer(opts: GalleryOptions, create: bool = False) -> Any:
     from facemetric.recognize import Recognizer
 
     if opts.top_k < 1:
@@ -54,9 +55,19 @@ def _recognizer(opts: GalleryOptions) -> Any:
         opts.db,
         engine=opts.engine,  # type: ignore[arg-type]
         detector=opts.detector,
+        create=create,
         threshold=opts.threshold,
         top_k=opts.top_k,
     )
+
+
+def _print_report(report: Any, store_path: Path) -> None:
+    faces = sum(report.added.values())
+    print(f"added {faces} faces of {len(report.added)} people to {store_path}")
+    if report.duplicates:
+        print(f"  {report.duplicates} photos were already in the gallery (not added again)")
+    for path, why in sorted(report.skipped.items()):
+        print(f"  skipped {path}: {why}")
 
 
 def _aligned(args: argparse.Namespace) -> bool | None:
@@ -67,21 +78,18 @@ def _aligned(args: argparse.Namespace) -> bool | None:
 def cmd_build(args: argparse.Namespace) -> int:
     from facemetric.enrol import build_gallery
 
-    rec = _recognizer(_options(args))
+    rec = _recognizer(_options(args), create=True)
     report = build_gallery(rec, args.dir, aligned=_aligned(args))
-    faces = sum(report.added.values())
-    print(f"added {faces} faces of {len(report.added)} people to {rec.store.path}")
-    for path in report.skipped:
-        print(f"  skipped (no face): {path}")
+    _print_report(report, rec.store.path)
     return 0
 
 
 def cmd_add(args: argparse.Namespace) -> int:
     from facemetric.enrol import add_photos
 
-    rec = _recognizer(_options(args))
-    ids = add_photos(rec, args.name, args.images, aligned=_aligned(args))
-    print(f"added {len(ids)} faces of {args.name!r} to {rec.store.path} (ids {ids})")
+    rec = _recognizer(_options(args), create=True)
+    report = add_photos(rec, args.name, args.images, aligned=_aligned(args))
+    _print_report(report, rec.store.path)
     return 0
 
 

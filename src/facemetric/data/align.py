@@ -47,6 +47,12 @@ DLIB_TEMPLATE = np.array(
     ],
     dtype=np.float32,
 )
+# The gallery's loose chips: the dlib template shrunk (x 0.78) about its eyes' midpoint, placed so
+# that both the ArcFace crop (which reaches higher) and dlib's chip (which reaches lower) lie
+# inside with ~2% to spare; at 200 px the eyes are 56 px apart, as many as in dlib's own chips.
+# Any model's crop is cut again from such a chip, so a gallery outlives a change of model.
+_DLIB_EYES = DLIB_TEMPLATE[:2].mean(axis=0)
+GALLERY_TEMPLATE = ((DLIB_TEMPLATE - _DLIB_EYES) * 0.78 + np.array([0.5, 0.432])).astype(np.float32)
 MIN_SIZE = 16
 DEFAULT_TEMPLATE = "arcface"
 
@@ -79,6 +85,12 @@ TEMPLATES: dict[str, FaceTemplate] = {
         DLIB_TEMPLATE,
         150,
         "dlib's face chips (150 px, padding 0.25) cut from RetinaFace's points: the dlib model",
+    ),
+    "gallery": FaceTemplate(
+        "gallery",
+        GALLERY_TEMPLATE,
+        200,
+        "loose chips the gallery keeps (200 px): every other template's crop fits inside",
     ),
 }
 

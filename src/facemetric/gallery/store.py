@@ -1,10 +1,12 @@
 """The gallery: people, their reference faces and embeddings per model, in one SQLite file.
 
-Each face keeps its aligned crop (PNG), so a new model re-embeds the gallery from the crops
-without the original photos. Embeddings are keyed by a hash of the model's weights and spec, so
-several models can share one gallery. Every change is one transaction (a crash mid-enrolment
-leaves nothing half-written) and WAL lets readers (the web app) read while one writer adds.
-A change counter, bumped by every write, tells a ``Recognizer`` when to reload.
+Each face keeps a loose chip (PNG) with its landmarks (``facemetric.gallery.records``), so a new
+model re-embeds the gallery from the chips, cutting its own crops, without the original photos.
+Embeddings are keyed by a hash of the model's weights and spec, so several models can share one
+gallery. Every change is one transaction (a crash mid-enrolment leaves nothing half-written) and
+WAL lets readers (the web app) read while one writer adds. A change counter, bumped by every
+write, tells a ``Recognizer`` when to reload; reading never writes. A person never holds the
+same photo twice (``content_sha256``), so building again adds only what is new.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facemetric.errors import GalleryError
+from facemetric.gallery.records import FaceRecord, cut_for_model, record_crop
 
 if TYPE_CHECKING:
     from facemetric.data.align import AlignedFace
     from facemetric.models.inference import Embedder
 
-SCHEMA_VERSION = 1
+__all__ = ["FaceRecord", "GalleryEmbeddings", "GalleryStore", "model_key"]
+
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 10_000
 EMBED_BATCH = 64
 
@@ -49,9 +54,13 @@ CREATE TABLE IF NOT EXISTS faces (
     crop_png BLOB NOT NULL,
     box TEXT,
     landmarks TEXT,
-    created TEXT NOT NULL
+    created TEXT NOT NULL,
+    chip_template TEXT,
+    chip_landmarks TEXT,
+    content_sha256 TEXT
 );
 CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);
+CREATE INDEX IF NOT EXISTS faces_content ON faces(person_id, content_sha256);
 CREATE TABLE IF NOT EXISTS embeddings (
     face_id INTEGER NOT NULL REFERENCES faces(id) ON DELETE CASCADE,
     model_key TEXT NOT NULL,
@@ -61,6 +70,15 @@ CREATE TABLE IF NOT EXISTS embeddings (
 );
 CREATE INDEX IF NOT EXISTS embeddings_model ON embeddings(model_key);
 """
+# Version 1 galleries kept ArcFace crops (112 px) and no content hash.
+MIGRATE_FROM_1 = (
+    "ALTER TABLE faces ADD COLUMN chip_template TEXT",
+    "ALTER TABLE faces ADD COLUMN chip_landmarks TEXT",
+    "ALTER TABLE faces ADD COLUMN content_sha256 TEXT",
+    "UPDATE faces SET chip_template = 'arcface'",
+    "CREATE INDEX IF NOT EXISTS faces_content ON faces(person_id, content_sha256)",
+    "UPDATE schema_version SET version = 2",
+)
 
 
 @dataclass(frozen=True)
@@ -81,22 +99,6 @@ class Face:
     box: tuple[float, float, float, float] | None
     landmarks: list[list[float]] | None
     created: str
-
-
-@dataclass(frozen=True)
-class FaceRecord:
-    """A face to add: its aligned crop and, when known, where it came from."""
-
-    crop: np.ndarray
-    source: str | None = None
-    box: tuple[float, float, float, float] | None = None
-    landmarks: np.ndarray | None = None
-
-    @classmethod
-    def from_aligned(cls, face: AlignedFace, source: str | None = None) -> FaceRecord:
-        det = face.detection
-        box = tuple(float(v) for v in det.box)
-        return cls(face.crop, source, box, np.asarray(det.landmarks))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -163,33 +165,62 @@ def _now() -> str:
 
 
 class GalleryStore:
-    """A gallery in the SQLite file ``path`` (created with its folder when missing).
+    """A gallery in the SQLite file ``path``.
 
-    Safe to share between threads: each thread gets its own connection.
+    ``create=True`` (for commands that add faces) makes the file and its folder when missing;
+    ``create=False`` (for commands that only read) refuses a missing file with the command that
+    builds one. Safe to share between threads: each thread gets its own connection.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, create: bool = True) -> None:
         self.path = Path(path)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.is_file():
+            if not create:
+                raise GalleryError(
+                    f"{self.path}: no gallery there; build one with: facemetric gallery build "
+                    f"PHOTOS --db {self.path}"
+                )
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with self._write() as con:
+            self._set_up_schema()
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(f"{self.path}: not a usable gallery database ({exc})") from exc
+
+    def _schema_version(self) -> int | None:
+        con = self._con()
+        exists = con.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ).fetchone()
+        if not exists:
+            return None
+        row = con.execute("SELECT version FROM schema_version").fetchone()
+        return None if row is None else int(row[0])
+
+    def _set_up_schema(self) -> None:
+        """Create or migrate the tables; an up-to-date gallery is only read, never written."""
+        version = self._schema_version()
+        if version == SCHEMA_VERSION:
+            return
+        if version is not None and version > SCHEMA_VERSION:
+            raise GalleryError(
+                f"{self.path}: gallery schema {version} is newer than this facemetric "
+                f"({SCHEMA_VERSION}); upgrade facemetric"
+            )
+        with self._transaction(bump=False) as con:
+            version = self._schema_version()  # another process may have done it meanwhile
+            if version is None:
                 # statement by statement: executescript() would commit the open transaction
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         con.execute(statement)
-                row = con.execute("SELECT version FROM schema_version").fetchone()
-                if row is None:
+                if con.execute("SELECT version FROM schema_version").fetchone() is None:
                     con.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-                elif row[0] > SCHEMA_VERSION:
-                    raise GalleryError(
-                        f"{self.path}: gallery schema {row[0]} is newer than this facemetric "
-                        f"({SCHEMA_VERSION}); upgrade facemetric"
-                    )
-        except sqlite3.DatabaseError as exc:
-            raise GalleryError(f"{self.path}: not a usable gallery database ({exc})") from exc
+            elif version == 1:
+                for statement in MIGRATE_FROM_1:
+                    con.execute(statement)
 
     # ---- connections and transactions --------------------------------------------------------
     def _con(self) -> sqlite3.Connection:
@@ -211,20 +242,26 @@ class GalleryStore:
         return con
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE``: writers queue, readers go on)."""
+    def _transaction(self, bump: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``: writers queue, readers go on); ``bump``
+        advances the change counter that running recognizers watch."""
         con = self._con()
         con.execute("BEGIN IMMEDIATE")
         try:
             yield con
-            con.execute(
-                "INSERT INTO meta VALUES ('generation', '1') ON CONFLICT(key) "
-                "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-            )
+            if bump:
+                con.execute(
+                    "INSERT INTO meta VALUES ('generation', '1') ON CONFLICT(key) "
+                    "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                )
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
+
+    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A write transaction that advances the change counter."""
+        return self._transaction(bump=True)
 
     def close(self) -> None:
         """Close every thread's connection."""
@@ -294,7 +331,9 @@ class GalleryStore:
         faces: Sequence[FaceRecord | AlignedFace | np.ndarray],
         embedder: Embedder | None = None,
     ) -> list[int]:
-        """Add reference faces to ``name`` (created when new), all or nothing; returns face ids.
+        """Add reference faces to ``name`` (created when new), all or nothing; returns the ids
+        of the faces added. A face whose photo ``name`` already has (same content hash) is
+        skipped, so adding the same photos twice changes nothing.
 
         With an ``embedder`` the embeddings are computed first and stored in the same
         transaction; without one they are computed on first use.
@@ -303,11 +342,20 @@ class GalleryStore:
         records = [_as_record(f) for f in faces]
         if not records:
             raise GalleryError(f"person {name!r}: no faces to add")
-        pngs = [encode_png(_check_crop(r.crop, i)) for i, r in enumerate(records)]
+        for i, record in enumerate(records):
+            _check_crop(record.chip, i)
+        known = self.known_photos(name)
+        fresh: list[FaceRecord] = []
+        for record in records:
+            digest = record.digest()
+            if digest not in known:
+                known.add(digest)
+                fresh.append(record)
+        pngs = [encode_png(r.chip) for r in fresh]
         vectors = key = None
-        if embedder is not None:
+        if embedder is not None and fresh:
             key = model_key(embedder)
-            vectors = embedder.embed(np.stack([r.crop for r in records]))
+            vectors = embedder.embed(np.stack([record_crop(r, embedder.spec) for r in fresh]))
         now = _now()
         ids: list[int] = []
         with self._write() as con:
@@ -317,21 +365,37 @@ class GalleryStore:
                 person_id = int(cur.lastrowid or 0)
             else:
                 person_id = int(row[0])
-            for i, (record, png) in enumerate(zip(records, pngs, strict=True)):
-                box = None if record.box is None else json.dumps([float(v) for v in record.box])
-                marks = None
-                if record.landmarks is not None:
-                    marks = json.dumps(np.asarray(record.landmarks, float).round(3).tolist())
+            for i, (record, png) in enumerate(zip(fresh, pngs, strict=True)):
                 cur = con.execute(
-                    "INSERT INTO faces (person_id, source, crop_png, box, landmarks, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (person_id, record.source, png, box, marks, now),
+                    "INSERT INTO faces (person_id, source, crop_png, box, landmarks, created, "
+                    "chip_template, chip_landmarks, content_sha256) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        person_id,
+                        record.source,
+                        png,
+                        _json_or_none(record.box),
+                        _json_or_none(record.landmarks),
+                        now,
+                        record.chip_template,
+                        _json_or_none(record.chip_landmarks),
+                        record.digest(),
+                    ),
                 )
                 face_id = int(cur.lastrowid or 0)
                 ids.append(face_id)
                 if vectors is not None:
                     self._put_embedding(con, face_id, str(key), vectors[i])
         return ids
+
+    def known_photos(self, name: str) -> set[str]:
+        """Content hashes of the faces ``name`` already has (empty for a new person)."""
+        rows = self._con().execute(
+            "SELECT f.content_sha256 FROM faces f JOIN people p ON p.id = f.person_id "
+            "WHERE p.name = ? AND f.content_sha256 IS NOT NULL",
+            (name,),
+        )
+        return {str(r[0]) for r in rows}
 
     @staticmethod
     def _put_embedding(con: sqlite3.Connection, face_id: int, key: str, vec: np.ndarray) -> None:
@@ -361,7 +425,7 @@ class GalleryStore:
         ]
 
     def face_thumbnail(self, face_id: int) -> bytes:
-        """The PNG of a face's aligned crop; ``GalleryError`` for an unknown id."""
+        """The PNG of a face's stored chip; ``GalleryError`` for an unknown id."""
         row = (
             self._con()
             .execute("SELECT crop_png FROM faces WHERE id = ?", (int(face_id),))
@@ -372,7 +436,7 @@ class GalleryStore:
         return bytes(row[0])
 
     def face_crop(self, face_id: int) -> np.ndarray:
-        """A face's aligned crop as (S, S, 3) uint8 RGB."""
+        """A face's stored chip as (S, S, 3) uint8 RGB."""
         return decode_png(self.face_thumbnail(face_id))
 
     def count_faces(self) -> int:
@@ -380,7 +444,8 @@ class GalleryStore:
 
     # ---- embeddings --------------------------------------------------------------------------
     def reembed(self, embedder: Embedder, missing_only: bool = False) -> int:
-        """(Re)compute every face's embedding for ``embedder`` from the stored crops.
+        """(Re)compute every face's embedding for ``embedder`` from the stored chips, each cut
+        the way its model needs.
 
         Batches of ``EMBED_BATCH`` faces, one transaction each; returns the faces embedded.
         A face deleted meanwhile is skipped. ``missing_only`` keeps existing embeddings.
@@ -400,14 +465,27 @@ class GalleryStore:
             marks = ",".join("?" * len(chunk))
             rows = (
                 self._con()
-                .execute(f"SELECT id, crop_png FROM faces WHERE id IN ({marks}) ORDER BY id", chunk)
+                .execute(
+                    "SELECT id, crop_png, chip_template, chip_landmarks FROM faces "
+                    f"WHERE id IN ({marks}) ORDER BY id",
+                    chunk,
+                )
                 .fetchall()
             )
             if not rows:
                 continue
-            vectors = embedder.embed(np.stack([decode_png(bytes(png)) for _, png in rows]))
+            crops = [
+                cut_for_model(
+                    decode_png(bytes(png)),
+                    template_name,
+                    None if marks_json is None else np.asarray(json.loads(marks_json)),
+                    embedder.spec,
+                )
+                for _, png, template_name, marks_json in rows
+            ]
+            vectors = embedder.embed(np.stack(crops))
             with self._write() as con:
-                for (face_id, _), vec in zip(rows, vectors, strict=True):
+                for (face_id, *_), vec in zip(rows, vectors, strict=True):
                     if con.execute("SELECT 1 FROM faces WHERE id = ?", (face_id,)).fetchone():
                         self._put_embedding(con, int(face_id), key, vec)
                         done += 1
@@ -511,8 +589,14 @@ def _as_record(face: FaceRecord | AlignedFace | np.ndarray) -> FaceRecord:
     if isinstance(face, FaceRecord):
         return face
     if isinstance(face, np.ndarray):
-        return FaceRecord(face)
+        return FaceRecord.from_crop(face)
     return FaceRecord.from_aligned(face)
+
+
+def _json_or_none(values: Any) -> str | None:
+    if values is None:
+        return None
+    return json.dumps(np.asarray(values, dtype=float).round(3).tolist())
 
 
 def _check_crop(crop: np.ndarray, i: int) -> np.ndarray:

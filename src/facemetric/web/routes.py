@@ -8,6 +8,7 @@ decoded one at a time within the pixel budget, and only what is answered is kept
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 import unicodedata
@@ -20,10 +21,10 @@ from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
-from facemetric.data.image import DecodedImage
-from facemetric.errors import FaceNotFoundError, GalleryError
+from facemetric.data.image import DecodedImage, ImageTooLargeError
+from facemetric.errors import FaceNotFoundError, GalleryError, ImageReadError
 from facemetric.gallery.names import check_person_name
-from facemetric.gallery.store import FaceRecord
+from facemetric.gallery.records import FaceRecord
 from facemetric.web.state import WebState
 from facemetric.web.uploads import png_data_url, to_original
 
@@ -118,6 +119,14 @@ class PersonPublic(BaseModel):
     face_count: int
     created: str | None = None
     faces: list[FacePublic] = []
+
+
+class EnrolledPublic(PersonPublic):
+    """A person after an enrolment, with what the enrolment did."""
+
+    added: int = 0  # faces added by this request
+    duplicates: int = 0  # photos the person already had (not added again)
+    skipped: dict[str, str] = {}  # photos left out (unreadable, no face), with why
 
 
 class PersonDeleted(BaseModel):
@@ -274,29 +283,63 @@ async def list_people(state: StateDep) -> list[PersonPublic]:
     return await state.run_quick(work)
 
 
-@people_router.post("", response_model=PersonPublic, status_code=201)
+@people_router.post("", response_model=EnrolledPublic, status_code=201)
 async def enroll_person(
     state: StateDep,
     _admin: AdminDep,
     name: Annotated[str, Form(description="The person's name")],
     files: Uploads,
-) -> PersonPublic:
-    """Add a person (or more faces of one): the largest face of each photo is saved."""
+) -> EnrolledPublic:
+    """Add a person (or more faces of one): the largest face of each photo is saved.
+
+    A photo that cannot be read or shows no face is skipped and reported in ``skipped``; a
+    photo the person already has is not added again (``duplicates``). 422 only when no photo
+    is usable."""
     name = check_name(name)
     recognizer = state.require_recognizer()
-    records = []
-    async for label, image in decoded_photos(state, files):
-        faces = await state.run(recognizer.detect, image.pixels)
-        if not faces:
-            raise FaceNotFoundError(label)
-        det = faces[0].detection  # the largest face; the photo itself is not kept
-        records.append(FaceRecord(faces[0].crop, None, det.box, det.landmarks))
-        del image, faces  # released before the next photo is decoded
+    records: list[FaceRecord] = []
+    skipped: dict[str, str] = {}
+    failures: list[Exception] = []
+    if not files:
+        raise HTTPException(422, "files: at least one photo is required")
+    if len(files) > state.settings.max_photos:
+        raise HTTPException(
+            413, f"files: {len(files)} photos, over the limit of {state.settings.max_photos}"
+        )
+    for i, upload in enumerate(files):
+        label = upload.filename or f"file #{i + 1}"
+        data = await upload.read()
+        await upload.close()
+        digest = hashlib.sha256(data).hexdigest()
+        try:
+            image = await state.decode(data, label, state.settings.max_upload_bytes)
+            del data
+            record = await state.run(recognizer.face_record, image.pixels, None, digest)
+        except ImageTooLargeError:
+            raise  # over the pixel budget: the request is refused (413), as everywhere
+        except (ImageReadError, FaceNotFoundError) as exc:
+            skipped[label] = exc.reason if isinstance(exc, ImageReadError) else "no face found"
+            failures.append(exc)
+            continue
+        records.append(record)  # the largest face's chip; the photo itself is not kept
+        del image  # released before the next photo is decoded
 
-    def work() -> PersonPublic:
-        recognizer.add_faces(name, records)
+    if not records and len(failures) == 1:
+        raise failures[0]  # one photo, unusable: its own error (415 not an image, 422 no face)
+
+    def work() -> EnrolledPublic:
+        try:
+            result = recognizer.add_records(name, records, skipped)
+        except GalleryError as exc:
+            raise HTTPException(422, str(exc)) from None
         recognizer.reload()
-        return _person_public(state.store, _find_person(state.store, name))
+        person = _person_public(state.store, _find_person(state.store, name))
+        return EnrolledPublic(
+            **person.model_dump(),
+            added=len(result.added),
+            duplicates=result.duplicates,
+            skipped=result.skipped,
+        )
 
     async with state.write_lock:
         return await state.run(work)

@@ -81,9 +81,10 @@ class WebState:
         if self.recognizer is not None:
             return self.recognizer.detect(image)
         from facemetric.data.align import detect_and_align
+        from facemetric.gallery.records import CHIP_SIZE, CHIP_TEMPLATE
 
-        with self._detect_lock:
-            return detect_and_align(image, self.detector, size=112)
+        with self._detect_lock:  # no model: show the chips the gallery would keep
+            return detect_and_align(image, self.detector, CHIP_SIZE, template=CHIP_TEMPLATE)
 
     def require_recognizer(self) -> Recognizer:
         if self.recognizer is None:
