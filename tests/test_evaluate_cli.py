@@ -242,14 +242,20 @@ def test_user_errors_are_one_line(tmp_path: Path, untrained_tiny_checkpoint: Pat
     pairs = tmp_path / "p.tsv"
     pairs.write_text("fold\tsame\timage1\timage2\n1\t1\t001/frontal_01.jpg\t001/nope.jpg\n")
     ck = str(untrained_tiny_checkpoint)
+    few = tmp_path / "few"  # 4 people x 2 photos: 24 impostor pairs, too few for FAR 1e-3
+    for person in ("001", "002", "003", "004"):
+        (few / person).mkdir(parents=True)
+        for photo in ("frontal_01.jpg", "frontal_02.jpg"):
+            (few / person / photo).symlink_to(cfp / person / photo)
     cases = [
         (["evaluate", ck, "--pairs", str(pairs), "--root", str(cfp), "--out", str(tmp_path)],
          "1 image(s) named in"),
         (["evaluate", ck, "--out", str(tmp_path)], "nothing to evaluate"),
         (["evaluate", ck, "--pairs", str(pairs), "--out", str(tmp_path)], "--pairs needs --root"),
-        (["evaluate", ck, "--identify", str(cfp), "--calibrate", "--out", str(tmp_path)],
-         "--calibrate needs verification pairs"),
-        (["embed", "best", str(cfp), "--out", str(tmp_path / "x.npz")], "no promoted model"),
+        (["evaluate", ck, "--identify", str(few), "--calibrate", "--out", str(tmp_path),
+          "--quiet"], "too few impostor pairs to tell a FAR of 0.001"),
+        (["embed", str(tmp_path / "nope.pt"), str(cfp), "--out", str(tmp_path / "x.npz")],
+         "nope.pt: model not found"),
         (["compare", ck, "--pairs", str(pairs), "--root", str(cfp), "--metric", "speed"],
          "--metric 'speed'"),
     ]  # fmt: skip

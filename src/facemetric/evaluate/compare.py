@@ -1,9 +1,16 @@
 """``facemetric compare``: several runs on one protocol, one table, and promotion of the best.
 
-A run is a run folder, a checkpoint or an ``evaluation.json`` written elsewhere (the dlib
-baseline, for one: shown in the table, never promoted). Each model's evaluation is stored beside
-its checkpoint (``RUN/eval/<checkpoint>-<pairs file>/``) and reused while its fingerprint
-(weights hash, pairs file hash, root and options) still matches.
+A run is a run folder, a checkpoint, a pretrained model's name (``dlib``) or an
+``evaluation.json`` written elsewhere (the dlib baseline, for one: shown in the table, never
+promoted). Each model's evaluation is stored beside its checkpoint
+(``RUN/eval/<checkpoint>-<pairs file>/``) and reused while its fingerprint (weights hash, pairs
+file hash, root and options) still matches.
+
+A fine-tune is always compared with the model it started from (its base joins the table when
+not given), and the base comes first on a tie: ``--promote`` never picks a fine-tune that does
+not beat its base on the comparison's people. The promoted model must carry a calibrated
+threshold: one it was given (pretrained, ``evaluate --calibrate``, the end of its training run)
+or, failing that, one calibrated on the comparison's pairs; with neither, promotion is refused.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from typing import Any
 from facemetric.errors import ConfigError, ModelError
 from facemetric.evaluate.protocols import read_pairs
 from facemetric.evaluate.report import JSON_NAME, fmt, read_report, write_report, write_text_atomic
-from facemetric.evaluate.run import EvaluateConfig, evaluate, fingerprint, run_name
+from facemetric.evaluate.run import EvaluateConfig, evaluate, fingerprint, model_name
+from facemetric.models.pretrained import is_pretrained_name
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,8 @@ class Row:
     evaluation: Path
     checkpoint: Path | None  # None for external evaluations (not promotable)
     reused: bool = False
+    base: str | None = None  # the model a fine-tune started from
+    calibration: dict[str, Any] | None = None  # on the comparison's pairs or folder
 
 
 @dataclass
@@ -126,7 +136,7 @@ def _is_evaluation(run: Path) -> bool:
 
 
 def _model_row(run: str, config: CompareConfig, protocol: Any) -> Row:
-    from facemetric.models.checkpoint import resolve_model_path
+    from facemetric.models.checkpoint import load_checkpoint, resolve_model_path
 
     ckpt = resolve_model_path(run)
     cfg = replace(config.protocol, model=str(ckpt), calibrate=False)
@@ -144,14 +154,21 @@ def _model_row(run: str, config: CompareConfig, protocol: Any) -> Row:
     if doc is None:
         write_report(evaluate(cfg), out)
         doc = read_report(out)
+    meta = load_checkpoint(ckpt).meta
+    init = (meta.get("config") or {}).get("init")
+    calibration = (doc.get("verification") or {}).get("calibration")
+    if not calibration or (doc["verification"].get("impostor_pairs", 0) * cfg.target_far < 1):
+        calibration = (doc.get("identification") or {}).get("calibration")
     return Row(
-        name=run_name(ckpt) if str(run) != "best" else "best",
+        name="best" if str(run) == "best" else model_name(ckpt, meta),
         source=str(ckpt),
         backbone=str(doc["model"].get("backbone", "?")),
         metrics=flat_metrics(doc),
         evaluation=out / JSON_NAME,
         checkpoint=ckpt,
         reused=reused,
+        base=str(init) if init else None,
+        calibration=calibration,
     )
 
 
@@ -174,18 +191,24 @@ def compare(config: CompareConfig) -> Comparison:
     sha = protocol.fingerprint() if protocol is not None else None
     rows: list[Row] = []
     seen: set[str] = set()
+    notes: list[str] = []
     for run in config.runs:
         path = Path(run)
         row = (
             _external(path, config, sha)
-            if _is_evaluation(path)
+            if _is_evaluation(path) and not is_pretrained_name(run)
             else _model_row(run, config, protocol)
         )
         if row.source in seen:
             continue
+        if row.base is not None and not _has_model(rows, row.base) and row.base != run:
+            base = _base_row(row, config, protocol, notes)
+            if base is not None and base.source not in seen:
+                seen.add(base.source)
+                rows.append(base)  # before its fine-tune: the base wins a tie
         seen.add(row.source)
         rows.append(row)
-    result = Comparison(rows=sort_rows(rows, config.metric), metric=config.metric)
+    result = Comparison(rows=sort_rows(rows, config.metric), metric=config.metric, notes=notes)
     if config.promote:
         best = next((r for r in result.rows if r.checkpoint is not None), None)
         if best is None:
@@ -196,15 +219,90 @@ def compare(config: CompareConfig) -> Comparison:
                 f"promoted the best facemetric model, {best.name}"
             )
         value = best.metrics.get(config.metric)
-        result.promoted = promote(best.checkpoint, metric=config.metric, value=value)  # type: ignore[arg-type]
+        calibration = _promotion_calibration(best, config)
+        result.promoted = promote(
+            best.checkpoint,  # type: ignore[arg-type]
+            metric=config.metric,
+            value=value,
+            calibration=calibration,
+        )
         result.promoted_run = best.name
+        if calibration is not None:
+            result.notes.append(
+                f"{best.name} had no calibrated threshold: promoted with "
+                f"{calibration['threshold']:.4f}, calibrated for FAR "
+                f"{calibration.get('target_far')} on the comparison's pairs"
+            )
     if config.out is not None:
         write_comparison(result, config.out)
     return result
 
 
-def promote(run: str | Path, metric: str | None = None, value: float | None = None) -> Path:
+def _has_model(rows: list[Row], model: str) -> bool:
+    from facemetric.models.checkpoint import resolve_model_path
+
+    try:
+        source = str(resolve_model_path(model))
+    except (ConfigError, ModelError):  # a base that is gone is reported by _base_row
+        return False
+    return any(r.source == source for r in rows)
+
+
+def _base_row(row: Row, config: CompareConfig, protocol: Any, notes: list[str]) -> Row | None:
+    """The evaluated base model of a fine-tune, or None (with a note) when it is gone."""
+    assert row.base is not None
+    try:
+        base = _model_row(row.base, config, protocol)
+    except (ConfigError, ModelError) as exc:
+        notes.append(f"{row.name} was fine-tuned from {row.base}, which is not available ({exc})")
+        return None
+    notes.append(f"{base.name} added: the model {row.name} was fine-tuned from")
+    return base
+
+
+def is_calibrated(meta: dict[str, Any], threshold: float | None) -> bool:
+    """True when a checkpoint's threshold was calibrated (not left over from validation)."""
+    return threshold is not None and bool(meta.get("calibration") or meta.get("pretrained"))
+
+
+def _promotion_calibration(row: Row, config: CompareConfig) -> dict[str, Any] | None:
+    """None when the model is calibrated already; else a calibration on the comparison's pairs
+    (or folder), or ``ConfigError`` when they are too few to give one."""
+    from facemetric.models.checkpoint import load_checkpoint
+
+    assert row.checkpoint is not None
+    ckpt = load_checkpoint(row.checkpoint)
+    if is_calibrated(ckpt.meta, ckpt.threshold):
+        return None
+    if (
+        row.calibration is None
+        or row.calibration.get("impostor_pairs", 0)
+        * (row.calibration.get("target_far") or config.protocol.target_far)
+        < 1
+    ):
+        where = config.protocol.pairs or config.protocol.identify
+        raise ConfigError(
+            f"--promote: {row.name} has no calibrated match threshold and {where} gives too few "
+            f"impostor pairs to calibrate one at FAR {config.protocol.target_far:g}; calibrate "
+            f"it first (facemetric evaluate {row.source} --identify PEOPLE --calibrate) or "
+            "compare on more people"
+        )
+    return {
+        **row.calibration,
+        "on": f"comparison: {config.protocol.pairs or config.protocol.identify}",
+    }
+
+
+def promote(
+    run: str | Path,
+    metric: str | None = None,
+    value: float | None = None,
+    calibration: dict[str, Any] | None = None,
+) -> Path:
     """Copy a run's checkpoint to ``best_model_path()`` atomically, recording where it came from.
+
+    ``calibration`` (a threshold calibrated elsewhere) replaces the checkpoint's threshold in
+    the promoted copy.
 
     A fresh ONNX export beside the checkpoint is copied too; a stale ``best.onnx`` is removed so
     ``load_embedder("best")`` can never pair the new weights with an old export.
@@ -224,7 +322,10 @@ def promote(run: str | Path, metric: str | None = None, value: float | None = No
         raise ModelError(f"{src}: not a readable facemetric checkpoint ({exc})") from exc
     meta = payload.setdefault("meta", {})
     meta["promoted_from"] = str(src)
-    meta["promoted_run"] = run_name(src)
+    meta["promoted_run"] = model_name(src, meta)
+    if calibration is not None:
+        payload["threshold"] = float(calibration["threshold"])
+        meta["calibration"] = calibration
     meta["promoted_at"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     if metric is not None:
         meta["promoted_by"] = {"metric": metric, "value": value}

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from facemetric.errors import ConfigError
+from facemetric.models.calibration import threshold_at_far
 
 
 @dataclass(frozen=True)
@@ -137,26 +138,6 @@ def eer(scores: Any, labels: Any) -> tuple[float, float]:
     worst = np.round(np.maximum(roc.far, frr), 12)  # 1 - 2/3 must equal 1/3 here
     j = int(np.argmin(worst))  # argmin returns the first, i.e. the highest threshold
     return float(rate), float(roc.thresholds[j])
-
-
-def threshold_at_far(impostor_scores: Any, target_far: float) -> float:
-    """The lowest threshold whose FAR on these impostor scores is at most ``target_far``.
-
-    With ``n`` impostors at most ``k = floor(target_far * n)`` may be accepted. The threshold is
-    the smallest float strictly above the (k+1)-th highest impostor score, so a tie at that score
-    is rejected as a whole (FAR never exceeds the target; it may fall below it). With fewer than
-    ``1 / target_far`` impostors, ``k = 0``: the threshold is just above the highest impostor.
-    ``-inf`` when every impostor may be accepted.
-    """
-    if not 0.0 <= target_far <= 1.0:
-        raise ConfigError(f"target_far={target_far}: must be in [0, 1]")
-    imp = np.sort(np.asarray(impostor_scores, dtype=np.float64).ravel())[::-1]
-    if imp.size == 0:
-        raise ConfigError("impostor scores: none given")
-    k = int(np.floor(target_far * imp.size + 1e-9))
-    if k >= imp.size:
-        return float(-np.inf)
-    return float(np.nextafter(imp[k], np.inf))
 
 
 def rates_at(scores: Any, labels: Any, threshold: float) -> tuple[float, float]:

@@ -68,8 +68,6 @@ class EvaluateConfig:
             raise ConfigError(
                 "--pairs needs --root DIR (the folder the pair paths are relative to)"
             )
-        if self.calibrate and self.pairs is None:
-            raise ConfigError("--calibrate needs verification pairs (--pairs FILE --root DIR)")
         if not 0.0 < self.target_far < 1.0:
             raise ConfigError(f"--target-far {self.target_far}: must be in (0, 1)")
 
@@ -260,23 +258,56 @@ def _identification(
         out["strangers"] = osr.strangers
         out["strangers_matched"] = osr.strangers_matched
         out["match_threshold"] = osr.operating_threshold
+    out["calibration"] = folder_calibration(es, config)
     return out, es
 
 
+# Pairs of at most this many images calibrate a folder's threshold (8M pairs, ~100 MB).
+CALIBRATION_IMAGES = 4000
+
+
+def folder_calibration(es: EmbeddingSet, config: EvaluateConfig) -> dict[str, Any] | None:
+    """The threshold for ``config.target_far`` (or the EER) on every pair of a folder's images
+    (same person: genuine, different people: impostor), or None when there are too few impostor
+    pairs to tell that FAR. At most ``CALIBRATION_IMAGES`` images, drawn by ``config.seed``."""
+    from facemetric.models.calibration import all_pair_scores, calibrate_on_pairs
+
+    rows = np.arange(len(es))
+    if len(rows) > CALIBRATION_IMAGES:
+        rng = np.random.default_rng(config.seed)
+        rows = np.sort(rng.choice(rows, CALIBRATION_IMAGES, replace=False))
+    labels = np.array([identity_of(es.paths[i]) for i in rows])
+    scores, same = all_pair_scores(es.embeddings[rows], labels)
+    if config.eer:
+        if same.all() or not same.any():
+            return None
+        return M.calibrate_threshold(scores, same, method="eer")
+    return calibrate_on_pairs(scores, same, config.target_far)
+
+
 def evaluate(config: EvaluateConfig) -> Evaluation:
-    """Run the configured protocols on ``config.model``; store the threshold when calibrating."""
-    from facemetric.models.checkpoint import update_checkpoint
+    """Run the configured protocols on ``config.model``; store the threshold when calibrating
+    (on the verification pairs, else on every pair of the identification folder)."""
     from facemetric.models.inference import load_embedder
 
     emb = load_embedder(config.model, engine=config.engine)  # type: ignore[arg-type]
     ckpt = Path(emb.checkpoint_path)
     spec = emb.spec
+    if config.calibrate:
+        from facemetric.models.pretrained import is_cached_pretrained
+
+        if is_cached_pretrained(ckpt):
+            raise ConfigError(
+                f"--calibrate: {config.model} is a pretrained model and keeps the threshold it "
+                f"ships with ({emb.threshold:.4f}); to match with another one, promote it "
+                "(facemetric compare ... --promote) and calibrate 'best', or pass --threshold"
+            )
     doc: dict[str, Any] = {
         "schema": SCHEMA,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "model": {
             "path": str(ckpt),
-            "name": emb.meta.get("promoted_run") or run_name(ckpt),
+            "name": model_name(ckpt, emb.meta),
             "backbone": spec.backbone,
             "embedding_dim": spec.embedding_dim,
             "input_size": spec.input_size,
@@ -288,6 +319,8 @@ def evaluate(config: EvaluateConfig) -> Evaluation:
     protocol = None
     map_set: EmbeddingSet | None = None
     threshold = emb.threshold
+    calibration: dict[str, Any] | None = None
+    faces_found = 1.0
     if config.pairs is not None:
         ver, scores, labels, es, protocol = _verification(emb, config)
         doc["verification"] = ver
@@ -295,27 +328,64 @@ def evaluate(config: EvaluateConfig) -> Evaluation:
         threshold = ver["threshold"]
         result.threshold = threshold
         map_set = es
-        if config.calibrate:
-            calib = {
-                **ver["calibration"],
-                "protocol": str(config.pairs),
-                "root": str(config.root),
-                "date": doc["created"],
-            }
-            onnx = ckpt.with_suffix(".onnx")
-            fresh = onnx.is_file() and onnx.stat().st_mtime >= ckpt.stat().st_mtime
-            update_checkpoint(ckpt, threshold=threshold, calibration=calib)
-            if fresh:  # same weights: keep the export beside it counted as up to date
-                os.utime(onnx)
-            doc["model"]["calibrated_threshold_stored"] = threshold
+        faces_found = min(faces_found, float(ver["faces_found"]))
+        if ver["impostor_pairs"] * config.target_far >= 1 or config.eer:
+            calibration = {**ver["calibration"], "protocol": str(config.pairs)}
+            calibration["root"] = str(config.root)
     if config.identify is not None:
         ident, es = _identification(emb, config, threshold)
         doc["identification"] = ident
         map_set = es
+        faces_found = min(faces_found, float(ident["faces_found"]))
+        if calibration is None and ident["calibration"] is not None:
+            calibration = {**ident["calibration"], "folder": str(config.identify)}
+            if config.pairs is None:
+                result.threshold = threshold = calibration["threshold"]
+    if config.calibrate:
+        stored = _store_calibration(ckpt, calibration, faces_found, config, doc["created"])
+        doc["model"]["calibrated_threshold_stored"] = stored
     doc["fingerprint"] = fingerprint(ckpt, protocol, config)  # after any checkpoint update
     if map_set is not None:
         result.map_embeddings, result.map_labels = map_sample(map_set, config.seed)
     return result
+
+
+# An evaluation where fewer faces were found than this is broken (photos fed as crops, crops of
+# another template...): its threshold is never stored.
+MIN_FACES_FOUND = 0.8
+
+
+def _store_calibration(
+    ckpt: Path,
+    calibration: dict[str, Any] | None,
+    faces_found: float,
+    config: EvaluateConfig,
+    date: str,
+) -> float:
+    """Write the calibrated threshold into the checkpoint; ``ConfigError`` (nothing written)
+    when the evaluation cannot be trusted or has too few impostor pairs."""
+    from facemetric.models.checkpoint import update_checkpoint
+
+    where = config.pairs or config.identify
+    if faces_found < MIN_FACES_FOUND:
+        raise ConfigError(
+            f"--calibrate: a face was found in only {faces_found:.0%} of the images of {where}; "
+            "a threshold from that would be wrong, so none was stored (photos given as aligned "
+            "crops, or crops of another template?)"
+        )
+    if calibration is None:
+        raise ConfigError(
+            f"--calibrate: {where} gives too few impostor pairs to tell a FAR of "
+            f"{config.target_far:g} (at least {1 / config.target_far:.0f} are needed): add "
+            "people, raise --target-far, or use --eer"
+        )
+    calibration = {**calibration, "date": date}
+    onnx = ckpt.with_suffix(".onnx")
+    fresh = onnx.is_file() and onnx.stat().st_mtime >= ckpt.stat().st_mtime
+    update_checkpoint(ckpt, threshold=calibration["threshold"], calibration=calibration)
+    if fresh:  # same weights: keep the export beside it counted as up to date
+        os.utime(onnx)
+    return float(calibration["threshold"])
 
 
 def map_sample(
@@ -332,6 +402,12 @@ def map_sample(
 
 def _stable(name: str, seed: int) -> str:
     return hashlib.sha256(f"{seed}:{name}".encode()).hexdigest()
+
+
+def model_name(checkpoint: Path, meta: dict[str, Any]) -> str:
+    """How reports name a model: the pretrained model's name, the promoted run's, else the run
+    folder's (``run_name``)."""
+    return str(meta.get("pretrained") or meta.get("promoted_run") or run_name(checkpoint))
 
 
 def run_name(checkpoint: Path) -> str:

@@ -27,8 +27,13 @@ from facemetric.data.dataset import (
     to_model_input,
 )
 from facemetric.errors import ConfigError
-from facemetric.models import EmbeddingNet, save_checkpoint
-from facemetric.models.checkpoint import atomic_torch_save
+from facemetric.models import EmbeddingNet, load_checkpoint, save_checkpoint
+from facemetric.models.calibration import (
+    DEFAULT_TARGET_FAR,
+    all_pair_scores,
+    calibrate_on_pairs,
+)
+from facemetric.models.checkpoint import atomic_torch_save, update_checkpoint
 from facemetric.train.config import TrainConfig
 from facemetric.train.distributed import (
     DistInfo,
@@ -54,7 +59,7 @@ from facemetric.train.setup import (
     prepare_data,
     resolve_model_choice,
 )
-from facemetric.train.validation import ValMetrics, validate
+from facemetric.train.validation import ValMetrics, embed_dataset, validate
 
 log = logging.getLogger(__name__)
 
@@ -342,8 +347,41 @@ class Trainer:
                 runlog.close()
         if main:
             plot_curve(self.out)
+            if self.val_set is not None:
+                self._calibrate()
             log.info("run finished (%s): %s", stopped, self.out)
         return self.out
+
+    def _calibrate(self) -> None:
+        """Store in best.pt and last.pt the match threshold for FAR 1e-3 on every pair of the
+        validation people (who never trained), so the run's models are ready to match."""
+        assert self.val_set is not None
+        labels = self.val_set.samples.labels
+        for name in ("best.pt", "last.pt"):
+            path = self.out / name
+            if not path.is_file():
+                continue
+            model = load_checkpoint(path).build()
+            spec = model.spec
+            emb = embed_dataset(model, self.val_set, spec.mean, spec.std, torch.device("cpu"))
+            calib = calibrate_on_pairs(*all_pair_scores(emb, labels), DEFAULT_TARGET_FAR)
+            if calib is None:
+                log.warning(
+                    "%s: too few validation pairs to calibrate a threshold for FAR %g; calibrate "
+                    "it with facemetric evaluate %s --identify PEOPLE --calibrate",
+                    path,
+                    DEFAULT_TARGET_FAR,
+                    path,
+                )
+                continue
+            calib.update(on="validation people", identities=len(set(labels.tolist())))
+            update_checkpoint(path, threshold=calib["threshold"], calibration=calib)
+            log.info(
+                "%s: threshold %.4f for FAR %g on %d impostor pairs of %d validation people "
+                "(TAR %.3f)",
+                *(name, calib["threshold"], DEFAULT_TARGET_FAR, calib["impostor_pairs"]),
+                *(calib["identities"], calib["tar"]),
+            )
 
     def _log_start(self, runlog: RunLog | None) -> None:
         cfg, spec, cache = self.config, self.spec, self.train_set

@@ -103,6 +103,14 @@ def file_sha256(path: Path, memo: Path | None = None) -> str:
     return digest
 
 
+def is_cached_pretrained(path: Path) -> bool:
+    """True for a converted pretrained model in the cache (which is never edited in place)."""
+    from facemetric.paths import facemetric_home
+
+    folder = (facemetric_home() / CACHE_FOLDER).resolve()
+    return Path(path).resolve().parent == folder
+
+
 def pretrained_checkpoint(name: str) -> Path:
     """The facemetric checkpoint of pretrained model ``name``, converted on first use.
 
