@@ -24,10 +24,23 @@ def shared_set(name: str) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def pretrained_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder of converted pretrained models (and their ONNX exports) for the whole session:
+    converting dlib's file and exporting it takes seconds, every test's home links to it."""
+    return tmp_path_factory.mktemp("pretrained")
+
+
 @pytest.fixture(autouse=True)
-def facemetric_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
-    """Every test gets its own state folder, so nothing touches the user's ~/.facemetric."""
+def facemetric_home(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    pretrained_cache: Path,
+):
+    """Every test gets its own state folder, so nothing touches the user's ~/.facemetric; only
+    the converted pretrained models are shared (read-only in use)."""
     home = tmp_path_factory.mktemp("facemetric_home")
+    (home / "pretrained").symlink_to(pretrained_cache, target_is_directory=True)
     monkeypatch.setenv("FACEMETRIC_HOME", str(home))
     return home
 

