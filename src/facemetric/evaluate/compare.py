@@ -27,6 +27,7 @@ from facemetric.errors import ConfigError, ModelError
 from facemetric.evaluate.protocols import read_pairs
 from facemetric.evaluate.report import JSON_NAME, fmt, read_report, write_report, write_text_atomic
 from facemetric.evaluate.run import EvaluateConfig, evaluate, fingerprint, model_name
+from facemetric.models.checkpoint import is_calibrated
 from facemetric.models.pretrained import is_pretrained_name
 
 
@@ -258,11 +259,6 @@ def _base_row(row: Row, config: CompareConfig, protocol: Any, notes: list[str]) 
         return None
     notes.append(f"{base.name} added: the model {row.name} was fine-tuned from")
     return base
-
-
-def is_calibrated(meta: dict[str, Any], threshold: float | None) -> bool:
-    """True when a checkpoint's threshold was calibrated (not left over from validation)."""
-    return threshold is not None and bool(meta.get("calibration") or meta.get("pretrained"))
 
 
 def _promotion_calibration(row: Row, config: CompareConfig) -> dict[str, Any] | None:

@@ -42,6 +42,18 @@ class Checkpoint:
     def match_threshold(self) -> float:
         return DEFAULT_THRESHOLD if self.threshold is None else float(self.threshold)
 
+    @property
+    def calibrated(self) -> bool:
+        """Whether ``threshold`` was calibrated (see ``is_calibrated``)."""
+        return is_calibrated(self.meta, self.threshold)
+
+
+def is_calibrated(meta: dict[str, Any], threshold: float | None) -> bool:
+    """True when a checkpoint's threshold was calibrated at a false accept rate (meta
+    ``calibration``) or ships with a pretrained model, not left over from validation or unset
+    (``DEFAULT_THRESHOLD``): only then may it decide matches without a warning."""
+    return threshold is not None and bool(meta.get("calibration") or meta.get("pretrained"))
+
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
