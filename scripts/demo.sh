@@ -49,25 +49,7 @@ fi
 
 echo "== 5/7 evaluate on held-out people and calibrate the match threshold"
 # Verification pairs of the held-out people (every genuine pair, as many impostor pairs, 10 folds).
-.venv/bin/python - "$WORK/test" "$WORK/test_pairs.tsv" <<'PY'
-import itertools, random, sys
-from pathlib import Path
-root, out = Path(sys.argv[1]), Path(sys.argv[2])
-people = {p.name: sorted(f"{p.name}/{f.name}" for f in p.iterdir() if f.suffix == ".png")
-          for p in sorted(root.iterdir())}
-same = [(a, b) for imgs in people.values() for a, b in itertools.combinations(imgs, 2)]
-rng = random.Random(0)
-names = [n for n in people if people[n]]
-diff = []
-while len(names) > 1 and len(diff) < len(same):
-    x, y = rng.sample(names, 2)
-    diff.append((rng.choice(people[x]), rng.choice(people[y])))
-rows = [(1, a, b) for a, b in same] + [(0, a, b) for a, b in diff]
-rng.shuffle(rows)
-out.write_text("fold\tsame\timage1\timage2\n"
-               + "".join(f"{i % 10 + 1}\t{s}\t{a}\t{b}\n" for i, (s, a, b) in enumerate(rows)))
-print(f"{len(same)} genuine and {len(diff)} impostor pairs -> {out}")
-PY
+$FM data pairs "$WORK/test" --out "$WORK/test_pairs.tsv" --seed 0
 identify=()  # identification metrics need a few held-out people
 [ "$(ls "$WORK/test" | wc -l)" -ge 4 ] && identify=(--identify "$WORK/test")
 $TC $FM evaluate "$MODEL" --pairs "$WORK/test_pairs.tsv" --root "$WORK/test" "${identify[@]}" \

@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +133,53 @@ def test_console_script_check_and_rename(photos: Path) -> None:
         "Ann_2.png",
         "Ann_3.png",
     ]
+
+
+def test_split_warns_about_a_one_person_val_and_test(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 14 item 7: 8 people gave a one-person val and test split without a word."""
+    root = tmp_path / "eight"
+    for i in range(8):
+        (root / f"p{i}").mkdir(parents=True)
+        for j in range(3):
+            (root / f"p{i}" / f"{j}.png").write_bytes(b"")
+    assert main(["data", "split", str(root), "--out", str(tmp_path / "s")]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "facemetric: warning: only 1 identity in val: validation needs at least 2 people; "
+        "with 8 people use --val 0.25" in err
+    )
+    assert "only 1 identity in test: evaluation (and calibration) needs at least 2 people" in err
+    assert "with 8 people use --test 0.25" in err
+    args = ["--val", "0.25", "--test", "0.25", "--out", str(tmp_path / "t")]
+    assert main(["data", "split", str(root), *args]) == 0
+    assert capsys.readouterr().err == ""  # the suggested fractions give 2 + 2 people
+
+
+def test_pairs_cli_writes_a_file_evaluate_reads(
+    photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from facemetric.evaluate.protocols import check_pairs_images, identity_of, read_pairs
+
+    out = tmp_path / "pairs.tsv"
+    assert main(["data", "pairs", str(photos), "--out", str(out), "--folds", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.strip() == f"4 genuine and 4 impostor pairs of 4 people in 2 folds -> {out}"
+    proto = read_pairs(out)
+    assert proto.format == "tsv" and proto.n_folds == 2 and len(proto.pairs) == 8
+    check_pairs_images(proto, photos)
+    folds = {identity_of(im): p.fold for p in proto.pairs for im in (p.image1, p.image2)}
+    assert sorted(Counter(folds.values()).values()) == [2, 2]  # whole people per fold
+    again = tmp_path / "again.tsv"
+    assert main(["data", "pairs", str(photos), "--out", str(again), "--folds", "2"]) == 0
+    assert again.read_bytes() == out.read_bytes()  # the same seed, the same file
+    capsys.readouterr()
+    argv = ["data", "pairs", str(photos), "--out", str(out), "--genuine", "2", "--impostor", "9"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "2 genuine and 8 impostor pairs of 4 people in 2 folds" in captured.out
+    assert "fewer --folds" in captured.err and "only 8 impostor pairs exist" in captured.err
+    with pytest.raises(SystemExit):
+        main(["data", "pairs", str(photos), "--out", str(out), "--genuine", "some"])
+    assert "expected a whole number or 'all'" in capsys.readouterr().err

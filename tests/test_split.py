@@ -10,6 +10,7 @@ import pytest
 from conftest import shared_set
 from facemetric.data.split import (
     SplitConfig,
+    fraction_for,
     identity_of,
     list_identity_images,
     make_split,
@@ -120,3 +121,28 @@ def test_unwritable_out_names_the_folder(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(DatasetError, match="cannot write the split there"):
         split_dataset(root, out=blocker / "sub")
+
+
+@pytest.mark.parametrize("n", [3, 5, 7, 8, 9, 13, 40, 101])
+def test_fraction_for_gives_two_people(n: int) -> None:
+    f = fraction_for(n)
+    assert round(f * n) == 2 and 2 / n <= f < 2 / n + 0.01
+
+
+def test_split_warnings_name_the_one_person_sets(tmp_path: Path) -> None:
+    """8 people with the default fractions: one person in val and in test (issue 14 item 7)."""
+    split = split_dataset(fake_root(tmp_path / "data", 8), out=tmp_path / "s")
+    assert [c["identities"] for c in split.meta["counts"].values()] == [6, 1, 1]
+    warnings = split.meta["warnings"]
+    assert warnings == [
+        "only 1 identity in val: validation needs at least 2 people; with 8 people use --val 0.25",
+        "only 1 identity in test: evaluation (and calibration) needs at least 2 people; with 8 "
+        "people use --test 0.25",
+    ]
+    assert json.loads((tmp_path / "s" / "split.json").read_text())["warnings"] == warnings
+    # no test set asked for: nothing to warn about it; too few people for the fix: said so
+    five = split_dataset(fake_root(tmp_path / "five", 5), SplitConfig(val=0.2, test=0.2))
+    assert len(five.meta["warnings"]) == 2
+    assert all("5 people are too few" in w for w in five.meta["warnings"])
+    none = make_split(list_identity_images(tmp_path / "data"), SplitConfig(val=0.25, test=0.0))
+    assert none.meta["warnings"] == []

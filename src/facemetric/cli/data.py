@@ -1,4 +1,4 @@
-"""``facemetric data``: rename, check, split (and ``align``, registered by ``cli/align.py``).
+"""``facemetric data``: rename, check, split, pairs (and ``align``, from ``cli/align.py``).
 
 Handlers only turn arguments into the stage's typed config and call its plain function.
 """
@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 from facemetric.cli import align
@@ -20,7 +22,7 @@ def register(sub: Any) -> None:
     """Add the ``data`` command group and its subcommands to the top-level parser."""
     data = sub.add_parser(
         "data",
-        help="prepare a photo folder ROOT/person/*.jpg: rename, check, split, align",
+        help="prepare a photo folder ROOT/person/*.jpg: rename, check, split, align, pairs",
         description="Prepare a photo folder laid out as ROOT/person/image.",
     )
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -101,7 +103,59 @@ def register(sub: Any) -> None:
     p.add_argument("--out", default=None, metavar="DIR", help="where to write (default: ROOT)")
     p.set_defaults(func=_split)
 
+    p = data_sub.add_parser(
+        "pairs",
+        help="verification pairs (same person / different people) of a folder, as a tsv file",
+        description="Write verification pairs of the people in ROOT/person/* to --out in the tsv "
+        "format facemetric evaluate --pairs reads (fold, same, image1, image2; paths relative "
+        "to ROOT). Folds are made of whole people, so a person's pairs, genuine and impostor, "
+        "stay in one fold. The same seed gives the same file. (evaluate --identify DIR "
+        "--calibrate needs no pairs file: it calibrates on every pair of DIR's images.)",
+    )
+    p.add_argument("root", metavar="ROOT", help="folder with one sub-folder per person")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE", help="pairs file to write")
+    p.add_argument(
+        "--genuine",
+        type=_count_or_all,
+        default=None,
+        metavar="N|all",
+        help="same-person pairs: N drawn at random or all of them (default: all)",
+    )
+    p.add_argument(
+        "--impostor",
+        type=_non_negative,
+        default=None,
+        metavar="N",
+        help="pairs of two different people (default: as many as genuine pairs)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="the same seed, the same pairs (0)")
+    p.add_argument(
+        "--folds", type=int, default=10, help="folds, fewer with under 2 people each (10)"
+    )
+    p.set_defaults(func=_pairs)
+
     align.register(data_sub)
+
+
+def _count_or_all(text: str) -> int | None:
+    """``all`` -> None, else a count >= 0 (argparse type)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        return _non_negative(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} or 'all'") from None
+
+
+def _non_negative(text: str) -> int:
+    """A count >= 0 (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be >= 0")
+    return value
 
 
 def _print_list(title: str, items: list[str]) -> None:
@@ -165,4 +219,33 @@ def _split(args: argparse.Namespace) -> int:
     for name, counts in split.meta["counts"].items():
         print(f"{name:5s}  {counts['identities']:6d} identities  {counts['images']:7d} images")
     print(f"written to {split.folder}")
+    for warning in split.meta.get("warnings", []):
+        print(f"facemetric: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _pairs(args: argparse.Namespace) -> int:
+    from facemetric.evaluate.protocols import make_pairs, write_pairs
+
+    made = make_pairs(
+        args.root, genuine=args.genuine, impostor=args.impostor, seed=args.seed, folds=args.folds
+    )
+    write_pairs(made.pairs, args.out)
+    print(
+        f"{made.genuine} genuine and {made.impostor} impostor pairs of {made.people} people "
+        f"in {made.folds} folds -> {args.out}"
+    )
+    if made.folds < args.folds:
+        print(
+            f"facemetric: warning: {made.people} people give only {made.folds} folds of at "
+            "least 2 people each",
+            file=sys.stderr,
+        )
+    wanted = made.genuine if args.impostor is None else args.impostor
+    if made.impostor < wanted:
+        print(
+            f"facemetric: warning: only {made.impostor} impostor pairs exist within the folds "
+            f"(of {wanted} asked for): add people or use fewer --folds",
+            file=sys.stderr,
+        )
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -22,6 +23,8 @@ from facemetric.errors import ConfigError, DatasetError
 SUBSETS = ("train", "val", "test")
 SPLIT_META = "split.json"
 MIN_TRAIN_IDENTITIES = 2  # a triplet needs a negative from another identity
+MIN_HELD_OUT = 2  # validation and test compare people: impostor pairs need two of them
+WHAT_NEEDS = {"val": "validation", "test": "evaluation (and calibration)"}
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,45 @@ def _count(fraction: float, n: int) -> int:
     return max(1, round(fraction * n)) if fraction > 0 else 0
 
 
+def fraction_for(n: int, people: int = MIN_HELD_OUT) -> float:
+    """``people / n`` rounded up to two decimals (8 people: 0.25): a fraction that gives
+    ``people`` of ``n`` identities and reads as one."""
+    f = math.ceil(100 * people / n) / 100
+    while _count(f, n) < people:
+        f = round(f + 0.01, 2)
+    return f
+
+
+def split_warnings(counts: dict[str, dict[str, int]], config: SplitConfig) -> list[str]:
+    """Sentences naming what a split's sizes make impossible (a val or test set of one person:
+    no impostor pair, so no validation or evaluation) and the fraction that would fix it."""
+    n = sum(c["identities"] for c in counts.values())
+    out = []
+    for name in ("val", "test"):
+        have = counts[name]["identities"]
+        if getattr(config, name) == 0 or have >= MIN_HELD_OUT:
+            continue
+        fix = fraction_for(n)
+        other = config.test if name == "val" else config.val
+        other_fixed = max(_count(other, n), MIN_HELD_OUT) if other > 0 else 0
+        if _count(fix, n) + other_fixed > n - MIN_TRAIN_IDENTITIES:
+            advice = (
+                f"{n} people are too few to give {MIN_HELD_OUT} to {name} and keep "
+                f"{MIN_TRAIN_IDENTITIES} for training beside the other held-out set; add people"
+            )
+        else:
+            advice = f"with {n} people use --{name} {fix:g}"
+        out.append(
+            f"only {have} identity in {name}: {WHAT_NEEDS[name]} needs at least "
+            f"{MIN_HELD_OUT} people; {advice}"
+        )
+    return out
+
+
 def make_split(identity_images: dict[str, list[str]], config: SplitConfig) -> Split:
-    """Assign whole identities to train/val/test (pure; nothing is read or written)."""
+    """Assign whole identities to train/val/test (pure; nothing is read or written).
+
+    ``meta["warnings"]`` names held-out sets too small to use (see ``split_warnings``)."""
     names = sorted(identity_images, key=lambda name: _order_key(config.seed, name))
     n = len(names)
     n_test, n_val = _count(config.test, n), _count(config.val, n)
@@ -114,11 +154,13 @@ def make_split(identity_images: dict[str, list[str]], config: SplitConfig) -> Sp
         "train": names[n_test + n_val :],
     }
     lists = {k: sorted(p for name in v for p in identity_images[name]) for k, v in groups.items()}
+    counts = {k: {"identities": len(groups[k]), "images": len(lists[k])} for k in SUBSETS}
     meta = {
         "version": 1,
         "seed": config.seed,
         "fractions": {"val": config.val, "test": config.test},
-        "counts": {k: {"identities": len(groups[k]), "images": len(lists[k])} for k in SUBSETS},
+        "counts": counts,
+        "warnings": split_warnings(counts, config),
     }
     return Split(train=lists["train"], val=lists["val"], test=lists["test"], meta=meta)
 

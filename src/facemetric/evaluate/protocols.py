@@ -4,6 +4,7 @@ Two pairs formats are read, detected from the first line:
 
 - LFW ``pairs.txt``: a header ``N_FOLDS N`` (``10 300``) or ``N``, then per fold N matched lines
   ``name n1 n2`` and N mismatched lines ``name1 n1 name2 n2``; image ``name/name_%04d.jpg``.
+  Fields are separated by tabs (as LFW distributes the file) or spaces.
 - TSV ``fold same image1 image2`` with a header line (CFP's ``pairs_FF.tsv``/``pairs_FP.tsv``);
   image paths relative to the data root.
 """
@@ -127,13 +128,13 @@ def read_pairs(path: str | Path, lfw_ext: str = ".jpg") -> PairsProtocol:
     lines = path.read_text(encoding="utf-8").splitlines()
     if not lines or not lines[0].strip():
         raise DatasetError(f"{path}: empty pairs file")
-    first = lines[0].strip()
-    if "\t" in lines[0] or first.split()[:2] == list(TSV_HEADER[:2]):
+    header = lines[0].split()  # any whitespace: LFW's own pairs.txt separates with tabs
+    if header and len(header) <= 2 and all(t.isdigit() for t in header):
+        pairs, fmt = _parse_lfw(lines, path, lfw_ext), "lfw"
+    elif "\t" in lines[0] or [t.lower() for t in header[:2]] == list(TSV_HEADER[:2]):
         if tuple(c.strip().lower() for c in lines[0].split("\t")) != TSV_HEADER:
             raise _bad(path, 1, f"expected the header {' '.join(TSV_HEADER)!r} (tab-separated)")
         pairs, fmt = _parse_tsv(lines, path), "tsv"
-    elif all(t.isdigit() for t in first.split()) and len(first.split()) <= 2:
-        pairs, fmt = _parse_lfw(lines, path, lfw_ext), "lfw"
     else:
         raise _bad(
             path,
@@ -187,6 +188,154 @@ def subset_pairs(protocol: PairsProtocol, max_pairs: int, seed: int = 0) -> Pair
 
 
 @dataclass
+class PairsSummary:
+    """What ``make_pairs`` made: the pairs and how many people and folds they come from."""
+
+    pairs: list[Pair]
+    people: int
+    folds: int
+
+    @property
+    def genuine(self) -> int:
+        return sum(p.same for p in self.pairs)
+
+    @property
+    def impostor(self) -> int:
+        return len(self.pairs) - self.genuine
+
+
+def _share(total: int, weights: list[int]) -> list[int]:
+    """``total`` split in proportion to ``weights`` (largest remainders; even when all are 0)."""
+    if not weights:
+        return []
+    w = weights if sum(weights) else [1] * len(weights)
+    exact = [total * x / sum(w) for x in w]
+    out = [int(e) for e in exact]
+    by_rest = sorted(range(len(w)), key=lambda i: (out[i] - exact[i], i))
+    for i in by_rest[: total - sum(out)]:
+        out[i] += 1
+    return out
+
+
+def _allot(total: int, weights: list[int], caps: list[int]) -> list[int]:
+    """``total`` split in proportion to ``weights``, none above its cap: what a full group
+    cannot take goes to the others in proportion to the room they have left."""
+    out = [min(n, c) for n, c in zip(_share(total, weights), caps, strict=True)]
+    while (left := total - sum(out)) > 0 and any(o < c for o, c in zip(out, caps, strict=True)):
+        room = [c - o for o, c in zip(out, caps, strict=True)]
+        extra = _share(min(left, sum(room)), room)
+        out = [min(o + e, c) for o, e, c in zip(out, extra, caps, strict=True)]
+    return out
+
+
+def _impostor_count(people: dict[str, list[str]]) -> int:
+    """How many pairs of images of two different people there are."""
+    sizes = [len(v) for v in people.values()]
+    return (sum(sizes) ** 2 - sum(s * s for s in sizes)) // 2
+
+
+def _impostors(people: dict[str, list[str]], n: int, rng: random.Random) -> list[tuple[str, str]]:
+    """``n`` distinct pairs of images of two different people (at most every such pair)."""
+    names = sorted(people)
+    possible = _impostor_count(people)
+    if n >= possible // 2:  # dense: list them all and draw
+        every = [
+            (a, b)
+            for i, x in enumerate(names)
+            for y in names[i + 1 :]
+            for a in people[x]
+            for b in people[y]
+        ]
+        return rng.sample(every, min(n, len(every)))
+    images = [(k, im) for k in names for im in people[k]]
+    chosen: set[tuple[str, str]] = set()
+    out: list[tuple[str, str]] = []
+    while len(out) < n:  # sparse: draw and redraw the rare repeat
+        (p1, a), (p2, b) = rng.sample(images, 2)
+        pair = (min(a, b), max(a, b))
+        if p1 != p2 and pair not in chosen:
+            chosen.add(pair)
+            out.append(pair)
+    return out
+
+
+def make_pairs(
+    root: str | Path,
+    genuine: int | None = None,
+    impostor: int | None = None,
+    seed: int = 0,
+    folds: int = 10,
+    people: dict[str, list[str]] | None = None,
+) -> PairsSummary:
+    """Verification pairs of the people in ``root/person/*``, reproducible for a ``seed``.
+
+    ``genuine``: how many same-person pairs (None: every one); ``impostor``: how many pairs of
+    two different people (None: as many as genuine pairs; fewer when fewer exist). Folds are
+    assigned by person, as in LFW, so a person's pairs, genuine and impostor, all lie in one fold
+    and k-fold accuracy never fits a threshold on the people it is tested on; with fewer than two
+    people per fold there are fewer folds. ``people`` ({person: [relative paths]}) replaces the
+    folder listing (a split's list, for one).
+    """
+    if folds < 1:
+        raise ConfigError(f"folds={folds}: must be at least 1")
+    for name, value in (("genuine", genuine), ("impostor", impostor)):
+        if value is not None and value < 0:
+            raise ConfigError(f"{name}={value}: must be >= 0")
+    people = list_identity_images(root) if people is None else people
+    if len(people) < 2:
+        raise DatasetError(
+            f"{root}: {len(people)} person folder(s) with images; pairs need at least 2 people"
+        )
+    rng = random.Random(seed)
+    order = sorted(people, key=lambda k: hashlib.sha256(f"{seed}\0{k}".encode()).digest())
+    n_folds = max(1, min(folds, len(order) // 2))
+    fold_people = [sorted(order[f::n_folds]) for f in range(n_folds)]  # >= 2 people each
+    same = [
+        (f + 1, a, b)
+        for f, names in enumerate(fold_people)
+        for k in names
+        for i, a in enumerate(people[k])
+        for b in people[k][i + 1 :]
+    ]
+    if genuine is not None and genuine < len(same):
+        keep = sorted(rng.sample(range(len(same)), genuine))
+        same = [same[i] for i in keep]
+    per_fold = [sum(1 for f, _, _ in same if f == k + 1) for k in range(n_folds)]
+    n_impostor = len(same) if impostor is None else impostor
+    caps = [_impostor_count(_only(people, names)) for names in fold_people]
+    pairs: list[Pair] = []
+    for f, (names, n) in enumerate(
+        zip(fold_people, _allot(n_impostor, per_fold, caps), strict=True)
+    ):
+        fold = [Pair(a, b, True, g) for g, a, b in same if g == f + 1]
+        fold += [Pair(a, b, False, f + 1) for a, b in _impostors(_only(people, names), n, rng)]
+        rng.shuffle(fold)  # mixed, so that cutting one fold into blocks still gives both kinds
+        pairs += fold
+    if not pairs:
+        raise DatasetError(f"{root}: no pairs to make (every person has a single image?)")
+    return PairsSummary(pairs=pairs, people=len(people), folds=n_folds)
+
+
+def _only(people: dict[str, list[str]], names: list[str]) -> dict[str, list[str]]:
+    return {k: people[k] for k in names}
+
+
+def write_pairs(pairs: list[Pair], path: str | Path) -> Path:
+    """Write pairs as a tsv ``fold same image1 image2`` file (what ``read_pairs`` reads)."""
+    path = Path(path)
+    lines = ["\t".join(TSV_HEADER)]
+    lines += [f"{p.fold}\t{int(p.same)}\t{p.image1}\t{p.image2}" for p in pairs]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot write the pairs file there ({exc})") from exc
+    return path
+
+
+@dataclass
 class IdentificationSplit:
     """Gallery (enrolled images), mated probes and non-mated probes (strangers) of a folder."""
 
@@ -208,19 +357,24 @@ def identity_of(path: str) -> str:
 
 
 def split_probe_gallery(
-    root: str | Path, enrol: int = 1, stranger_fraction: float = 0.5, seed: int = 0
+    root: str | Path,
+    enrol: int = 1,
+    stranger_fraction: float = 0.5,
+    seed: int = 0,
+    people: dict[str, list[str]] | None = None,
 ) -> IdentificationSplit:
     """Per identity the first ``enrol`` images (sorted names) enrol, the rest are probes.
 
     A seeded ``stranger_fraction`` of the identities is not enrolled at all: all their images are
     non-mated probes for open-set numbers. Identities chosen for enrolment with no image left to
-    probe are skipped (and listed).
+    probe are skipped (and listed). ``people`` ({person: [relative paths]}, a split's test list
+    for one) replaces the listing of ``root``.
     """
     if enrol < 1:
         raise ConfigError(f"enrol={enrol}: at least one image per identity must enrol")
     if not 0.0 <= stranger_fraction < 1.0:
         raise ConfigError(f"stranger_fraction={stranger_fraction}: must be in [0, 1)")
-    people = list_identity_images(root)
+    people = list_identity_images(root) if people is None else people
     names = sorted(people)
     rng = random.Random(seed)
     n_strangers = round(stranger_fraction * len(names))
