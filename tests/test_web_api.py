@@ -259,3 +259,63 @@ def test_real_server_generates_and_prints_admin_token(
     with sqlite3.connect(db) as con:  # the real file holds the enrolled face
         tables = [t for (t,) in con.execute("select name from sqlite_master where type='table'")]
         assert tables
+
+
+def test_model_says_whether_its_threshold_was_calibrated(
+    tmp_path: Path, untrained_tiny_checkpoint: Path
+) -> None:
+    """Issue 14 item 1: the live page called a stranger a match with a threshold never
+    calibrated (0.5), and nothing said so."""
+    import shutil
+
+    from facemetric.models.checkpoint import update_checkpoint
+
+    with TestClient(create_app(settings(tmp_path, untrained_tiny_checkpoint))) as c:
+        model = c.get("/api/model").json()
+    assert model["threshold_calibrated"] is False and model["threshold_source"] == "uncalibrated"
+    assert model["calibration"] is None and model["threshold"] == pytest.approx(0.5)
+    warning = model["warning"]
+    assert "tiny.pt: match threshold 0.5000 was never calibrated" in warning
+    assert "facemetric evaluate tiny.pt --identify PEOPLE --calibrate" in warning
+    assert str(untrained_tiny_checkpoint.parent) not in warning  # never a server folder
+
+    calibrated = tmp_path / "models" / "calibrated.pt"
+    calibrated.parent.mkdir()
+    shutil.copy(untrained_tiny_checkpoint, calibrated)
+    calibration = {
+        "method": "far",
+        "target_far": 1e-3,
+        "threshold": 0.61,
+        "tar": 0.8,
+        "far": 0.001,
+        "impostor_pairs": 5000,
+        "folder": str(tmp_path / "secret"),
+    }
+    update_checkpoint(calibrated, threshold=0.61, calibration=calibration)
+    with TestClient(create_app(settings(tmp_path, calibrated))) as c:
+        r = c.get("/api/model")
+    model = r.json()
+    assert model["threshold_calibrated"] is True and model["threshold_source"] == "calibrated"
+    assert model["warning"] is None and model["threshold"] == pytest.approx(0.61)
+    assert model["calibration"]["target_far"] == pytest.approx(1e-3)
+    assert model["calibration"]["impostor_pairs"] == 5000
+    assert "secret" not in r.text  # where it was calibrated is a server folder: left out
+
+    with TestClient(create_app(settings(tmp_path, calibrated, threshold=0.8))) as c:
+        model = c.get("/api/model").json()
+    assert model["threshold_calibrated"] is False and model["threshold_source"] == "given"
+    assert model["threshold"] == pytest.approx(0.8)
+    assert "0.8000 set in the server's settings" in model["warning"]
+    assert "calibrated threshold is 0.6100" in model["warning"]
+
+
+def test_enrol_answers_what_it_did(client: TestClient) -> None:
+    """What the gallery page shows after saving: faces added, photos already there, photos
+    skipped and why (issue 14 item 4)."""
+    blank = ("blank.jpg", encode(np.full((200, 260, 3), 128, np.uint8)), "image/jpeg")
+    files = [("files", photo("a.png")), ("files", photo("again.png")), ("files", blank)]
+    r = client.post("/api/people", data={"name": "Eileen"}, files=files, headers=AUTH)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert (body["added"], body["duplicates"], body["face_count"]) == (1, 1, 1)
+    assert body["skipped"] == {"blank.jpg": "no face found"}

@@ -9,6 +9,7 @@ video's own decoded frames), so the stranger falls below it.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,6 +21,7 @@ from PIL import Image
 
 from conftest import shared_set
 from facemetric.data.image import load_image
+from facemetric.gallery.records import CHIP_SIZE
 from webutil import TOKEN, encode, frame_640x480, running_server
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -128,9 +130,9 @@ def test_live_page_labels_enrolled_person_and_stranger(
             expect(known_card.first).to_be_visible(timeout=60_000)
             expect(known_card.first.locator(".verdict")).to_have_text("match")
             picture = known_card.first.locator("img.gallery-face")
-            page.wait_for_function(
+            page.wait_for_function(  # the gallery's loose chip, shown at 112 px
                 "() => { const i = document.querySelector('#faces .face-card img.gallery-face');"
-                " return i && i.complete && i.naturalWidth === 112; }",
+                f" return i && i.complete && i.naturalWidth === {CHIP_SIZE}; }}",
                 timeout=30_000,
             )
             assert "/api/faces/" in (picture.get_attribute("src") or "")
@@ -197,3 +199,117 @@ def test_pages_run_under_their_csp_and_other_sites_cannot_open_the_stream(
             assert page.evaluate(probe, srv.ws_url) == "refused"
         finally:
             browser.close()
+
+
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+
+
+def test_live_page_warns_of_an_uncalibrated_threshold_and_shows_4_decimals(
+    tmp_path: Path, untrained_tiny_checkpoint: Path
+) -> None:
+    """Issue 14 item 1: with a threshold never calibrated (0.5) the page called a stranger a
+    match without a word, and showed "threshold 1.00" and "unknown 1.00 no match"."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from facemetric.data.detect import create_detector
+    from facemetric.gallery.store import GalleryStore
+    from facemetric.models import load_embedder
+    from facemetric.recognize import Recognizer
+    from webutil import astronaut
+
+    frame = tmp_path / "frame.png"
+    Image.fromarray(frame_640x480(astronaut())).save(frame)
+    video = tmp_path / "webcam.y4m"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-loop", "1", "-framerate", "5", "-t", "4", "-i",
+         str(frame), "-pix_fmt", "yuv420p", str(video)],
+        check=True,
+    )  # fmt: skip
+    db = tmp_path / "gallery.db"
+    recognizer = Recognizer(
+        load_embedder(untrained_tiny_checkpoint), GalleryStore(db), create_detector("retinaface")
+    )
+    recognizer.enroll("Eileen", [astronaut()])
+    args = ("--model", str(untrained_tiny_checkpoint), "--db", str(db), "--admin-token", TOKEN)
+    with running_server(tmp_path, *args) as srv, sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[*BROWSER_ARGS, f"--use-file-for-fake-video-capture={video}"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(srv.url + "/")
+            warning = page.locator("#model-warning")
+            expect(warning).to_be_visible(timeout=30_000)
+            expect(warning).to_contain_text("tiny.pt: match threshold 0.5000 was never calibrated")
+            expect(warning).to_contain_text("--calibrate")
+            expect(page.locator("#threshold")).to_have_text("0.5000")
+            card = page.locator("#faces .face-card").first
+            expect(card).to_be_visible(timeout=60_000)
+            expect(card.locator(".similarity")).to_have_text(re.compile(r"^similarity \d\.\d{4}$"))
+            page.screenshot(path=str(tmp_path / "live-uncalibrated.png"))
+        finally:
+            browser.close()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tmp_path / "live-uncalibrated.png", ARTIFACTS / "live-uncalibrated.png")
+
+
+def test_gallery_page_preview_saves_nothing_and_save_shows_what_was_done(
+    tmp_path: Path, untrained_tiny_checkpoint: Path
+) -> None:
+    """Issue 14 item 4: the enrolment preview said "(saved)" before anything was saved; after
+    saving, the page now shows what the server did (added, already there, skipped and why)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from webutil import astronaut
+
+    photos = tmp_path / "upload"
+    photos.mkdir()
+    (photos / "eileen.jpg").write_bytes(encode(astronaut()))
+    (photos / "again.jpg").write_bytes(encode(astronaut()))  # the same photo twice
+    (photos / "wall.jpg").write_bytes(encode(np.full((240, 320, 3), 120, np.uint8)))
+    files = [str(photos / n) for n in ("eileen.jpg", "again.jpg", "wall.jpg")]
+    args = ("--model", str(untrained_tiny_checkpoint), "--db", str(tmp_path / "g.db"))
+    with running_server(tmp_path, *args, "--admin-token", TOKEN) as srv, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(srv.url + "/gallery")
+            page.locator("#people-empty").wait_for(state="visible", timeout=30_000)
+            page.fill("#token", TOKEN)
+            page.fill("#enrol-name", "Eileen Collins")
+            page.set_input_files("#enrol-files", files)
+            page.click("#preview")
+            message = page.locator("#enrol-message")
+            expect(message).to_contain_text("Nothing is saved yet", timeout=60_000)
+            preview = page.locator("#preview-list")
+            expect(preview).to_contain_text("wall.jpg: no face found, will be skipped")
+            expect(preview).to_contain_text("eileen.jpg (to be saved)")
+            assert "(saved)" not in preview.inner_text()
+            assert httpx.get(srv.url + "/api/people").json() == []  # truly nothing saved yet
+            page.screenshot(path=str(tmp_path / "gallery-preview.png"))
+
+            page.click("#save")
+            expect(message).to_contain_text("Saved Eileen Collins", timeout=60_000)
+            expect(message).to_contain_text("1 face(s) added")
+            expect(message).to_contain_text("1 photo(s) already there, not added again")
+            expect(message).to_contain_text("1 photo(s) skipped")
+            expect(message).to_contain_text("now has 1 reference face(s)")
+            expect(page.locator("#enrol-skipped")).to_have_text("wall.jpg: no face found")
+            expect(page.locator("#people")).to_contain_text("Eileen Collins")
+            page.screenshot(path=str(tmp_path / "gallery-saved.png"))
+            (person,) = httpx.get(srv.url + "/api/people").json()
+            assert person["face_count"] == 1
+        finally:
+            browser.close()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for name in ("gallery-preview.png", "gallery-saved.png"):
+        shutil.copy(tmp_path / name, ARTIFACTS / name)

@@ -148,10 +148,46 @@ class Recognizer:
 
     @property
     def threshold(self) -> float:
-        """The match threshold: the override given, else the model's calibrated one."""
+        """The match threshold: the override given, else the model's (``threshold_source``
+        tells whether that one was calibrated)."""
         if self._threshold is not None:
             return float(self._threshold)
         return float(self.embedder.threshold)
+
+    @property
+    def threshold_source(self) -> str:
+        """Where the match threshold comes from: ``given`` (an override), ``calibrated`` (the
+        model's, calibrated at a false accept rate) or ``uncalibrated`` (the model's, never
+        calibrated: it may call strangers someone, so say so wherever it decides)."""
+        if self._threshold is not None:
+            return "given"
+        return "calibrated" if self._model_calibrated() else "uncalibrated"
+
+    def _model_calibrated(self) -> bool:
+        from facemetric.models.checkpoint import is_calibrated  # torch: only once a model runs
+
+        return is_calibrated(getattr(self.embedder, "meta", None) or {}, self.embedder.threshold)
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        """How the model's threshold was calibrated (``meta["calibration"]``), None if never."""
+        if not self._model_calibrated():
+            return None
+        found = self.embedder.meta.get("calibration")
+        return dict(found) if isinstance(found, dict) else None
+
+    def threshold_warning(self, model: str | None = None) -> str | None:
+        """One line saying that matches are decided by a threshold never calibrated for this
+        model, naming ``model`` (default: its checkpoint file) and how to calibrate it; None
+        when the threshold was calibrated or given explicitly."""
+        if self.threshold_source != "uncalibrated":
+            return None
+        model = model or str(getattr(self.embedder, "checkpoint_path", "MODEL"))
+        return (
+            f"{model}: match threshold {self.threshold:.4f} was never calibrated for this model, "
+            f"so strangers may be called someone; calibrate it with: facemetric evaluate "
+            f"{model} --identify PEOPLE --calibrate (PEOPLE: a folder of person/photo.jpg)"
+        )
 
     @property
     def input_size(self) -> int:

@@ -25,7 +25,7 @@ from facemetric.data.image import DecodedImage, ImageTooLargeError
 from facemetric.errors import FaceNotFoundError, GalleryError, ImageReadError
 from facemetric.gallery.names import check_person_name
 from facemetric.gallery.records import FaceRecord
-from facemetric.web.state import WebState
+from facemetric.web.state import WebState, public_message
 from facemetric.web.uploads import png_data_url, to_original
 
 MAX_FACE_ID = 2**63 - 1  # SQLite's largest integer: no face id can be larger
@@ -97,6 +97,18 @@ class HealthPublic(BaseModel):
     gallery_faces: int
 
 
+class CalibrationPublic(BaseModel):
+    """How a model's threshold was calibrated (no paths: where it was measured is left out)."""
+
+    method: str | None = None  # "far": the lowest threshold with FAR <= target_far
+    target_far: float | None = None
+    threshold: float | None = None
+    tar: float | None = None  # genuine pairs accepted at that threshold
+    far: float | None = None  # impostor pairs accepted at that threshold
+    genuine_pairs: int | None = None
+    impostor_pairs: int | None = None
+
+
 class ModelPublic(BaseModel):
     loaded: bool
     error: str | None = None
@@ -105,6 +117,11 @@ class ModelPublic(BaseModel):
     embedding_dim: int | None = None
     input_size: int | None = None
     threshold: float
+    # True only when the threshold deciding matches is the model's calibrated one
+    threshold_calibrated: bool = False
+    threshold_source: str | None = None  # calibrated | uncalibrated | given (server setting)
+    calibration: CalibrationPublic | None = None  # the model's, when it was calibrated
+    warning: str | None = None  # what the live page shows when threshold_calibrated is false
     engine: str
     detector: str
 
@@ -234,17 +251,46 @@ async def model_info(state: StateDep) -> ModelPublic:
             engine=settings.engine,
             detector=settings.detector,
         )
-    embedder = state.recognizer.embedder
+    recognizer = state.recognizer
+    embedder = recognizer.embedder
     checkpoint = getattr(embedder, "checkpoint_path", None)
+    file = FilePath(str(checkpoint)).name if checkpoint else None
+    source = recognizer.threshold_source
+    calibration = recognizer.calibration
     return ModelPublic(
         loaded=True,
-        file=FilePath(str(checkpoint)).name if checkpoint else None,
+        file=file,
         backbone=embedder.spec.backbone,
         embedding_dim=embedder.spec.embedding_dim,
         input_size=embedder.spec.input_size,
         threshold=state.threshold,
+        threshold_calibrated=source == "calibrated",
+        threshold_source=source,
+        calibration=None
+        if calibration is None
+        else CalibrationPublic(**{k: calibration.get(k) for k in CalibrationPublic.model_fields}),
+        warning=_threshold_warning(recognizer, file or "MODEL", calibration),
         engine=type(embedder).__name__,
         detector=settings.detector,
+    )
+
+
+def _threshold_warning(
+    recognizer: Any, file: str, calibration: dict[str, Any] | None
+) -> str | None:
+    """Why the threshold deciding matches may be wrong, for the page; None when calibrated."""
+    if recognizer.threshold_source == "calibrated":
+        return None
+    if recognizer.threshold_source == "uncalibrated":
+        return public_message(str(recognizer.threshold_warning(file)))
+    own = (
+        f"its calibrated threshold is {calibration['threshold']:.4f}"
+        if calibration and isinstance(calibration.get("threshold"), (int, float))
+        else "its own threshold was never calibrated"
+    )
+    return (
+        f"match threshold {recognizer.threshold:.4f} set in the server's settings "
+        f"(--threshold), not calibrated for {file} ({own})"
     )
 
 

@@ -15,8 +15,11 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-function banner(text, kind = "warn") {
-  const box = $("#banner");
+// Similarities and thresholds with 4 decimals: a stranger at 0.9970 and a match at 0.9998 must
+// not both read "1.00".
+function fmt(value) { return value == null ? "–" : value.toFixed(4); }
+
+function banner(text, kind = "warn", box = $("#banner")) {
   if (!text) { box.hidden = true; return; }
   box.hidden = false;
   box.className = "banner" + (kind === "error" ? " error" : "");
@@ -96,6 +99,7 @@ async function startLive() {
   if (health.status === "empty_gallery") {
     banner("The gallery is empty: every face will be unknown. Enrol people on the Gallery page.");
   }
+  await showModelWarning();
   try {
     await openCamera(live.video);
   } catch (err) {
@@ -103,6 +107,19 @@ async function startLive() {
     return;
   }
   connect();
+}
+
+// Matches decided by a threshold that was never calibrated may call a stranger someone: say so.
+async function showModelWarning() {
+  try {
+    const model = await api("/api/model");
+    $("#threshold").textContent = fmt(model.threshold);
+    if (model.loaded && !model.threshold_calibrated) {
+      banner(`Matches may be wrong: ${model.warning}`, "warn", $("#model-warning"));
+    }
+  } catch (err) {
+    banner(`Cannot read the model's threshold: ${err.message}`, "warn", $("#model-warning"));
+  }
 }
 
 function connect() {
@@ -124,7 +141,7 @@ function connect() {
         ws.close();
         return;
       }
-      $("#threshold").textContent = msg.threshold.toFixed(2);
+      $("#threshold").textContent = fmt(msg.threshold);
       sendFrame();
     } else if (msg.type === "result") {
       showResult(msg);
@@ -154,15 +171,14 @@ function showResult(msg) {
     $("#fps").textContent = fps.toFixed(1);
   }
   $("#server-ms").textContent = msg.server_ms.toFixed(0);
-  $("#threshold").textContent = msg.threshold.toFixed(2);
+  $("#threshold").textContent = fmt(msg.threshold);
   drawBoxes(msg);
   listFaces(msg.faces);
 }
 
 function label(face) {
   const name = face.identity ?? "unknown";
-  const sim = face.similarity == null ? "–" : face.similarity.toFixed(2);
-  return `${name} ${sim} ${face.is_match ? "match" : "no match"}`;
+  return `${name} ${fmt(face.similarity)} ${face.is_match ? "match" : "no match"}`;
 }
 
 function drawBoxes(msg) {
@@ -200,17 +216,16 @@ function listFaces(faces) {
     const card = el("li", { class: "face-card" + (matched ? " match" : ""), "data-track": face.track_id });
     const picture = el("img", { class: "gallery-face", alt: "most similar gallery face" });
     if (face.gallery_face_id != null) picture.src = `/api/faces/${face.gallery_face_id}/image`;
-    const sim = face.similarity == null ? "–" : face.similarity.toFixed(3);
     const info = el("div", {},
       el("div", { class: "face-name", text: face.identity ?? "unknown" }),
       el("div", { class: "verdict", text: matched ? "match" : "no match" }),
-      el("div", { class: "similarity", text: `similarity ${sim}` }),
+      el("div", { class: "similarity", text: `similarity ${fmt(face.similarity)}` }),
       el("div", { class: "nearest muted", text: face.nearest ? `most similar: ${face.nearest}` : "gallery is empty" }),
     );
     const others = (face.top_k || []).filter((c) => c.identity !== face.nearest);
     if (others.length) {
       const candidates = el("ol", { class: "candidates" });
-      for (const c of others) candidates.append(el("li", { text: `${c.identity} ${c.similarity.toFixed(3)}` }));
+      for (const c of others) candidates.append(el("li", { text: `${c.identity} ${fmt(c.similarity)}` }));
       info.append(candidates);
     }
     card.append(picture, info);
@@ -277,18 +292,20 @@ async function previewFaces() {
     let usable = 0;
     for (const photo of result.photos) {
       if (!photo.faces.length) {
-        box.append(el("figure", {}, el("figcaption", { text: `${photo.filename}: no face found, will be refused` })));
+        box.append(el("figure", {}, el("figcaption", { text: `${photo.filename}: no face found, will be skipped` })));
         continue;
       }
       usable += 1;
       for (const face of photo.faces) {
         box.append(el("figure", {},
           el("img", { src: face.crop, class: face.selected ? "selected" : "", alt: photo.filename }),
-          el("figcaption", { text: `${photo.filename}${face.selected ? " (saved)" : ""}` })));
+          el("figcaption", { text: `${photo.filename}${face.selected ? " (to be saved)" : ""}` })));
       }
     }
     $("#save").disabled = usable === 0;
-    enrolMessage(`${usable} of ${result.photos.length} photo(s) have a face; the largest face of each is saved.`);
+    enrolMessage(usable
+      ? `${usable} of ${result.photos.length} photo(s) have a face. Nothing is saved yet: "Save person" saves the largest face of each (a photo the person already has is not added twice).`
+      : "No face found in any photo: nothing can be saved.", usable === 0);
   } catch (err) {
     enrolMessage(err.message, true);
   }
@@ -302,14 +319,27 @@ async function saveEnrolment(event) {
   const form = new FormData();
   form.append("name", name);
   enrolFiles().forEach((f) => form.append("files", f));
+  enrolMessage("Saving…");
   try {
     const person = await api("/api/people", { method: "POST", body: form, headers: authHeaders() });
-    enrolMessage(`Saved ${person.name}: ${person.face_count} reference face(s).`);
     clearEnrolment(false);
+    showEnrolled(person);
     await loadPeople();
   } catch (err) {
     enrolMessage(`Not saved: ${err.message}`, true);
   }
+}
+
+// What the server answered: faces added, photos it already had, photos skipped and why.
+function showEnrolled(person) {
+  const skipped = Object.entries(person.skipped || {});
+  const parts = [`${person.added} face(s) added`];
+  if (person.duplicates) parts.push(`${person.duplicates} photo(s) already there, not added again`);
+  if (skipped.length) parts.push(`${skipped.length} photo(s) skipped`);
+  enrolMessage(`Saved ${person.name}: ${parts.join(", ")}. ${person.name} now has ${person.face_count} reference face(s).`);
+  const list = $("#enrol-skipped");
+  list.replaceChildren(...skipped.map(([file, why]) => el("li", { text: `${file}: ${why}` })));
+  list.hidden = skipped.length === 0;
 }
 
 function clearEnrolment(clearMessage = true) {
@@ -318,7 +348,11 @@ function clearEnrolment(clearMessage = true) {
   $("#snapshot-count").textContent = "";
   $("#preview-list").replaceChildren();
   $("#save").disabled = true;
-  if (clearMessage) enrolMessage("");
+  if (clearMessage) {
+    enrolMessage("");
+    $("#enrol-skipped").replaceChildren();
+    $("#enrol-skipped").hidden = true;
+  }
 }
 
 async function startGallery() {
