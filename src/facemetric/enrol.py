@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ import numpy as np
 from facemetric.data.image import is_image_path, load_image
 from facemetric.errors import DatasetError, FaceNotFoundError, GalleryError, ImageReadError
 from facemetric.gallery.records import FaceRecord
+from facemetric.gallery.store import GalleryStore
 from facemetric.recognize import EnrolResult, FaceMatch, Recognizer
 
 
@@ -77,7 +78,7 @@ def face_from_photo(
     return replace(record, content_sha256=digest)
 
 
-def _collect(
+def collect_faces(
     recognizer: Recognizer, name: str, paths: Sequence[Path], aligned: bool | None
 ) -> tuple[list[FaceRecord], int, dict[str, str]]:
     """Records of ``paths`` for ``name``: photos it already has are not read again (counted),
@@ -113,7 +114,7 @@ def add_photos(
     files = expand_images(paths)
     if not files:
         raise GalleryError(f"no photos given for {name!r}: nothing to add")
-    records, duplicates, skipped = _collect(recognizer, name, files, aligned)
+    records, duplicates, skipped = collect_faces(recognizer, name, files, aligned)
     report = BuildReport(duplicates=duplicates, skipped=skipped)
     if records or not duplicates:
         result = recognizer.add_records(name, records, skipped)
@@ -142,6 +143,17 @@ def expand_images(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
+def identity_folders(root: Path) -> list[Path]:
+    """The person folders of ``root`` (``root/person/...``), sorted, hidden ones left out;
+    ``DatasetError`` when ``root`` is no folder or has none."""
+    if not root.is_dir():
+        raise DatasetError(f"{root}: not a folder (expected root/person/photo.jpg)")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise DatasetError(f"{root}: no identity folders (expected root/person/photo.jpg)")
+    return folders
+
+
 def build_gallery(
     recognizer: Recognizer, root: str | Path, aligned: bool | None = None
 ) -> BuildReport:
@@ -150,14 +162,9 @@ def build_gallery(
     Building again adds only photos that are new; unreadable or faceless photos are skipped
     and reported, a person with no usable photo is left out."""
     root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"{root}: not a folder (expected root/person/photo.jpg)")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not folders:
-        raise DatasetError(f"{root}: no identity folders (expected root/person/photo.jpg)")
     report = BuildReport()
-    for folder in folders:
-        records, duplicates, skipped = _collect(
+    for folder in identity_folders(root):
+        records, duplicates, skipped = collect_faces(
             recognizer, folder.name, expand_images([folder]), aligned
         )
         report.duplicates += duplicates
@@ -169,14 +176,48 @@ def build_gallery(
     return report
 
 
-def identify_photo(
+@dataclass(frozen=True)
+class PhotoResult:
+    """Who is in one image: its faces, or why it could not be read (``error``)."""
+
+    path: Path
+    image: np.ndarray | None
+    matches: list[FaceMatch]
+    error: str | None = None
+
+
+def require_faces(store: GalleryStore) -> None:
+    """``GalleryError`` naming the gallery and how to build it when it holds no face: every
+    face would be "unknown", which looks like an answer but is a mistake (a wrong ``--db``)."""
+    if store.count_faces() == 0:
+        raise GalleryError(
+            f"{store.path}: the gallery is empty (no faces), every face would be unknown; "
+            f"build it with: facemetric gallery build PHOTOS --db {store.path}"
+        )
+
+
+def identify_photos(
     recognizer: Recognizer,
-    path: str | Path,
+    paths: Sequence[Path],
     threshold: float | None = None,
     top_k: int | None = None,
-) -> tuple[np.ndarray, list[FaceMatch]]:
-    image = load_image(path)
-    return image, recognizer.recognize(image, threshold=threshold, top_k=top_k)
+) -> Iterator[PhotoResult]:
+    """Who is in each image of ``paths``, one at a time (an unreadable image comes back with
+    its ``error`` and the rest go on); ``GalleryError`` at once when the gallery is empty."""
+    require_faces(recognizer.store)
+    return _identify_each(recognizer, list(paths), threshold, top_k)
+
+
+def _identify_each(
+    recognizer: Recognizer, paths: list[Path], threshold: float | None, top_k: int | None
+) -> Iterator[PhotoResult]:
+    for path in paths:
+        try:
+            image = load_image(path)
+        except ImageReadError as exc:
+            yield PhotoResult(path, None, [], exc.reason)
+            continue
+        yield PhotoResult(path, image, recognizer.recognize(image, threshold, top_k))
 
 
 def match_summary(m: FaceMatch) -> dict[str, Any]:
@@ -185,25 +226,74 @@ def match_summary(m: FaceMatch) -> dict[str, Any]:
     return {k: d[k] for k in ("box", "identity", "similarity", "is_match", "top_k")}
 
 
+def photo_summary(result: PhotoResult) -> dict[str, Any]:
+    """The JSON object of one image as ``facemetric identify --json`` prints it."""
+    out: dict[str, Any] = {
+        "image": str(result.path),
+        "faces": [match_summary(m) for m in result.matches],
+    }
+    if result.error is not None:
+        out["error"] = result.error
+    return out
+
+
+CSV_COLUMNS = ("image", "face", "x1", "y1", "x2", "y2", "identity", "similarity", "is_match")
+
+
+def csv_rows(result: PhotoResult) -> list[list[str]]:
+    """One ``CSV_COLUMNS`` row per face (face numbered from 1, largest first; identity
+    "unknown" below the threshold); none for an image without faces."""
+    return [
+        [
+            str(result.path),
+            str(i),
+            *(f"{v:.1f}" for v in m.box),
+            m.identity if m.is_match and m.identity else "unknown",
+            f"{m.similarity:.4f}",
+            "true" if m.is_match else "false",
+        ]
+        for i, m in enumerate(result.matches, 1)
+    ]
+
+
+def label_height(height: int, width: int) -> int:
+    """Pixel height of ``annotate``'s label text: 3 % of the photo's shorter side (at least
+    14 px), so labels stay readable on a 6000 px photo as on a webcam frame."""
+    return max(14, round(0.03 * min(height, width)))
+
+
 def annotate(image: np.ndarray, matches: Sequence[FaceMatch], out: str | Path) -> Path:
-    """Draw boxes, names and similarities on a copy of ``image`` and save it to ``out``."""
+    """Draw boxes, names and similarities on a copy of ``image`` and save it to ``out``.
+
+    Labels are white on a box of the face's colour (green match, red unknown), sized by
+    ``label_height``, above the face or below it when there is no room, kept inside the photo."""
     import cv2
 
     canvas = np.ascontiguousarray(image[:, :, ::-1].copy())  # RGB -> BGR for cv2
-    scale = max(0.4, min(image.shape[:2]) / 800)
+    h, w = canvas.shape[:2]
+    text_h = label_height(h, w)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    thickness = max(1, round(text_h / 12))
+    font_scale = cv2.getFontScaleFromHeight(font, text_h, thickness)
+    pad = max(2, text_h // 4)
     for m in matches:
         x1, y1, x2, y2 = (round(v) for v in m.box)
-        color = (60, 200, 60) if m.is_match else (40, 40, 230)
-        label = f"{m.identity if m.is_match else 'unknown'} {m.similarity:.2f}"
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), color, max(1, int(2 * scale)))
+        color = (60, 170, 60) if m.is_match else (40, 40, 220)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), color, max(2, thickness))
+        label = f"{m.identity if m.is_match else 'unknown'} {m.similarity:.4f}"
+        (tw, th), base = cv2.getTextSize(label, font, font_scale, thickness)
+        box_w, box_h = tw + 2 * pad, th + base + 2 * pad
+        top = y1 - box_h if y1 >= box_h else min(max(0, y2), max(0, h - box_h))
+        left = min(max(0, x1), max(0, w - box_w))
+        cv2.rectangle(canvas, (left, top), (left + box_w, top + box_h), color, cv2.FILLED)
         cv2.putText(
             canvas,
             label,
-            (x1, max(12, y1 - 6)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.6 * scale,
-            color,
-            max(1, int(2 * scale)),
+            (left + pad, top + pad + th),
+            font,
+            font_scale,
+            (255, 255, 255),
+            thickness,
             cv2.LINE_AA,
         )
     out = Path(out)

@@ -4,7 +4,9 @@ and ``export MODEL --onnx``. Handlers only parse arguments and call plain functi
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,13 @@ def _recognizer(opts: GalleryOptions, create: bool = False) -> Any:
     )
 
 
+def _warn_uncalibrated(rec: Any) -> None:
+    """One line on stderr when matches are decided by a threshold never calibrated."""
+    warning = rec.threshold_warning()
+    if warning:
+        print(f"facemetric: warning: {warning}", file=sys.stderr)
+
+
 def _print_report(report: Any, store_path: Path) -> None:
     faces = sum(report.added.values())
     print(f"added {faces} faces of {len(report.added)} people to {store_path}")
@@ -79,6 +88,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from facemetric.enrol import build_gallery
 
     rec = _recognizer(_options(args), create=True)
+    _warn_uncalibrated(rec)
     report = build_gallery(rec, args.dir, aligned=_aligned(args))
     _print_report(report, rec.store.path)
     return 0
@@ -88,6 +98,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     from facemetric.enrol import add_photos
 
     rec = _recognizer(_options(args), create=True)
+    _warn_uncalibrated(rec)
     report = add_photos(rec, args.name, args.images, aligned=_aligned(args))
     _print_report(report, rec.store.path)
     return 0
@@ -132,30 +143,87 @@ def cmd_reembed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _known_recognizer(opts: GalleryOptions, folder: str) -> Any:
+    """The recognizer over the cached gallery of the ``--known`` folder, saying on stderr what
+    bringing it up to date did (stdout stays for the answers)."""
+    from facemetric.known import known_gallery
+    from facemetric.models import load_embedder
+
+    if opts.top_k < 1:
+        raise ConfigError(f"--top-k: must be at least 1, got {opts.top_k}")
+    embedder = load_embedder(opts.model, engine=opts.engine)  # type: ignore[arg-type]
+    known = known_gallery(folder, embedder, opts.detector, opts.threshold, opts.top_k)
+    counts = f"{known.people} people, {known.faces} faces"
+    if known.reused:
+        print(f"{folder}: {counts} (cached gallery, unchanged)", file=sys.stderr)
+        return known.recognizer
+    added = sum(known.report.added.values())
+    note = f"; removed {', '.join(known.removed)}" if known.removed else ""
+    print(
+        f"{folder}: {counts} (gallery cache updated: {added} faces added{note}) in {known.path}",
+        file=sys.stderr,
+    )
+    for path, why in sorted(known.report.skipped.items()):
+        print(f"  skipped {path}: {why}", file=sys.stderr)
+    return known.recognizer
+
+
+def _print_text(result: Any) -> None:
+    print(f"{result.path}: {len(result.matches)} face(s)")
+    for j, m in enumerate(result.matches, 1):
+        who = m.identity if m.is_match else "unknown"
+        top = ", ".join(f"{c.identity} {c.similarity:.4f}" for c in m.top_k) or "-"
+        box = ",".join(f"{v:.0f}" for v in m.box)
+        print(f"  face {j} [{box}]: {who} ({m.similarity:.4f})  top: {top}")
+
+
 def cmd_identify(args: argparse.Namespace) -> int:
-    from facemetric.enrol import annotate, identify_photo, match_summary
+    from facemetric.enrol import (
+        CSV_COLUMNS,
+        annotate,
+        csv_rows,
+        expand_images,
+        identify_photos,
+        photo_summary,
+    )
+
+    def images() -> list[Path]:
+        files = expand_images(args.images)
+        if not files:
+            raise ConfigError(f"no images in {', '.join(args.images)}")
+        return files
 
     opts = _options(args)
-    rec = _recognizer(opts)
-    results = []
-    for i, image_path in enumerate(args.images):
-        image, matches = identify_photo(rec, image_path, opts.threshold, opts.top_k)
-        results.append({"image": str(image_path), "faces": [match_summary(m) for m in matches]})
-        if args.annotate:
+    if args.known:  # a typo'd IMAGE is said before the known folder is enrolled
+        files = images()
+        rec = _known_recognizer(opts, args.known)
+    else:  # a missing --db is said before the model loads
+        rec = _recognizer(opts)
+        files = images()
+    _warn_uncalibrated(rec)
+    results = identify_photos(rec, files, opts.threshold, opts.top_k)
+    writer = csv.writer(sys.stdout, lineterminator="\n") if args.csv else None
+    if writer is not None:
+        writer.writerow(CSV_COLUMNS)
+    summaries, failed = [], 0
+    for i, result in enumerate(results, 1):
+        if result.error is not None:
+            failed += 1
+            print(f"facemetric: skipped {result.path}: {result.error}", file=sys.stderr)
+        elif args.annotate and result.image is not None:
             out = Path(args.annotate)
-            if len(args.images) > 1:
-                out = out.with_name(f"{out.stem}-{i + 1}{out.suffix or '.jpg'}")
-            annotate(image, matches, out)
-        if not args.json:
-            print(f"{image_path}: {len(matches)} face(s)")
-            for j, m in enumerate(matches, 1):
-                who = m.identity if m.is_match else "unknown"
-                top = ", ".join(f"{c.identity} {c.similarity:.3f}" for c in m.top_k) or "-"
-                box = ",".join(f"{v:.0f}" for v in m.box)
-                print(f"  face {j} [{box}]: {who} ({m.similarity:.3f})  top: {top}")
+            if len(files) > 1:
+                out = out.with_name(f"{out.stem}-{i}{out.suffix or '.jpg'}")
+            annotate(result.image, result.matches, out)
+        if args.json:
+            summaries.append(photo_summary(result))
+        elif writer is not None:
+            writer.writerows(csv_rows(result))
+        elif result.error is None:
+            _print_text(result)
     if args.json:
-        print(json.dumps(results, indent=2))
-    return 0
+        print(json.dumps(summaries, indent=2))
+    return 2 if failed else 0
 
 
 def cmd_export_model(args: argparse.Namespace) -> int:
@@ -172,65 +240,163 @@ def cmd_export_model(args: argparse.Namespace) -> int:
 
 
 # ---- parser -----------------------------------------------------------------------------------
-def _common(p: argparse.ArgumentParser, detect: bool = True) -> None:
-    p.add_argument("--db", help="gallery file (default: $FACEMETRIC_HOME/gallery.db)")
-    p.add_argument("--model", help="checkpoint, run folder or 'best' (default: promoted model)")
-    p.add_argument("--engine", choices=ENGINES, default="auto", help="inference engine")
+DB_HELP = "gallery file (default: $FACEMETRIC_HOME/gallery.db)"
+MODEL_HELP = (
+    "checkpoint, run folder, pretrained name (dlib) or 'best' (default: the promoted model, "
+    "else dlib)"
+)
+
+
+def _common(p: argparse.ArgumentParser, detect: bool = True, db: bool = True) -> None:
+    if db:
+        p.add_argument("--db", metavar="PATH", help=DB_HELP)
+    p.add_argument("--model", metavar="MODEL", help=MODEL_HELP)
+    p.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help="inference engine: auto uses ONNX Runtime when a fresh .onnx sits beside the "
+        "checkpoint, else PyTorch (default auto)",
+    )
     if detect:
         p.add_argument(
             "--detector", default="retinaface", help="face detector (default retinaface)"
         )
 
 
+ALIGNED_HELP = (
+    "the photos are aligned face crops already (facemetric data align): no detection; "
+    "by default a small square photo with no detected face is taken as a crop"
+)
+
+
 def register(sub: Any) -> None:
     """Add ``gallery``, ``identify`` and ``export`` to the top-level parser."""
-    gallery = sub.add_parser("gallery", help="enrol, list and remove the people to recognise")
+    gallery = sub.add_parser(
+        "gallery",
+        help="enrol, list and remove the people to recognise",
+        description="The gallery: the people to recognise, their reference faces and "
+        "embeddings, in one SQLite file ($FACEMETRIC_HOME/gallery.db or --db).",
+    )
     gsub = gallery.add_subparsers(dest="gallery_command", metavar="COMMAND", required=True)
 
-    p = gsub.add_parser("build", help="enrol every identity folder of DIR (DIR/person/*.jpg)")
-    p.add_argument("dir")
-    p.add_argument("--aligned", action="store_true", help="photos are aligned crops already")
+    p = gsub.add_parser(
+        "build",
+        help="enrol every identity folder of DIR (DIR/person/*.jpg)",
+        description="Enrol the largest face of every photo of every person folder of DIR. "
+        "Running it again adds only new photos; unreadable or faceless photos are skipped "
+        "and reported.",
+    )
+    p.add_argument("dir", metavar="DIR", help="folder of people: DIR/person/photo.jpg")
+    p.add_argument("--aligned", action="store_true", help=ALIGNED_HELP)
     _common(p)
     p.set_defaults(func=cmd_build)
 
-    p = gsub.add_parser("add", help="enrol NAME from photos (the largest face of each)")
-    p.add_argument("name")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--aligned", action="store_true", help="photos are aligned crops already")
+    p = gsub.add_parser(
+        "add",
+        help="enrol NAME from photos (the largest face of each)",
+        description="Enrol NAME (created if new) from the largest face of each photo. Photos "
+        "NAME already has are not added twice; unreadable or faceless ones are skipped and "
+        "reported, the rest saved.",
+    )
+    p.add_argument("name", metavar="NAME", help="the person's name (quote it if it has spaces)")
+    p.add_argument(
+        "images", metavar="IMAGE", nargs="+", help="photos, or folders searched recursively"
+    )
+    p.add_argument("--aligned", action="store_true", help=ALIGNED_HELP)
     _common(p)
     p.set_defaults(func=cmd_add)
 
-    p = gsub.add_parser("remove", help="delete NAME with their faces and embeddings")
-    p.add_argument("name")
-    p.add_argument("--db", help="gallery file (default: $FACEMETRIC_HOME/gallery.db)")
+    p = gsub.add_parser(
+        "remove",
+        help="delete NAME with their faces and embeddings",
+        description="Delete NAME with every reference face and embedding.",
+    )
+    p.add_argument("name", metavar="NAME", help="the person to remove")
+    p.add_argument("--db", metavar="PATH", help=DB_HELP)
     p.set_defaults(func=cmd_remove, model=None)
 
-    p = gsub.add_parser("list", help="everyone in the gallery")
-    p.add_argument("--db", help="gallery file (default: $FACEMETRIC_HOME/gallery.db)")
-    p.add_argument("--json", action="store_true")
+    p = gsub.add_parser(
+        "list",
+        help="everyone in the gallery",
+        description="Everyone in the gallery with their number of faces.",
+    )
+    p.add_argument("--db", metavar="PATH", help=DB_HELP)
+    p.add_argument("--json", action="store_true", help="one JSON list of people")
     p.set_defaults(func=cmd_list, model=None)
 
-    p = gsub.add_parser("export", help="write embeddings (.npz) and metadata (.json)")
-    p.add_argument("out")
+    p = gsub.add_parser(
+        "export",
+        help="write embeddings (.npz) and metadata (.json)",
+        description="Write every face's embedding by MODEL to OUT.npz (embeddings, face_ids, "
+        "person_ids, names) and the people and faces to OUT.json, for other tools.",
+    )
+    p.add_argument("out", metavar="OUT", help="output file (.npz is added when missing)")
     _common(p, detect=False)
     p.set_defaults(func=cmd_export)
 
-    p = gsub.add_parser("reembed", help="re-embed every stored crop with the model")
+    p = gsub.add_parser(
+        "reembed",
+        help="re-embed every stored crop with the model",
+        description="Compute every face's embedding again with MODEL from the stored chips "
+        "(after training a new model; no photo is needed).",
+    )
     _common(p, detect=False)
     p.set_defaults(func=cmd_reembed)
 
-    p = sub.add_parser("identify", help="who is in these photos")
-    p.add_argument("images", nargs="+")
-    p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--threshold", type=float, help="match threshold (default: the model's)")
-    p.add_argument("--json", action="store_true", help="one JSON list, one object per image")
-    p.add_argument("--annotate", metavar="OUT.jpg", help="draw boxes, names and scores")
-    _common(p)
+    p = sub.add_parser(
+        "identify",
+        help="who is in these photos",
+        description="Who is in these photos: every face with its nearest gallery people. The "
+        "gallery is --db (default $FACEMETRIC_HOME/gallery.db) or a folder of known people "
+        "(--known known_people/, known_people/person/*.jpg), built into a cache and reused "
+        "while the folder does not change. An unreadable image is reported and the rest go "
+        "on (exit status 2).",
+    )
+    p.add_argument(
+        "images", metavar="IMAGE", nargs="+", help="photos, or folders searched recursively"
+    )
+    p.add_argument("--top-k", type=int, default=3, help="nearest people shown per face (default 3)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="match threshold on cosine similarity (default: the model's calibrated one)",
+    )
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="one JSON list, one object per image")
+    out.add_argument(
+        "--csv",
+        action="store_true",
+        help="CSV, one row per face: " + ",".join(CSV_COLUMNS_HELP) + " (no row for an "
+        "image without faces)",
+    )
+    p.add_argument(
+        "--annotate",
+        metavar="OUT.jpg",
+        help="draw boxes, names and scores (OUT-1.jpg, OUT-2.jpg, ... for several images)",
+    )
+    gallery_choice = p.add_mutually_exclusive_group()
+    gallery_choice.add_argument("--db", metavar="PATH", help=DB_HELP)
+    gallery_choice.add_argument(
+        "--known",
+        metavar="FOLDER",
+        help="folder of known people (FOLDER/person/*.jpg) to use as the gallery, cached "
+        "under $FACEMETRIC_HOME/known and updated when photos change",
+    )
+    _common(p, db=False)
     p.set_defaults(func=cmd_identify)
 
-    p = sub.add_parser("export", help="export a model for fast inference (ONNX)")
+    p = sub.add_parser(
+        "export",
+        help="export a model for fast inference (ONNX)",
+        description="Export MODEL to ONNX, checked against PyTorch on random input.",
+    )
     p.add_argument("model_path", metavar="MODEL", help="checkpoint, run folder or 'best'")
     p.add_argument("--onnx", action="store_true", help="export to ONNX (checked against PyTorch)")
     p.add_argument("--out", help="output file (default: the checkpoint with .onnx)")
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset version (default 17)")
     p.set_defaults(func=cmd_export_model)
+
+
+# the columns of ``identify --csv`` (facemetric.enrol.CSV_COLUMNS), without importing numpy here
+CSV_COLUMNS_HELP = ("image", "face", "x1", "y1", "x2", "y2", "identity", "similarity", "is_match")
