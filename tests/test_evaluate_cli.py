@@ -87,7 +87,14 @@ def colour_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         lines.append(f"{n % 5 + 1}\t{int(same[c])}\t{paths[i[c]]}\t{paths[j[c]]}")
     pairs = root / "pairs.tsv"
     pairs.write_text("\n".join(lines) + "\n")
+    mark_as_crops(root, "arcface", 64)  # the thermometer models' template
     return root, pairs
+
+
+def mark_as_crops(root: Path, template: str, size: int) -> None:
+    """The prepare.json ``facemetric data align`` leaves in a folder of crops it made."""
+    settings = {"template": template, "size": size, "detector": "retinaface", "multi": "largest"}
+    (root / "prepare.json").write_text(json.dumps(settings))
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +115,10 @@ def test_compare_ranks_runs_of_known_quality_and_promotes(
     runs = [str(three_runs[n]) for n in ("blind", "good", "mixed")]
     args = ["--pairs", str(pairs), "--root", str(root), "--aligned", "--quiet", "--workers", "0"]
     out = tmp_path / "cmp"
+    # promotion needs a calibrated threshold: 120 impostor pairs are too few for FAR 1e-3, every
+    # pair of the folder's 48 images (1008 impostor pairs) is enough
+    calibrate = ["evaluate", str(three_runs["good"]), "--identify", str(root), "--calibrate"]
+    assert main([*calibrate, "--quiet", "--workers", "0", "--out", str(tmp_path / "cal")]) == 0
     assert main(["compare", *runs, *args, "--promote", "--out", str(out)]) == 0
     table = capsys.readouterr().out
     doc = json.loads((out / "comparison.json").read_text())
@@ -156,6 +167,8 @@ def test_compare_reevaluates_stale_runs_and_shows_external_baselines(
     (tmp_path / "baseline.json").write_text(json.dumps(ext))
     # a stale evaluation: new weights (scaled: same quality, cosine ignores scale) in "good"
     thermometer_model(three_runs["good"] / "best.pt", 3.0, 0.0)
+    calibrate = ["evaluate", str(three_runs["good"]), "--identify", str(root), "--calibrate"]
+    assert main([*calibrate, "--quiet", "--workers", "0", "--out", str(tmp_path / "cal")]) == 0
     out = tmp_path / "b"
     cmd = ["compare", str(three_runs["good"]), str(run), str(tmp_path / "baseline.json"), *args]
     assert main([*cmd, "--promote", "--out", str(out)]) == 0
@@ -207,14 +220,14 @@ def test_evaluate_on_cfp_with_a_trained_tiny_model(tmp_path: Path) -> None:
         TrainConfig(
             data=(str(orl),), out=str(tmp_path / "run"), backbone="tiny", dim=32, size=64,
             batch_p=8, batch_k=4, epochs=1, steps_per_epoch=6, val_fraction=0.2,
-            progress=False, tensorboard=False,
+            progress=False, tensorboard=False, check_crops=False,  # ORL: 92x112 faces
         )
     )  # fmt: skip
     before = load_checkpoint(run / "best.pt").threshold  # the trainer's validation threshold
     out = tmp_path / "report"
     code = main(
         ["evaluate", str(run), "--pairs", str(cfp / "pairs_FF.tsv"), "--root", str(cfp),
-         "--aligned", "--max-pairs", "200", "--identify", str(orl), "--out", str(out), "--quiet"]
+         "--max-pairs", "200", "--identify", str(orl), "--out", str(out), "--quiet"]
     )  # fmt: skip
     assert code == 0
     doc = json.loads((out / "evaluation.json").read_text())
@@ -311,3 +324,155 @@ def test_promote_removes_a_stale_onnx_export(three_runs: dict[str, Path]) -> Non
     assert load_checkpoint(dst).meta["promoted_run"] == "blind"
     with pytest.raises(ConfigError, match="already the promoted model"):
         promote("best")
+
+
+# ---------------------------------------------------------------- issue 14: items 3 and 7
+
+
+def copy_model(tmp_path: Path, name: str, meta: dict | None = None) -> Path:
+    """A thermometer model of its own (calibration rewrites it), with ``meta`` entries."""
+    from facemetric.models.checkpoint import update_checkpoint
+
+    (tmp_path / name).mkdir()
+    path = thermometer_model(tmp_path / name / "best.pt", 1.0, 0.0)
+    if meta:
+        update_checkpoint(path, **meta)
+    return path
+
+
+def test_crops_of_another_template_are_refused(
+    colour_set: tuple[Path, Path], tmp_path: Path, capsys
+) -> None:
+    root, pairs = colour_set
+    dlib_crops = tmp_path / "dlib_crops"
+    dlib_crops.mkdir()
+    for person in sorted(p for p in root.iterdir() if p.is_dir()):
+        (dlib_crops / person.name).symlink_to(person, target_is_directory=True)
+    mark_as_crops(dlib_crops, "dlib", 150)
+    ckpt = copy_model(tmp_path, "m")
+    for argv in (
+        ["--pairs", str(pairs), "--root", str(dlib_crops)],
+        ["--identify", str(dlib_crops), "--calibrate"],
+    ):
+        code = main(["evaluate", str(ckpt), *argv, "--quiet", "--out", str(tmp_path / "ev")])
+        assert code == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (
+            f"facemetric: error: {dlib_crops}: crops cut for the dlib template, but {ckpt} "
+            f"needs arcface crops; cut them for it: facemetric data align PHOTOS OUT --model {ckpt}"
+        )
+    assert load_checkpoint(ckpt).threshold is None  # nothing stored
+    # a folder of links to some people of a crops folder is crops too (the demo's test people)
+    linked = tmp_path / "linked"
+    for person in ("id0", "id1", "id2", "id3", "id4"):
+        (linked / person).mkdir(parents=True)
+        for image in sorted((root / person).iterdir()):
+            (linked / person / image.name).symlink_to(image)
+    out = tmp_path / "ev_linked"
+    argv = ["evaluate", str(ckpt), "--identify", str(linked), "--aligned", "--quiet"]
+    assert main([*argv, "--out", str(out), "--workers", "0"]) == 0
+    doc = json.loads((out / "evaluation.json").read_text())
+    assert doc["fingerprint"]["inputs"] == ["crops"] and doc["fingerprint"]["detector"] is None
+
+
+def test_rank_k_is_left_out_when_k_reaches_the_people_enrolled(
+    colour_set: tuple[Path, Path], tmp_path: Path, capsys
+) -> None:
+    """Issue 14 item 7: rank-5 = 1.0 was reported with 4 people enrolled."""
+    root, _ = colour_set
+    ckpt = copy_model(tmp_path, "m")
+    out = tmp_path / "ev"
+    argv = ["evaluate", str(ckpt), "--identify", str(root), "--quiet", "--workers", "0"]
+    assert main([*argv, "--out", str(out)]) == 0
+    ident = json.loads((out / "evaluation.json").read_text())["identification"]
+    assert ident["identities_enrolled"] == 4
+    assert ident["rank5"] is None and ident["rank1"] == 1.0
+    assert ident["notes"] == [
+        "rank-5 is left out: with 4 people enrolled every probe finds its person within the "
+        "first 5; enrol more than 5 people for it"
+    ]
+    md = (out / "evaluation.md").read_text()
+    assert "| rank-5 | - |" in md and "- rank-5 is left out" in md
+
+
+def test_evaluate_split_uses_its_test_people_and_calibrates(
+    colour_set: tuple[Path, Path], tmp_path: Path, capsys
+) -> None:
+    """Issue 14 item 7: ``evaluate MODEL --split DIR`` identifies the split's test.txt people."""
+    root, _ = colour_set
+    split = tmp_path / "split"
+    argv = ["data", "split", str(root), "--val", "0.25", "--test", "0.5", "--out", str(split)]
+    assert main(argv) == 0
+    test_people = sorted({line.split("/")[0] for line in (split / "test.txt").read_text().split()})
+    assert len(test_people) == 4
+    ckpt = copy_model(tmp_path, "m")
+    out = tmp_path / "ev"
+    argv = ["evaluate", str(ckpt), "--split", str(split), "--quiet", "--workers", "0"]
+    assert main([*argv, "--calibrate", "--target-far", "0.01", "--out", str(out)]) == 0
+    doc = json.loads((out / "evaluation.json").read_text())
+    ident = doc["identification"]
+    assert ident["split"] == str(split) and ident["root"] == str(root.resolve())
+    assert ident["identities_enrolled"] + ident["identities_not_enrolled"] == 4
+    assert ident["probes"] + ident["gallery_images"] + ident["strangers"] == 4 * 6
+    cal = load_checkpoint(ckpt).meta["calibration"]
+    assert cal["split"] == str(split) and cal["genuine_pairs"] == 4 * 15
+    assert cal["impostor_pairs"] == 24 * 23 // 2 - 4 * 15  # every pair of the test people only
+    assert load_checkpoint(ckpt).threshold == pytest.approx(cal["threshold"])
+    assert "(test people of" in (out / "evaluation.md").read_text()
+    # the root comes from split.json, or from --root when the data moved
+    meta = json.loads((split / "split.json").read_text())
+    (split / "split.json").write_text(json.dumps({**meta, "root": str(tmp_path / "gone")}))
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "test.txt are missing under" in err and "pass --root DIR" in err
+    assert main([*argv, "--root", str(root), "--out", str(out)]) == 0
+    # --split and --identify both name the people: argparse refuses the pair
+    with pytest.raises(SystemExit):
+        main([*argv, "--identify", str(root), "--out", str(out)])
+    with pytest.raises(ConfigError, match="give one of them"):
+        from facemetric.evaluate.run import EvaluateConfig
+
+        EvaluateConfig(model=str(ckpt), identify=root, split=split)
+
+
+def test_people_seen_in_training_are_warned_about(
+    colour_set: tuple[Path, Path], tmp_path: Path, capsys
+) -> None:
+    """Issue 14 item 7: evaluation on the people the model trained on, without a word."""
+    root, pairs = colour_set
+    split = tmp_path / "split"
+    argv = ["data", "split", str(root), "--val", "0.25", "--test", "0.5", "--out", str(split)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    on_all = copy_model(tmp_path, "all", {"config": {"data": [str(root)], "split": None}})
+    on_split = copy_model(
+        tmp_path, "on_split", {"config": {"data": [str(root)], "split": str(split)}}
+    )
+    tuned = copy_model(tmp_path, "tuned", {"config": {"data": [], "init": str(on_split)}})
+    base = ["--quiet", "--workers", "0", "--out", str(tmp_path / "ev")]
+
+    def evaluate(ckpt: Path, *argv: str) -> tuple[dict, str]:
+        assert main(["evaluate", str(ckpt), *argv, *base]) == 0
+        err = capsys.readouterr().err
+        return json.loads((tmp_path / "ev" / "evaluation.json").read_text()), err
+
+    doc, err = evaluate(on_all, "--identify", str(root))
+    warning = doc["warnings"][0]
+    assert warning.startswith("8 of the 8 people evaluated were seen by this model in training")
+    assert f"facemetric: warning: {warning}" in err
+    assert f"> **Warning:** {warning}" in (tmp_path / "ev" / "evaluation.md").read_text()
+    assert doc["overlap"]["overlapping_people"] == 8
+    doc, err = evaluate(on_all, "--pairs", str(pairs), "--root", str(root))
+    assert doc["overlap"]["overlapping_people"] == 8 and "8 of the 8" in err
+    # trained on the split's train.txt (validated on val.txt): its test people are new to it
+    doc, err = evaluate(on_split, "--split", str(split))
+    assert doc["warnings"] == [] and err == "" and doc["overlap"]["overlapping_people"] == 0
+    doc, err = evaluate(on_split, "--identify", str(root))
+    assert doc["overlap"]["overlapping_people"] == 4 and "4 of the 8 people" in err
+    # a fine-tune inherits the people of the model it started from
+    doc, err = evaluate(tuned, "--identify", str(root))
+    assert doc["overlap"]["overlapping_people"] == 4 and f"(via {on_split})" in err
+    # compare passes the warning on
+    cmp = ["compare", str(on_all), "--identify", str(root), "--quiet", "--workers", "0"]
+    assert main(cmp) == 0
+    assert "note: warning: all: 8 of the 8 people" in capsys.readouterr().out

@@ -6,17 +6,26 @@ Handlers only turn arguments into the stage's typed configs and call its plain f
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
 MODEL_HELP = "a checkpoint file, a run folder (its best.pt) or 'best' (the promoted model)"
+INPUTS = (
+    "A folder made by 'facemetric data align' (it has a prepare.json, or its person folders "
+    "link into one that has) holds aligned crops: they are used as they are, once their "
+    "template is checked against the model's; any other folder holds photos, whose faces are "
+    "detected and aligned on the way. Each folder is judged on its own."
+)
 
 
 def _add_input_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--aligned",
         action="store_true",
-        help="images are already aligned crops (facemetric data align): no detection",
+        help="assert that every input folder holds aligned crops made by facemetric data "
+        "align: stop with an error naming any folder without a prepare.json (crops are "
+        "recognised without this flag)",
     )
     p.add_argument("--flip", action="store_true", help="add the mirrored image's embedding")
     p.add_argument(
@@ -37,13 +46,34 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_protocol_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pairs", type=Path, metavar="FILE", help="LFW pairs.txt or tsv pairs file")
-    p.add_argument("--root", type=Path, metavar="DIR", help="folder the pair paths start from")
     p.add_argument(
+        "--pairs",
+        type=Path,
+        metavar="FILE",
+        help="LFW pairs.txt (tab- or space-separated) or a tsv 'fold same image1 image2' file "
+        "(facemetric data pairs writes one)",
+    )
+    p.add_argument(
+        "--root",
+        type=Path,
+        metavar="DIR",
+        help="folder the pair paths start from; with --split, the folder its lists start from "
+        "(default: the root its split.json records)",
+    )
+    people = p.add_mutually_exclusive_group()
+    people.add_argument(
         "--identify",
         type=Path,
         metavar="DIR",
-        help="DIR/person/* for closed-set rank-k and open-set identification",
+        help="DIR/person/* for closed-set rank-k and open-set identification; --calibrate "
+        "calibrates on every pair of its images when no --pairs are given",
+    )
+    people.add_argument(
+        "--split",
+        type=Path,
+        metavar="DIR",
+        help="a split folder from facemetric data split: identification (and --calibrate) on "
+        "the people of its test.txt",
     )
     p.add_argument(
         "--enrol", type=int, default=1, metavar="K", help="images enrolled per identity (default 1)"
@@ -63,8 +93,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "embed",
         help="embed every image of a folder into an .npz (paths, embeddings, found)",
-        description="Embed every image under DIR/person/ (detect and align on the way unless "
-        "--aligned). Images without a detected face are embedded whole (found=False).",
+        description="Embed every image under DIR/person/. " + INPUTS + " Images without a "
+        "detected face are embedded whole (found=False).",
     )
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("root", type=Path, metavar="DIR", help="folder with one sub-folder per person")
@@ -76,9 +106,13 @@ def register(sub: Any) -> None:
         "evaluate",
         help="verification and identification metrics, report and plots; calibrate the threshold",
         description="Evaluate MODEL on verification pairs (--pairs FILE --root DIR) and/or an "
-        "identification folder (--identify DIR). Writes evaluation.json, evaluation.md and "
-        "plots into --out. --calibrate stores the threshold for --target-far (or the EER) in "
-        "the checkpoint, where the gallery and the web app read it.",
+        "identification folder (--identify DIR, or the test people of a split: --split DIR). "
+        "Writes evaluation.json, evaluation.md and plots into --out. --calibrate stores the "
+        "threshold for --target-far (or the EER) in the checkpoint, where the gallery and the "
+        "web app read it: from the pairs, else from every pair of the identification folder's "
+        "images; nothing is stored when faces were found in under 80% of the images or the "
+        "impostor pairs are too few. " + INPUTS + " A warning names the people evaluated that "
+        "the model saw in training.",
     )
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     _add_protocol_options(p)
@@ -116,6 +150,7 @@ def _evaluate_config(args: argparse.Namespace, model: str | None) -> Any:
         pairs=args.pairs,
         root=args.root,
         identify=args.identify,
+        split=args.split,
         aligned=args.aligned,
         flip=args.flip,
         detector=args.detector,
@@ -134,12 +169,14 @@ def _evaluate_config(args: argparse.Namespace, model: str | None) -> Any:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    from facemetric.evaluate.embed import embed_folder
+    from facemetric.evaluate.embed import embed_folder, holds_crops
+    from facemetric.models.inference import load_embedder
 
+    emb = load_embedder(args.model, engine=args.engine)
     es = embed_folder(
-        args.model,
+        emb,
         args.root,
-        aligned=args.aligned,
+        aligned=holds_crops(args.root, emb.spec, args.model, asserted=args.aligned),
         detector=args.detector,
         flip=args.flip,
         batch_size=args.batch_size,
@@ -163,6 +200,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     evaluation = evaluate(_evaluate_config(args, args.model))
     path = write_report(evaluation, args.out, map_method=args.map)
+    for warning in evaluation.metrics.get("warnings", []):
+        print(f"facemetric: warning: {warning}", file=sys.stderr)
     if args.json:
         print(path.read_text(encoding="utf-8"))
     else:

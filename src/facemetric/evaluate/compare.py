@@ -81,6 +81,7 @@ class Row:
     reused: bool = False
     base: str | None = None  # the model a fine-tune started from
     calibration: dict[str, Any] | None = None  # on the comparison's pairs or folder
+    warnings: list[str] = field(default_factory=list)  # from its evaluation (people seen)
 
 
 @dataclass
@@ -92,10 +93,14 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
 
 
-def evaluation_dir(checkpoint: Path, pairs: Path | None, identify: Path | None) -> Path:
+def evaluation_dir(
+    checkpoint: Path, pairs: Path | None, identify: Path | None, split: Path | None = None
+) -> Path:
     """Where ``compare`` keeps a model's evaluation on a protocol (beside the checkpoint)."""
-    tag = "-".join(p.stem if p.is_file() else p.name for p in (pairs, identify) if p is not None)
-    return checkpoint.parent / "eval" / f"{checkpoint.stem}-{tag}"
+    parts = [p.stem if p.is_file() else p.name for p in (pairs, identify) if p is not None]
+    if split is not None:
+        parts.append(f"{Path(split).resolve().name}-test")
+    return checkpoint.parent / "eval" / f"{checkpoint.stem}-{'-'.join(parts)}"
 
 
 def flat_metrics(doc: dict[str, Any]) -> dict[str, Any]:
@@ -141,7 +146,7 @@ def _model_row(run: str, config: CompareConfig, protocol: Any) -> Row:
 
     ckpt = resolve_model_path(run)
     cfg = replace(config.protocol, model=str(ckpt), calibrate=False)
-    out = evaluation_dir(ckpt, cfg.pairs, cfg.identify)
+    out = evaluation_dir(ckpt, cfg.pairs, cfg.identify, cfg.split)
     want = fingerprint(ckpt, protocol, cfg)
     reused = False
     doc: dict[str, Any] | None = None
@@ -170,6 +175,7 @@ def _model_row(run: str, config: CompareConfig, protocol: Any) -> Row:
         reused=reused,
         base=str(init) if init else None,
         calibration=calibration,
+        warnings=list(doc.get("warnings") or []),
     )
 
 
@@ -209,6 +215,7 @@ def compare(config: CompareConfig) -> Comparison:
                 rows.append(base)  # before its fine-tune: the base wins a tie
         seen.add(row.source)
         rows.append(row)
+    notes += [f"warning: {row.name}: {w}" for row in rows for w in row.warnings]
     result = Comparison(rows=sort_rows(rows, config.metric), metric=config.metric, notes=notes)
     if config.promote:
         best = next((r for r in result.rows if r.checkpoint is not None), None)
@@ -276,7 +283,7 @@ def _promotion_calibration(row: Row, config: CompareConfig) -> dict[str, Any] | 
         * (row.calibration.get("target_far") or config.protocol.target_far)
         < 1
     ):
-        where = config.protocol.pairs or config.protocol.identify
+        where = config.protocol.pairs or config.protocol.identify or config.protocol.split
         raise ConfigError(
             f"--promote: {row.name} has no calibrated match threshold and {where} gives too few "
             f"impostor pairs to calibrate one at FAR {config.protocol.target_far:g}; calibrate "
@@ -285,7 +292,8 @@ def _promotion_calibration(row: Row, config: CompareConfig) -> dict[str, Any] | 
         )
     return {
         **row.calibration,
-        "on": f"comparison: {config.protocol.pairs or config.protocol.identify}",
+        "on": "comparison: "
+        f"{config.protocol.pairs or config.protocol.identify or config.protocol.split}",
     }
 
 

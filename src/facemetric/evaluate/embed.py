@@ -1,10 +1,13 @@
 """Embed every image of a folder: decode + detect + align in worker processes, embed in batches.
 
-``embed_folder`` is what ``facemetric embed`` and ``facemetric evaluate`` use. Photos are
-detected and aligned with the same code the gallery uses (``detect_and_align``, largest face);
-when no face is found the whole image, padded to a square and resized, is embedded so that a
-pair can still be scored (``found`` is False for it). Decoding and detection run in a pool of
-worker processes while the main process runs the model on the previous batch.
+``embed_folder`` is what ``facemetric embed`` and ``facemetric evaluate`` use. A folder made by
+``facemetric data align`` (it has a ``prepare.json``, or its person folders link into one that
+has) holds aligned crops, used as they are once their template is checked against the model's;
+any other folder holds photos. Photos are detected and aligned with the same code the gallery
+uses (``detect_and_align``, largest face); when no face is found the whole image, padded to a
+square and resized, is embedded so that a pair can still be scored (``found`` is False for it,
+as for a "crop" that is not square). Decoding and detection run in a pool of worker processes
+while the main process runs the model on the previous batch.
 """
 
 from __future__ import annotations
@@ -15,14 +18,15 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from facemetric.errors import DatasetError, ImageReadError
+from facemetric.errors import ConfigError, DatasetError, ImageReadError
 
 if TYPE_CHECKING:
     from facemetric.data.detect import FaceDetector
+    from facemetric.models.embedder import ModelSpec
     from facemetric.models.inference import Embedder
 
 DEFAULT_BATCH = 64
@@ -108,6 +112,73 @@ def list_images(root: str | Path) -> list[str]:
     return [p for imgs in people.values() for p in imgs]
 
 
+def crop_settings(root: str | Path) -> tuple[dict[str, Any], Path] | None:
+    """How the crops under ``root`` were made (``prepare.json``) and the folder that says so:
+    ``root`` itself, or the one folder its person folders (or their images) link into, as in a
+    folder of links to some people of a crops folder. None when nothing says: photos.
+    ``ConfigError`` when the links lead to crops of different templates."""
+    from facemetric.data.prepare import read_crop_settings
+
+    root = Path(root)
+    own = read_crop_settings(root)
+    if own is not None:
+        return own, root
+    sources: set[Path] = set()
+    for person in sorted(root.iterdir()) if root.is_dir() else []:
+        if person.name.startswith(".") or not person.is_dir():
+            continue
+        first = next((f for f in sorted(person.iterdir()) if f.is_file()), None)
+        if first is not None:
+            sources.add(first.resolve().parent.parent)
+    found = {src: read_crop_settings(src) for src in sorted(sources)}
+    crops = {src: v for src, v in found.items() if v is not None}
+    if not crops:
+        return None
+    if len({str(v["template"]) for v in crops.values()}) > 1 or len(crops) < len(found):
+        detail = ", ".join(
+            f"{src} ({'crops of ' + str(v['template']) if v else 'no prepare.json'})"
+            for src, v in found.items()
+        )
+        raise ConfigError(f"{root}: its images come from folders of different kinds: {detail}")
+    src, settings = next(iter(crops.items()))
+    return settings, src
+
+
+def holds_crops(
+    root: str | Path,
+    spec: ModelSpec | None = None,
+    model: str | None = None,
+    asserted: bool = False,
+) -> bool:
+    """True when ``root`` holds aligned crops (made by ``facemetric data align``), False when it
+    holds photos to detect and align.
+
+    ``ConfigError``, naming the folder and the command that makes the right crops, when the crops
+    were cut with another template than ``spec.alignment`` (such crops give wrong numbers), or
+    when the caller ``asserted`` crops (``--aligned``) and the folder does not say it holds any.
+    """
+    settings = crop_settings(root)
+    name = model or "MODEL"
+    if settings is None:
+        if asserted:
+            raise ConfigError(
+                f"--aligned: {root} has no prepare.json, so it was not made by facemetric data "
+                f"align and may hold photos; cut its faces with: facemetric data align {root} "
+                f"OUT --model {name} (then use OUT), or leave out --aligned to detect and align "
+                "them on the way"
+            )
+        return False
+    template = str(settings[0].get("template", "arcface"))
+    if spec is not None and template != spec.alignment:
+        where = "" if settings[1] == Path(root) else f" (per {settings[1] / 'prepare.json'})"
+        raise ConfigError(
+            f"{root}: crops cut for the {template} template{where}, but {name} needs "
+            f"{spec.alignment} crops; cut them for it: facemetric data align PHOTOS OUT "
+            f"--model {name}"
+        )
+    return True
+
+
 def letterbox(image: np.ndarray, size: int) -> np.ndarray:
     """The whole image padded (black) to a centred square and resized to ``size``."""
     import cv2
@@ -147,8 +218,8 @@ def prepare_image(
         image = load_image(Path(root) / rel)
     except ImageReadError as exc:
         return rel, None, False, exc.reason
-    if aligned:
-        return rel, image, True, ""
+    if aligned:  # a crop that is not square is no aligned crop: counted as no face found
+        return rel, image, image.shape[0] == image.shape[1], ""
     from facemetric.data.align import detect_and_align
 
     faces = detect_and_align(image, _detector(detector), size=size, template=template)
@@ -230,7 +301,7 @@ def clear_cache() -> None:
 def embed_folder(
     model: str | Path | Embedder | None,
     root: str | Path,
-    aligned: bool = False,
+    aligned: bool | None = None,
     detector: str = "retinaface",
     flip: bool = False,
     batch_size: int = DEFAULT_BATCH,
@@ -242,7 +313,9 @@ def embed_folder(
 ) -> EmbeddingSet:
     """Embed the images under ``root`` (all of ``root/person/*``, or only ``paths``).
 
-    MODEL is a checkpoint, a run folder, ``best``/None or a loaded ``Embedder``. Unreadable
+    MODEL is a checkpoint, a run folder, ``best``/None or a loaded ``Embedder``. ``aligned``:
+    None decides from the folder (``holds_crops``), True takes the images as crops (their
+    template still checked when the folder says it), False detects and aligns. Unreadable
     images are left out and listed in ``errors``. Results are kept per (model, root, options) for
     the life of the process, so evaluating several protocols embeds each image once.
     """
@@ -252,6 +325,9 @@ def embed_folder(
     if not root.is_dir():
         raise DatasetError(f"{root}: not a folder")
     emb = _as_embedder(model, engine)
+    if aligned is not False:
+        ref = str(model) if isinstance(model, str | Path) else str(emb.checkpoint_path)
+        aligned = holds_crops(root, emb.spec, ref) or bool(aligned)
     rels = sorted(set(paths)) if paths is not None else list_images(root)
     if not rels:
         raise DatasetError(f"{root}: no images found (expected ROOT/person/image files)")

@@ -67,6 +67,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         f"{model.get('embedding_dim')}-d, {model.get('input_size')} px)",
         f"- created: {doc.get('created')}",
     ]
+    for warning in doc.get("warnings") or []:
+        lines += ["", f"> **Warning:** {warning}"]
     ver = doc.get("verification")
     if ver:
         lines += [
@@ -110,11 +112,12 @@ def render_markdown(doc: dict[str, Any]) -> str:
             lines.append(f"The threshold was stored in `{model['path']}`.")
     ident = doc.get("identification")
     if ident:
+        split = f" (test people of `{ident['split']}`)" if ident.get("split") else ""
         lines += [
             "",
             "## Identification",
             "",
-            f"`{ident['root']}`: {ident['identities_enrolled']} identities enrolled with "
+            f"`{ident['root']}`{split}: {ident['identities_enrolled']} identities enrolled with "
             f"{ident['enrol']} image(s) each ({ident['gallery_images']} gallery images), "
             f"{ident['probes']} probes; {ident['identities_not_enrolled']} identities not "
             "enrolled (strangers).",
@@ -127,6 +130,21 @@ def render_markdown(doc: dict[str, Any]) -> str:
             f"| strangers matched at threshold {fmt(ident.get('match_threshold'))} | "
             f"{ident.get('strangers_matched', '-')} of {ident.get('strangers', '-')} |",
         ]
+        cal = ident.get("calibration")
+        if cal and not ver:
+            how = "at the EER" if cal.get("method") == "eer" else f"for FAR {cal['target_far']:g}"
+            lines += [
+                "",
+                f"Calibrated threshold {how} on every pair of these images "
+                f"({cal.get('genuine_pairs', '?')} genuine, {cal.get('impostor_pairs', '?')} "
+                f"impostor): {fmt(cal.get('threshold'))}, giving TAR {fmt(cal.get('tar'))} and "
+                f"FAR {fmt(cal.get('far'), 5)}.",
+            ]
+            if model.get("calibrated_threshold_stored") is not None:
+                lines.append(f"The threshold was stored in `{model['path']}`.")
+        notes = ident.get("notes") or []
+        if notes:
+            lines += [""] + [f"- {note}" for note in notes]
     plots = [p for p in doc.get("plots", [])]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]

@@ -3,6 +3,10 @@
 ``evaluate(config)`` embeds what each protocol needs (once per image), computes the metrics,
 optionally stores the calibrated threshold in the checkpoint, and returns an ``Evaluation``
 that ``report.write_report`` turns into JSON, markdown and plots.
+
+Each input folder (the pairs root, the identification folder, a split's root) is taken as
+aligned crops when ``facemetric data align`` made it (``embed.holds_crops``) and as photos
+otherwise, so photos are never embedded as if they were crops.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import numpy as np
 
 from facemetric.errors import ConfigError
 from facemetric.evaluate import metrics as M
-from facemetric.evaluate.embed import EmbeddingSet, embed_folder
+from facemetric.evaluate.embed import EmbeddingSet, crop_settings, embed_folder, holds_crops
+from facemetric.evaluate.people import overlap
 from facemetric.evaluate.protocols import (
     PairsProtocol,
     check_pairs_images,
@@ -44,6 +49,7 @@ class EvaluateConfig:
     pairs: Path | None = None
     root: Path | None = None
     identify: Path | None = None
+    split: Path | None = None
     aligned: bool = False
     flip: bool = False
     detector: str = "retinaface"
@@ -60,9 +66,14 @@ class EvaluateConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.pairs is None and self.identify is None:
+        if self.pairs is None and self.identify is None and self.split is None:
             raise ConfigError(
-                "nothing to evaluate: give --pairs FILE --root DIR and/or --identify DIR"
+                "nothing to evaluate: give --pairs FILE --root DIR and/or --identify DIR "
+                "(or --split DIR)"
+            )
+        if self.identify is not None and self.split is not None:
+            raise ConfigError(
+                "--identify and --split both name the people to identify: give one of them"
             )
         if self.pairs is not None and self.root is None:
             raise ConfigError(
@@ -105,12 +116,17 @@ def fingerprint(
     checkpoint: Path, protocol: PairsProtocol | None, config: EvaluateConfig
 ) -> dict[str, Any]:
     """What an evaluation depends on; ``compare`` re-evaluates when any of it changes."""
+    folders = [config.root if protocol is not None else None, config.identify]
+    if config.split is not None:
+        folders.append(config.root or _split_root(config.split))
+    crops = [crop_settings(f) is not None for f in folders if f is not None]
     fp: dict[str, Any] = {
         "checkpoint": str(checkpoint.resolve()),
         "weights_sha256": weights_digest(checkpoint),
         "aligned": config.aligned,
+        "inputs": ["crops" if c else "photos" for c in crops],
         "flip": config.flip,
-        "detector": None if config.aligned else config.detector,
+        "detector": None if all(crops) else config.detector,
         "max_pairs": config.max_pairs,
         "seed": config.seed,
     }
@@ -121,7 +137,20 @@ def fingerprint(
     if config.identify is not None:
         fp["identify"] = str(Path(config.identify).resolve())
         fp["enrol"] = config.enrol
+    if config.split is not None:
+        test = Path(config.split) / "test.txt"
+        fp["split"] = str(Path(config.split).resolve())
+        fp["split_test_sha256"] = hashlib.sha256(test.read_bytes()).hexdigest()
+        fp["enrol"] = config.enrol
     return fp
+
+
+def _split_root(split: Path) -> Path | None:
+    """The data root a split's ``split.json`` records, if any (for the fingerprint)."""
+    from facemetric.data.split import read_split
+
+    recorded = read_split(split).meta.get("root")
+    return Path(recorded) if recorded else None
 
 
 def verification_metrics(
@@ -178,7 +207,7 @@ def _verification(
     es = embed_folder(
         emb,
         config.root,
-        aligned=config.aligned,
+        aligned=holds_crops(config.root, emb.spec, config.model, asserted=config.aligned),
         detector=config.detector,
         flip=config.flip,
         batch_size=config.batch_size,
@@ -211,15 +240,26 @@ def _verification(
     return out, scores, labels, es, protocol
 
 
+def _identification_input(config: EvaluateConfig) -> tuple[Path, dict[str, list[str]] | None]:
+    """The folder to identify people in, and the people (None: every person folder of it)."""
+    if config.split is not None:
+        from facemetric.evaluate.people import split_test_people
+
+        test = split_test_people(config.split, config.root)
+        return test.root, test.people
+    assert config.identify is not None  # checked by EvaluateConfig
+    return Path(config.identify), None
+
+
 def _identification(
     emb: Any, config: EvaluateConfig, threshold: float
 ) -> tuple[dict, EmbeddingSet]:
-    assert config.identify is not None
-    split = split_probe_gallery(config.identify, enrol=config.enrol, seed=config.seed)
+    root, people = _identification_input(config)
+    split = split_probe_gallery(root, enrol=config.enrol, seed=config.seed, people=people)
     es = embed_folder(
         emb,
-        config.identify,
-        aligned=config.aligned,
+        root,
+        aligned=holds_crops(root, emb.spec, config.model, asserted=config.aligned),
         detector=config.detector,
         flip=config.flip,
         batch_size=config.batch_size,
@@ -235,9 +275,18 @@ def _identification(
     mated = [p for p in mated if identity_of(p) in enrolled]
     m_lab = np.array([identity_of(p) for p in mated])
     ranks = M.identification_ranks(es.take(mated), m_lab, es.take(gallery), g_lab)
-    rank_k = M.rank_k_accuracy(ranks, RANKS)
+    rank_k: dict[int, float | None] = dict(M.rank_k_accuracy(ranks, RANKS))
+    notes = []
+    for k in RANKS:
+        if k >= len(enrolled):  # every probe's person is among any k of them: always 1.0
+            rank_k[k] = None
+            notes.append(
+                f"rank-{k} is left out: with {len(enrolled)} people enrolled every probe finds "
+                f"its person within the first {k}; enrol more than {k} people for it"
+            )
     out: dict[str, Any] = {
-        "root": str(config.identify),
+        "root": str(root),
+        "split": None if config.split is None else str(config.split),
         "enrol": config.enrol,
         "seed": config.seed,
         "identities_enrolled": len(enrolled),
@@ -247,6 +296,7 @@ def _identification(
         "probes": len(mated),
         "faces_found": float(es.found.mean()),
         **{f"rank{k}": v for k, v in rank_k.items()},
+        "notes": notes,
     }
     if strangers:
         osr = M.open_set_identification(
@@ -287,7 +337,8 @@ def folder_calibration(es: EmbeddingSet, config: EvaluateConfig) -> dict[str, An
 
 def evaluate(config: EvaluateConfig) -> Evaluation:
     """Run the configured protocols on ``config.model``; store the threshold when calibrating
-    (on the verification pairs, else on every pair of the identification folder)."""
+    (on the verification pairs, else on every pair of the identification folder). ``warnings``
+    in the document say what makes the numbers doubtful (people seen in training)."""
     from facemetric.models.inference import load_embedder
 
     emb = load_embedder(config.model, engine=config.engine)  # type: ignore[arg-type]
@@ -321,6 +372,7 @@ def evaluate(config: EvaluateConfig) -> Evaluation:
     threshold = emb.threshold
     calibration: dict[str, Any] | None = None
     faces_found = 1.0
+    evaluated: set[str] = set()
     if config.pairs is not None:
         ver, scores, labels, es, protocol = _verification(emb, config)
         doc["verification"] = ver
@@ -328,19 +380,29 @@ def evaluate(config: EvaluateConfig) -> Evaluation:
         threshold = ver["threshold"]
         result.threshold = threshold
         map_set = es
+        evaluated |= {identity_of(p) for p in es.paths}
         faces_found = min(faces_found, float(ver["faces_found"]))
         if ver["impostor_pairs"] * config.target_far >= 1 or config.eer:
             calibration = {**ver["calibration"], "protocol": str(config.pairs)}
             calibration["root"] = str(config.root)
-    if config.identify is not None:
+    if config.identify is not None or config.split is not None:
         ident, es = _identification(emb, config, threshold)
         doc["identification"] = ident
         map_set = es
+        evaluated |= {identity_of(p) for p in es.paths}
         faces_found = min(faces_found, float(ident["faces_found"]))
         if calibration is None and ident["calibration"] is not None:
-            calibration = {**ident["calibration"], "folder": str(config.identify)}
+            calibration = {**ident["calibration"], "folder": ident["root"]}
+            if config.split is not None:
+                calibration["split"] = str(config.split)
             if config.pairs is None:
                 result.threshold = threshold = calibration["threshold"]
+    doc["warnings"] = []
+    seen = overlap(evaluated, emb.meta)
+    if seen is not None:
+        doc["overlap"] = seen
+        if seen["warning"]:
+            doc["warnings"].append(seen["warning"])
     if config.calibrate:
         stored = _store_calibration(ckpt, calibration, faces_found, config, doc["created"])
         doc["model"]["calibrated_threshold_stored"] = stored
@@ -366,12 +428,12 @@ def _store_calibration(
     when the evaluation cannot be trusted or has too few impostor pairs."""
     from facemetric.models.checkpoint import update_checkpoint
 
-    where = config.pairs or config.identify
+    where = config.pairs or config.identify or f"the test people of {config.split}"
     if faces_found < MIN_FACES_FOUND:
         raise ConfigError(
             f"--calibrate: a face was found in only {faces_found:.0%} of the images of {where}; "
-            "a threshold from that would be wrong, so none was stored (photos given as aligned "
-            "crops, or crops of another template?)"
+            "a threshold from that would be wrong, so none was stored (pictures without a "
+            "clear face, or crops that are not square?)"
         )
     if calibration is None:
         raise ConfigError(
