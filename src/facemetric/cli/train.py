@@ -88,6 +88,12 @@ def register(sub: Any) -> None:
         help="skip identities with a single image instead of failing",
     )
     p.add_argument(
+        "--no-check-crops",
+        action="store_true",
+        help="train on folders without a prepare.json even when their images are not square "
+        "or not of one size (by default such a folder is taken for photos and refused)",
+    )
+    p.add_argument(
         "--backbone",
         help="train this backbone from scratch (resnet50, resnet18, mobilenet_v3, iresnet50, "
         "...; default: fine-tune the pretrained dlib network)",
@@ -184,6 +190,7 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         data=tuple(args.data),
         drop_singletons=args.drop_singletons,
+        check_crops=not args.no_check_crops,
         augment=not args.no_augment,
         cache=False if args.no_cache else None,
         resume=args.resume,

@@ -38,6 +38,8 @@ class TrainConfig:
     split: str | None = None
     val_fraction: float = 0.1
     drop_singletons: bool = False
+    # refuse data folders of photos (no prepare.json, images not square or of varying sizes)
+    check_crops: bool = True
     # model: a backbone from scratch, or a model to fine-tune (default: the pretrained "dlib")
     backbone: str | None = None
     dim: int = 128

@@ -31,6 +31,7 @@ from facemetric.train.config import (
 log = logging.getLogger(__name__)
 
 MIN_VAL_IDENTITIES = 2
+CROP_SAMPLE = 200  # images whose size is read to tell crops from photos, per data folder
 
 
 @dataclass
@@ -48,10 +49,54 @@ class RunData:
         }
 
 
+def refuse_photos(roots: list[str] | tuple[str, ...]) -> None:
+    """``DatasetError`` for a data folder that holds photos rather than aligned crops: no
+    ``prepare.json`` (so not made by ``facemetric data align``) and images that are not square
+    or not all of one size. Square images of one size without it are taken as crops (the
+    missing ``prepare.json`` is warned about by ``crops_template``)."""
+    from PIL import Image
+
+    from facemetric.data.prepare import read_crop_settings
+    from facemetric.data.split import list_identity_images
+
+    for root in roots:
+        if read_crop_settings(root) is not None:
+            continue
+        paths = [p for imgs in list_identity_images(root).values() for p in imgs]
+        step = max(1, len(paths) // CROP_SAMPLE)
+        sizes: dict[str, tuple[int, int]] = {}
+        for rel in paths[::step][:CROP_SAMPLE]:
+            try:
+                with Image.open(f"{root}/{rel}") as im:
+                    sizes[rel] = im.size
+            except (OSError, ValueError):
+                continue  # unreadable files are reported when they are decoded
+        odd = [f"{rel} {w}x{h}" for rel, (w, h) in sizes.items() if w != h]
+        distinct = sorted(set(sizes.values()))
+        if odd:
+            detail = f"{len(odd)} of {len(sizes)} images looked at are not square ({odd[0]}, ...)"
+        elif len(distinct) > 1:
+            shown = ", ".join(f"{w}x{h}" for w, h in distinct[:4])
+            more = ", ..." if len(distinct) > 4 else ""
+            detail = f"its images come in {len(distinct)} sizes ({shown}{more})"
+        else:
+            continue
+        raise DatasetError(
+            f"{root} holds photos, not aligned face crops: {detail}, and it has no prepare.json "
+            f"from facemetric data align; cut the faces out first: facemetric data align {root} "
+            "CROPS, then train on CROPS (--no-check-crops trains on these images as they are)"
+        )
+
+
 def prepare_data(config: TrainConfig) -> RunData:
-    """Training and validation samples: from ``--split`` lists, else identities held out by hash."""
+    """Training and validation samples: from ``--split`` lists, else identities held out by hash.
+
+    Photos given as crops are refused (``refuse_photos``) unless ``config.check_crops`` is off;
+    warnings name what leaves a run without validation (one person in val, too few people)."""
     roots = list(config.data)
     where = ", ".join(roots)
+    if config.check_crops:
+        refuse_photos(roots)
     if config.split:
         from facemetric.data.split import read_split
 
@@ -61,6 +106,21 @@ def prepare_data(config: TrainConfig) -> RunData:
         train = samples_from_lists(roots, split.train, f"{config.split}/train.txt")
         val = samples_from_lists(roots, split.val, f"{config.split}/val.txt") if split.val else None
         split_desc = str(config.split)
+        if val is None:
+            log.warning(
+                "%s/val.txt lists no people: training without validation (no early stopping, "
+                "no threshold calibrated on held-out people)",
+                config.split,
+            )
+        elif len(val.identities) < MIN_VAL_IDENTITIES:
+            n = sum(len(split.identities(k)) for k in ("train", "val", "test"))
+            log.warning(
+                "only %d identity in val (%s): validation needs at least %d people; training "
+                "without validation; with %d people use facemetric data split --val %g",
+                *(len(val.identities), ", ".join(val.identities), MIN_VAL_IDENTITIES, n),
+                _fraction_for(n),
+            )
+            val = None
     else:
         everything = load_samples(roots)
         train, val, split_desc = everything, None, "none"
@@ -81,12 +141,28 @@ def prepare_data(config: TrainConfig) -> RunData:
                 f"auto: {len(held.val)} identities held out for validation (seed {config.seed})"
             )
         elif n_val:
-            log.warning("%s: too few identities (%d) to hold some out; no validation", where, n)
+            log.warning(
+                "%s: only %d people: holding %d out for validation would leave %d to train on "
+                "(at least %d people are needed for both); training without validation",
+                *(where, n, n_val, n - n_val, n_val + 2 * MIN_VAL_IDENTITIES),
+            )
     train = check_trainable(train, where, config.drop_singletons)
     if val is not None and (val.counts() >= 2).sum() < MIN_VAL_IDENTITIES:
-        log.warning("validation set has too few identities with 2+ images; no validation")
+        with_two = [val.identities[i] for i in (val.counts() >= 2).nonzero()[0]]
+        log.warning(
+            "%d of the %d validation people have 2 or more images (%s): validation pairs need "
+            "at least %d such people; training without validation",
+            *(len(with_two), len(val.identities), ", ".join(with_two) or "none"),
+            MIN_VAL_IDENTITIES,
+        )
         val = None
     return RunData(train, val, split_desc)
+
+
+def _fraction_for(n: int) -> float:
+    from facemetric.data.split import fraction_for
+
+    return fraction_for(n, MIN_VAL_IDENTITIES)
 
 
 def crops_template(roots: list[str] | tuple[str, ...], warn: bool = True) -> str | None:
