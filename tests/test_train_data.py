@@ -110,3 +110,16 @@ def test_too_few_people_to_hold_out_says_how_many_are_needed(
     assert data.val is None
     assert "only 5 people: holding 2 out for validation would leave 3 to train on" in caplog.text
     assert "at least 6 people are needed" in caplog.text
+
+
+def test_dropping_singletons_down_to_one_person_says_so(tmp_path: Path) -> None:
+    crops = squares(tmp_path / "crops", 2)
+    for extra in sorted((crops / "p1").iterdir())[1:]:
+        extra.unlink()
+    with pytest.raises(DatasetError) as err:
+        prepare_data(config(crops, drop_singletons=True, val_fraction=0.0))
+    assert str(err.value) == (
+        f"{crops}: only one identity with images (p0) once the 1 with a single image were "
+        "dropped; a triplet needs a negative from another person: training needs at least 2 "
+        "people"
+    )

@@ -143,9 +143,14 @@ def check_trainable(samples: FaceSamples, where: str, drop_singletons: bool = Fa
         )
     if len(samples.identities) < 2:
         names = ", ".join(samples.identities) or "none"
+        dropped = (
+            f" once the {len(single)} with a single image were dropped"
+            if single and drop_singletons
+            else ""
+        )
         raise DatasetError(
-            f"{where}: only one identity with images ({names}); a triplet needs a negative "
-            "from another person"
+            f"{where}: only one identity with images ({names}){dropped}; a triplet needs a "
+            "negative from another person: training needs at least 2 people"
         )
     return samples
 
