@@ -145,12 +145,13 @@ def fingerprint(
     return fp
 
 
-def _split_root(split: Path) -> Path | None:
-    """The data root a split's ``split.json`` records, if any (for the fingerprint)."""
+def _split_root(split: Path) -> Path:
+    """The data root a split's ``split.json`` records, else the split folder (as
+    ``people.split_test_people`` takes it)."""
     from facemetric.data.split import read_split
 
     recorded = read_split(split).meta.get("root")
-    return Path(recorded) if recorded else None
+    return Path(recorded) if recorded else Path(split)
 
 
 def verification_metrics(
