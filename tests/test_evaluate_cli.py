@@ -476,3 +476,25 @@ def test_people_seen_in_training_are_warned_about(
     cmp = ["compare", str(on_all), "--identify", str(root), "--quiet", "--workers", "0"]
     assert main(cmp) == 0
     assert "note: warning: all: 8 of the 8 people" in capsys.readouterr().out
+
+
+def test_crop_settings_follow_links_and_refuse_a_mix(
+    colour_set: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from facemetric.evaluate.embed import crop_settings
+
+    root, _ = colour_set
+    assert crop_settings(root) == (json.loads((root / "prepare.json").read_text()), root)
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "id0").symlink_to(root / "id0", target_is_directory=True)
+    (linked / "id1").mkdir()
+    (linked / "id1" / ".DS_Store").write_bytes(b"")  # not an image: not looked at
+    (linked / "id1" / "a.png").symlink_to(root / "id1" / "img0.png")
+    settings = crop_settings(linked)
+    assert settings is not None and settings[1] == root.resolve()
+    (linked / "id2").mkdir()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(linked / "id2" / "photo.png")
+    with pytest.raises(ConfigError, match="come from folders of different kinds"):
+        crop_settings(linked)
+    assert crop_settings(tmp_path / "nowhere") is None

@@ -117,6 +117,7 @@ def crop_settings(root: str | Path) -> tuple[dict[str, Any], Path] | None:
     ``root`` itself, or the one folder its person folders (or their images) link into, as in a
     folder of links to some people of a crops folder. None when nothing says: photos.
     ``ConfigError`` when the links lead to crops of different templates."""
+    from facemetric.data.image import is_image_path
     from facemetric.data.prepare import read_crop_settings
 
     root = Path(root)
@@ -127,7 +128,8 @@ def crop_settings(root: str | Path) -> tuple[dict[str, Any], Path] | None:
     for person in sorted(root.iterdir()) if root.is_dir() else []:
         if person.name.startswith(".") or not person.is_dir():
             continue
-        first = next((f for f in sorted(person.iterdir()) if f.is_file()), None)
+        images = (f for f in sorted(person.iterdir()) if is_image_path(f.name) and f.is_file())
+        first = next((f for f in images if not f.name.startswith(".")), None)
         if first is not None:
             sources.add(first.resolve().parent.parent)
     found = {src: read_crop_settings(src) for src in sorted(sources)}
