@@ -98,7 +98,7 @@ def test_every_input_kind_gets_the_right_status(photos: Path, tmp_path: Path) ->
     assert rec["outputs"] == ["good/jpeg.png"] and rec["identity"] == "good"
     assert len(rec["box"]) == 4 and len(rec["landmarks"]) == 5 and rec["score"] > 0.8
     crop = np.asarray(Image.open(out / "good/jpeg.png"))
-    assert crop.shape == (112, 112, 3) and crop.dtype == np.uint8
+    assert crop.shape == (150, 150, 3) and crop.dtype == np.uint8  # dlib chips by default
     # The EXIF photo was turned upright before detection: its crop looks like the plain one.
     rotated = np.asarray(Image.open(out / "good/rotated.png")).astype(int)
     assert np.abs(rotated - crop.astype(int)).mean() < 25
@@ -159,8 +159,10 @@ def test_resuming_with_other_settings_is_refused(tmp_path: Path) -> None:
     (root / "p").mkdir(parents=True)
     Image.fromarray(astronaut()).save(root / "p" / "a.jpg")
     prepare_crops(root, tmp_path / "out", PrepareConfig(workers=1, progress=False))
-    with pytest.raises(ConfigError, match="size 112 -> 128"):
+    with pytest.raises(ConfigError, match="size 150 -> 128"):
         prepare_crops(root, tmp_path / "out", PrepareConfig(size=128, workers=1))
+    with pytest.raises(ConfigError, match="template 'dlib' -> 'arcface'"):
+        prepare_crops(root, tmp_path / "out", PrepareConfig(template="arcface", workers=1))
     summary = prepare_crops(root, tmp_path / "out", PrepareConfig(size=128, workers=1, force=True))
     assert summary.processed == 1
     assert Image.open(tmp_path / "out/p/a.png").size == (128, 128)
@@ -205,7 +207,7 @@ def test_real_photos_two_workers_through_cli(
     assert summary["statuses"].get("aligned", 0) >= 7
     for rec in read_manifest(out):
         for name in rec["outputs"]:
-            assert Image.open(out / name).size == (112, 112)
+            assert Image.open(out / name).size == (150, 150)
 
 
 def test_console_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
