@@ -62,6 +62,14 @@ def register(data_sub: Any) -> None:
 
 
 def _align(args: argparse.Namespace) -> int:
+    from facemetric import catalog
+    from facemetric.cli.checks import need_folders, need_model
+
+    need_folders([args.root], "photo folder")
+    catalog.check_name(args.template, catalog.TEMPLATES, "--template")
+    catalog.check_name(args.detector, catalog.DETECTORS, "--detector")
+    if args.model is not None:
+        need_model(args.model)
     from facemetric.data.prepare import PrepareConfig, prepare_crops
     from facemetric.errors import ConfigError
 

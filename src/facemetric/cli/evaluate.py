@@ -142,6 +142,21 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_compare)
 
 
+def _check_inputs(args: argparse.Namespace, models: list[str]) -> None:
+    """What the protocol names exists, the models too and the detector is known: said before
+    anything heavy loads."""
+    from facemetric import catalog
+    from facemetric.cli.checks import need_folders, need_model, need_paths
+
+    need_paths([getattr(args, "pairs", None)], "pairs file")
+    need_folders([getattr(args, "root", None)], "data folder")
+    need_folders([getattr(args, "identify", None), getattr(args, "split", None)])
+    catalog.check_name(args.detector, catalog.DETECTORS, "--detector")
+    for model in models:
+        if not str(model).endswith(".json"):  # compare also takes evaluation.json files
+            need_model(model)
+
+
 def _evaluate_config(args: argparse.Namespace, model: str | None) -> Any:
     from facemetric.evaluate.run import EvaluateConfig
 
@@ -169,6 +184,10 @@ def _evaluate_config(args: argparse.Namespace, model: str | None) -> Any:
 
 
 def _embed(args: argparse.Namespace) -> int:
+    from facemetric.cli.checks import need_folders
+
+    need_folders([args.root], "photo folder")
+    _check_inputs(args, [args.model])
     from facemetric.evaluate.embed import embed_folder, holds_crops
     from facemetric.models.inference import load_embedder
 
@@ -195,6 +214,7 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    _check_inputs(args, [args.model])
     from facemetric.evaluate.report import MARKDOWN_NAME, write_report
     from facemetric.evaluate.run import evaluate
 
@@ -211,6 +231,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    _check_inputs(args, list(args.runs))
     from facemetric.evaluate.compare import CompareConfig, compare, render_terminal
 
     config = CompareConfig(

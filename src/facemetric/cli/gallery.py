@@ -84,7 +84,21 @@ def _aligned(args: argparse.Namespace) -> bool | None:
 
 
 # ---- handlers ---------------------------------------------------------------------------------
+def _check_inputs(args: argparse.Namespace, *paths: str) -> None:
+    """Paths, model and detector checked before the model loads."""
+    from facemetric import catalog
+    from facemetric.cli.checks import need_model, need_paths
+
+    need_paths(paths)
+    need_model(getattr(args, "model", None))
+    catalog.check_name(getattr(args, "detector", None), catalog.DETECTORS, "--detector")
+
+
 def cmd_build(args: argparse.Namespace) -> int:
+    from facemetric.cli.checks import need_folders
+
+    need_folders([args.dir], "photo folder")
+    _check_inputs(args)
     from facemetric.enrol import build_gallery
 
     rec = _recognizer(_options(args), create=True)
@@ -95,6 +109,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
+    _check_inputs(args, *args.images)
     from facemetric.enrol import add_photos
 
     rec = _recognizer(_options(args), create=True)
@@ -194,6 +209,12 @@ def cmd_identify(args: argparse.Namespace) -> int:
         return files
 
     opts = _options(args)
+    if not args.known:  # a missing --db first, as the gallery store would say it
+        from facemetric.gallery.store import GalleryStore
+        from facemetric.paths import default_gallery_path
+
+        GalleryStore(opts.db or default_gallery_path(), create=False).close()
+    _check_inputs(args, *args.images, *([args.known] if args.known else []))
     if args.known:  # a typo'd IMAGE is said before the known folder is enrolled
         files = images()
         rec = _known_recognizer(opts, args.known)

@@ -184,9 +184,19 @@ def register(sub: Any) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from facemetric.train import TrainConfig, train
+    from facemetric import catalog
+    from facemetric.cli.checks import need_folders, need_model
+    from facemetric.train.config import TrainConfig
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # Everything that needs no torch first: a typo is reported in a fraction of a second.
+    need_folders(args.data, "data folder")
+    need_folders([args.split], "split folder")
+    catalog.check_name(args.backbone, catalog.BACKBONES, "--backbone")
+    catalog.check_name(args.loss, catalog.LOSSES, "--loss")
+    catalog.check_name(args.miner, catalog.MINERS, "--miner")
+    catalog.check_name(args.teacher, catalog.TEACHERS, "--teacher")
+    if args.init:
+        need_model(args.init)
     config = TrainConfig(
         data=tuple(args.data),
         drop_singletons=args.drop_singletons,
@@ -198,6 +208,10 @@ def _train(args: argparse.Namespace) -> int:
         tensorboard=not args.no_tensorboard,
         **{name: getattr(args, name) for name in _FIELDS},
     )
+    config.resolved()  # field checks, still without torch
+    from facemetric.train import train
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     run = train(config)
     print(run)
     return 0

@@ -6,6 +6,8 @@ The lifespan opens the gallery and loads the recognizer; importing this module l
 from __future__ import annotations
 
 import ctypes
+import errno
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -146,6 +148,7 @@ def serve(settings: WebSettings) -> None:
         )
     from facemetric.web.protocol import protocol_class
 
+    sock = listening_socket(settings.host, settings.port)  # a busy port: one line, exit 2
     return_freed_memory()
     app = create_app(settings)
     print(
@@ -162,7 +165,7 @@ def serve(settings: WebSettings) -> None:
             file=sys.stderr,
             flush=True,
         )
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -175,3 +178,31 @@ def serve(settings: WebSettings) -> None:
         # Moderately oversized frames get an error answer; far larger ones close the socket (1009).
         ws_max_size=4 * settings.max_frame_bytes,
     )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port``, made before anything loads, so a port in use (or a
+    host that is not this machine's) is one clear ``ConfigError`` rather than uvicorn's log and
+    exit code 3. uvicorn serves on it."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host}: cannot resolve it ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"--port {port}: {host}:{port} is already in use (another facemetric serve?); "
+                "stop it or choose another --port"
+            ) from None
+        raise ConfigError(
+            f"--host {host} --port {port}: cannot listen there ({exc.strerror})"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
