@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -44,9 +45,14 @@ def file_sha256(path: Path) -> str:
 
 def folder_template(folder: Path) -> str | None:
     """The template of the crops under ``folder`` (its or its parent's ``prepare.json``)."""
+    return _folder_template(str(folder.resolve()))
+
+
+@functools.lru_cache(maxsize=256)  # asked once per photo while building a gallery
+def _folder_template(folder: str) -> str | None:
     from facemetric.data.prepare import read_crop_settings
 
-    for candidate in (folder, folder.parent):
+    for candidate in (Path(folder), Path(folder).parent):
         settings = read_crop_settings(candidate)
         if settings is not None:
             return str(settings["template"])
@@ -62,11 +68,15 @@ def face_from_photo(
     """The largest face of the photo at ``path``.
 
     ``aligned=True`` takes the image as an already aligned crop (of the template its folder's
-    ``prepare.json`` names); ``None`` (auto) does so only when no face is detected in a small
-    square image (a crop too tight for the detector)."""
+    ``prepare.json`` names); ``None`` (auto) does so for crops made by ``facemetric data align``
+    (their folder's ``prepare.json`` says which template: the gallery cuts any model's crop from
+    them), and when no face is detected in a small square image (a crop too tight for the
+    detector)."""
     image = load_image(path)
     digest = content_sha256 or file_sha256(path)
     size = recognizer.input_size
+    if aligned is None and folder_template(path.parent) is not None:
+        aligned = True
     if not aligned:
         try:
             return recognizer.face_record(image, str(path), digest)
