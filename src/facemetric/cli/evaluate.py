@@ -10,7 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-MODEL_HELP = "a checkpoint file, a run folder (its best.pt) or 'best' (the promoted model)"
+MODEL_HELP = (
+    "a checkpoint file, a run folder (its best.pt), a pretrained model's name (dlib) or 'best' "
+    "(the promoted model, else dlib)"
+)
 INPUTS = (
     "A folder made by 'facemetric data align' (it has a prepare.json, or its person folders "
     "link into one that has) holds aligned crops: they are used as they are, once their "

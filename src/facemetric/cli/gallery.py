@@ -412,7 +412,9 @@ def register(sub: Any) -> None:
         help="export a model for fast inference (ONNX)",
         description="Export MODEL to ONNX, checked against PyTorch on random input.",
     )
-    p.add_argument("model_path", metavar="MODEL", help="checkpoint, run folder or 'best'")
+    p.add_argument(
+        "model_path", metavar="MODEL", help="checkpoint, run folder, pretrained name or 'best'"
+    )
     p.add_argument("--onnx", action="store_true", help="export to ONNX (checked against PyTorch)")
     p.add_argument("--out", help="output file (default: the checkpoint with .onnx)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset version (default 17)")

@@ -57,7 +57,11 @@ def register(sub: Any) -> None:
         "the REST API (/docs) and the WebSocket stream (/ws/stream). Every flag can also be set "
         "with a FACEMETRIC_* environment variable (see docs/web.md).",
     )
-    p.add_argument("--model", help="checkpoint, run folder or 'best' (default: promoted model)")
+    p.add_argument(
+        "--model",
+        help="checkpoint, run folder, pretrained name (dlib) or 'best' (default: the promoted "
+        "model, else dlib)",
+    )
     p.add_argument("--db", help="SQLite gallery file (default: $FACEMETRIC_HOME/gallery.db)")
     p.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="TCP port (default 8000)")

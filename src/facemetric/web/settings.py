@@ -20,8 +20,9 @@ class WebSettings(BaseSettings):
 
     model: str | None = Field(
         default=None,
-        description="Checkpoint, run folder or 'best' (default: the promoted model "
-        "$FACEMETRIC_HOME/best.pt). The server starts without one and says so.",
+        description="Checkpoint, run folder, pretrained name (dlib) or 'best' (default: the "
+        "promoted model $FACEMETRIC_HOME/best.pt, else the pretrained dlib model). The server "
+        "starts without one and says so.",
     )
     db: str | None = Field(
         default=None, description="SQLite gallery file (default: $FACEMETRIC_HOME/gallery.db)."
