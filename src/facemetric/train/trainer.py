@@ -338,6 +338,8 @@ class Trainer:
         runlog = RunLog(self.out, cfg.tensorboard) if main else None
         if main:
             self._log_start(runlog)
+        if cfg.init and not cfg.resume:
+            self._validate_start(runlog)
         stopped = "epochs"
         try:
             stopped = self._loop(runlog)
@@ -351,6 +353,27 @@ class Trainer:
                 self._calibrate()
             log.info("run finished (%s): %s", stopped, self.out)
         return self.out
+
+    def _validate_start(self, runlog: RunLog | None) -> None:
+        """A fine-tune is scored on the validation people before its first step and the
+        starting model is saved as best.pt: a fine-tune that never beats it on people it does
+        not train on never replaces it."""
+        metrics = self._validate()
+        if metrics is None:
+            return
+        self.best = metrics.accuracy + 1e-3 * metrics.auc
+        if self.info.is_main:
+            meta = self._meta(0, metrics)
+            save_checkpoint(self.out / "best.pt", self.model, metrics.threshold, meta)
+            log.info(
+                "epoch 0 (the starting model): val accuracy %.4f, AUC %.4f, rank-1 %.4f",
+                metrics.accuracy,
+                metrics.auc,
+                metrics.rank1,
+            )
+            if runlog is not None:
+                record = {f"val_{k}": v for k, v in metrics.to_dict().items()}
+                runlog.write("epoch", self.step, epoch=0, elapsed_s=0.0, **record)
 
     def _calibrate(self) -> None:
         """Store in best.pt and last.pt the match threshold for FAR 1e-3 on every pair of the
