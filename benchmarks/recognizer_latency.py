@@ -72,8 +72,8 @@ def frame_jpeg(photo: Path | None) -> bytes:
 class RandomEmbedder:
     """Fills the gallery with random unit vectors under the real model's key."""
 
-    def __init__(self, key: str, dim: int) -> None:
-        self.model_key, self.dim = key, dim
+    def __init__(self, key: str, dim: int, spec: object) -> None:
+        self.model_key, self.dim, self.spec = key, dim, spec
         self.rng = np.random.default_rng(0)
 
     def embed(self, faces: np.ndarray, flip: bool = False) -> np.ndarray:
@@ -103,7 +103,7 @@ def build_recognizer(n: int, engine: str, model: str, tmp: Path) -> object:
         ckpt = resolve_model_path(model)  # a pretrained model comes with its ONNX export
     embedder = load_embedder(ckpt, engine=engine)  # type: ignore[arg-type]
     store = GalleryStore(tmp / "g.db")
-    fake = RandomEmbedder(model_key(embedder), embedder.spec.embedding_dim)
+    fake = RandomEmbedder(model_key(embedder), embedder.spec.embedding_dim, embedder.spec)
     rng = np.random.default_rng(1)
     for i in range(n // 500):
         crops = rng.integers(0, 255, (500, 16, 16, 3), dtype=np.uint8)  # distinct: no duplicates

@@ -62,11 +62,10 @@ AdminDep = Annotated[None, Depends(require_admin)]
 Uploads = Annotated[list[UploadFile], File(description="Photos (JPEG, PNG, ...)")]
 
 
-async def decoded_photos(
+async def uploaded_files(
     state: WebState, uploads: list[UploadFile]
-) -> AsyncIterator[tuple[str, DecodedImage]]:
-    """Read, check and decode uploaded photos one at a time (each is released before the next
-    is decoded); errors name the offending file."""
+) -> AsyncIterator[tuple[str, bytes]]:
+    """Each uploaded photo's name and bytes, one at a time, after checking how many came."""
     if not uploads:
         raise HTTPException(422, "files: at least one photo is required")
     if len(uploads) > state.settings.max_photos:
@@ -77,6 +76,15 @@ async def decoded_photos(
         name = upload.filename or f"file #{i + 1}"
         data = await upload.read()
         await upload.close()
+        yield name, data
+
+
+async def decoded_photos(
+    state: WebState, uploads: list[UploadFile]
+) -> AsyncIterator[tuple[str, DecodedImage]]:
+    """Read, check and decode uploaded photos one at a time (each is released before the next
+    is decoded); errors name the offending file."""
+    async for name, data in uploaded_files(state, uploads):
         yield name, await state.decode(data, name, state.settings.max_upload_bytes)
 
 
@@ -346,16 +354,7 @@ async def enroll_person(
     records: list[FaceRecord] = []
     skipped: dict[str, str] = {}
     failures: list[Exception] = []
-    if not files:
-        raise HTTPException(422, "files: at least one photo is required")
-    if len(files) > state.settings.max_photos:
-        raise HTTPException(
-            413, f"files: {len(files)} photos, over the limit of {state.settings.max_photos}"
-        )
-    for i, upload in enumerate(files):
-        label = upload.filename or f"file #{i + 1}"
-        data = await upload.read()
-        await upload.close()
+    async for label, data in uploaded_files(state, files):
         digest = hashlib.sha256(data).hexdigest()
         try:
             image = await state.decode(data, label, state.settings.max_upload_bytes)
