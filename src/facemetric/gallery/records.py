@@ -11,6 +11,7 @@ the crop cut straight from the photo (``FaceRecord.crop``), which is never store
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -105,6 +106,21 @@ class FaceRecord:
         if self.content_sha256:
             return self.content_sha256
         return chip_digest(self.chip)
+
+
+def encode_png(crop: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(crop, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"))
 
 
 def chip_digest(chip: np.ndarray) -> str:

@@ -12,8 +12,6 @@ same photo twice (``content_sha256``), so building again adds only what is new.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import json
 import sqlite3
 import threading
@@ -27,58 +25,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facemetric.errors import GalleryError
-from facemetric.gallery.records import FaceRecord, cut_for_model, record_crop
+from facemetric.gallery.keys import model_key, weights_key
+from facemetric.gallery.records import (
+    FaceRecord,
+    cut_for_model,
+    decode_png,
+    encode_png,
+    record_crop,
+)
+from facemetric.gallery.schema import MIGRATE_FROM_1, SCHEMA, SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from facemetric.data.align import AlignedFace
     from facemetric.models.inference import Embedder
 
-__all__ = ["FaceRecord", "GalleryEmbeddings", "GalleryStore", "model_key"]
+__all__ = ["FaceRecord", "GalleryEmbeddings", "GalleryStore", "model_key", "weights_key"]
 
-SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 10_000
 EMBED_BATCH = 64
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS people (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    created TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS faces (
-    id INTEGER PRIMARY KEY,
-    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
-    source TEXT,
-    crop_png BLOB NOT NULL,
-    box TEXT,
-    landmarks TEXT,
-    created TEXT NOT NULL,
-    chip_template TEXT,
-    chip_landmarks TEXT,
-    content_sha256 TEXT
-);
-CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);
-CREATE INDEX IF NOT EXISTS faces_content ON faces(person_id, content_sha256);
-CREATE TABLE IF NOT EXISTS embeddings (
-    face_id INTEGER NOT NULL REFERENCES faces(id) ON DELETE CASCADE,
-    model_key TEXT NOT NULL,
-    dim INTEGER NOT NULL,
-    vector BLOB NOT NULL,
-    PRIMARY KEY (face_id, model_key)
-);
-CREATE INDEX IF NOT EXISTS embeddings_model ON embeddings(model_key);
-"""
-# Version 1 galleries kept ArcFace crops (112 px) and no content hash.
-MIGRATE_FROM_1 = (
-    "ALTER TABLE faces ADD COLUMN chip_template TEXT",
-    "ALTER TABLE faces ADD COLUMN chip_landmarks TEXT",
-    "ALTER TABLE faces ADD COLUMN content_sha256 TEXT",
-    "UPDATE faces SET chip_template = 'arcface'",
-    "CREATE INDEX IF NOT EXISTS faces_content ON faces(person_id, content_sha256)",
-    "UPDATE schema_version SET version = 2",
-)
 
 
 @dataclass(frozen=True)
@@ -110,54 +74,6 @@ class GalleryEmbeddings:
     face_ids: np.ndarray  # (N,) int64
     person_ids: np.ndarray  # (N,) int64
     names: list[str]
-
-
-def model_key(embedder: Embedder) -> str:
-    """A hash of the embedder's weights and spec (cached on the embedder).
-
-    Calibrating a threshold rewrites the checkpoint file but not the weights, so the key hashes
-    the tensors, not the file: the gallery is not re-embedded for a new threshold.
-    """
-    cached = getattr(embedder, "model_key", None) or getattr(embedder, "_gallery_model_key", None)
-    if isinstance(cached, str):
-        return cached
-    model = getattr(embedder, "model", None)
-    if model is not None and hasattr(model, "state_dict"):
-        state = model.state_dict()
-    else:
-        from facemetric.models.checkpoint import load_checkpoint
-
-        state = load_checkpoint(embedder.checkpoint_path).state_dict
-    key = weights_key(embedder.spec.to_dict(), state)
-    with contextlib.suppress(AttributeError):  # an embedder with __slots__ just recomputes
-        embedder._gallery_model_key = key  # type: ignore[attr-defined]
-    return key
-
-
-def weights_key(spec: dict[str, Any], state_dict: dict[str, Any]) -> str:
-    """blake2b over the spec (JSON) and every tensor in name order; 32 hex digits."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(json.dumps(spec, sort_keys=True).encode())
-    for name in sorted(state_dict):
-        tensor = state_dict[name]
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def encode_png(crop: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(crop, dtype=np.uint8)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def decode_png(data: bytes) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as img:
-        return np.asarray(img.convert("RGB"))
 
 
 def _now() -> str:
@@ -537,45 +453,13 @@ class GalleryStore:
             names=[str(r[2]) for r in rows],
         )
 
-    # ---- export ------------------------------------------------------------------------------
+    # ---- export ----------------------------------------------------------------------------------
     def export(self, path: str | Path, embedder: Embedder | str | None = None) -> Path:
-        """Write embeddings (``.npz``) and metadata (``.json`` beside it) for other tools.
+        """Write embeddings (``.npz``) and metadata (``.json`` beside it) for other tools
+        (``facemetric.gallery.export``)."""
+        from facemetric.gallery.export import export_gallery
 
-        Without ``embedder`` the store must hold embeddings of exactly one model.
-        """
-        path = Path(path)
-        if path.suffix != ".npz":
-            path = path.with_name(path.name + ".npz")
-        if embedder is None:
-            keys = self.model_keys()
-            if len(keys) != 1:
-                raise GalleryError(
-                    f"{self.path}: embeddings of {len(keys)} models stored; name one with --model"
-                )
-            embedder = next(iter(keys))
-        emb = self.embeddings(embedder)
-        if len(emb.face_ids) == 0:
-            raise GalleryError(f"{self.path}: the gallery is empty, nothing to export")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(
-            path,
-            embeddings=emb.vectors,
-            face_ids=emb.face_ids,
-            person_ids=emb.person_ids,
-            names=np.array(emb.names),
-        )
-        faces = {f.id: f for p in self.list_people() for f in self.faces_of(p.name)}
-        meta = {
-            "gallery": str(self.path),
-            "model_key": emb.model_key,
-            "dim": int(emb.vectors.shape[1]),
-            "count": len(emb.face_ids),
-            "people": [p.__dict__ for p in self.list_people()],
-            "faces": [faces[int(i)].__dict__ for i in emb.face_ids],
-            "exported": _now(),
-        }
-        path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
-        return path
+        return export_gallery(self, path, embedder)
 
 
 def _check_name(name: str) -> str:
