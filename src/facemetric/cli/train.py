@@ -151,7 +151,18 @@ def register(sub: Any) -> None:
         help="similarity: copy the batch's similarity matrix; embedding: match each face's "
         "embedding (needs the teacher's dimension, 128)",
     )
-    p.add_argument("--no-augment", action="store_true", help="train on the crops as they are")
+    augment = p.add_mutually_exclusive_group()
+    augment.add_argument(
+        "--augment",
+        dest="augment",
+        action="store_true",
+        default=None,
+        help="flip, zoom, shift and colour-jitter the crops (default: from scratch; not when "
+        "fine-tuning dlib, whose recipe trains on the crops as they are)",
+    )
+    augment.add_argument(
+        "--no-augment", dest="augment", action="store_false", help="train on the crops as they are"
+    )
     p.add_argument("--epochs", type=int, default=defaults["epochs"])
     p.add_argument("--steps-per-epoch", type=int, help="default: images / (P x K)")
     p.add_argument("--max-minutes", type=float, help="time budget; the lr schedule fits into it")
@@ -201,7 +212,7 @@ def _train(args: argparse.Namespace) -> int:
         data=tuple(args.data),
         drop_singletons=args.drop_singletons,
         check_crops=not args.no_check_crops,
-        augment=not args.no_augment,
+        augment=args.augment,
         cache=False if args.no_cache else None,
         resume=args.resume,
         progress=not args.no_progress,

@@ -58,7 +58,7 @@ class TrainConfig:
     teacher: str | None = None
     teacher_weight: float = 1.0
     teacher_loss: str = "similarity"
-    augment: bool = True
+    augment: bool | None = None  # None: on from scratch, the model's recipe when fine-tuning
     # optimisation
     epochs: int = 30
     steps_per_epoch: int | None = None

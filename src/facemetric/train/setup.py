@@ -198,6 +198,11 @@ def resolve_model_choice(config: TrainConfig) -> TrainConfig:
     if config.fine_tune:
         init = config.init or DEFAULT_MODEL
         spec = load_checkpoint(resolve_model_path(init)).spec
+        if config.backbone is not None and config.backbone != spec.backbone:
+            raise ConfigError(
+                f"--backbone {config.backbone} with --init {init}: a fine-tune keeps the backbone "
+                f"of the model it starts from ({spec.backbone}); give one of the two"
+            )
         if template is not None and template != spec.alignment:
             raise DatasetError(
                 f"{', '.join(config.data)}: crops cut for the {template} template, but "
@@ -214,6 +219,7 @@ def resolve_model_choice(config: TrainConfig) -> TrainConfig:
             size=spec.input_size,
             lr=config.lr if config.lr is not None else tuned.get("lr", DEFAULT_INIT_LR),
             freeze_stages=freeze if freeze is not None else tuned.get("freeze_stages", 0),
+            augment=config.augment if config.augment is not None else tuned.get("augment", True),
             margin=config.margin if config.margin is not None else DEFAULT_MARGIN[spec.distance],
         )
     assert config.backbone is not None  # fine_tune is False only with a backbone
@@ -223,6 +229,7 @@ def resolve_model_choice(config: TrainConfig) -> TrainConfig:
         size=spec.input_size,
         lr=config.lr if config.lr is not None else DEFAULT_LR,
         freeze_stages=config.freeze_stages or 0,
+        augment=config.augment if config.augment is not None else True,
         margin=config.margin if config.margin is not None else DEFAULT_MARGIN[spec.distance],
     )
 
