@@ -131,6 +131,16 @@ def test_align_then_fine_tune_dlib(photos: Path, tmp_path: Path) -> None:
     assert ckpt.meta["config"]["lr"] == pytest.approx(1e-5)
     assert ckpt.meta["config"]["freeze_stages"] == 4
     assert ckpt.meta["config"]["margin"] == pytest.approx(0.04)
+    # The starting network is the teacher: each face's embedding is held near where it was.
+    assert ckpt.meta["config"]["teacher"] == "init"
+    assert ckpt.meta["config"]["teacher_loss"] == "embedding"
+    assert ckpt.meta["config"]["teacher_weight"] == pytest.approx(3.0)
+    # --teacher none turns the recipe's teacher off.
+    assert (
+        main(["train", str(crops), "--out", str(tmp_path / "bare"), "--teacher", "none", *args])
+        == 0
+    )
+    assert load_checkpoint(tmp_path / "bare" / "last.pt").meta["config"]["teacher"] is None
     arc = tmp_path / "arc"
     assert main(["data", "align", str(photos), str(arc), "--template", "arcface"]) == 0
     assert main(["train", str(arc), "--out", str(tmp_path / "bad"), *args]) == 2

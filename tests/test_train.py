@@ -339,3 +339,10 @@ def test_fine_tune_keeps_the_starting_model_as_best_until_beaten(
     ]
     assert [e["epoch"] for e in epochs] == [0, 1, 2] and "val_auc" in epochs[0]
     assert load_checkpoint(tuned / "best.pt").meta["epoch"] == 0
+
+
+def test_teacher_init_needs_a_fine_tune(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="teacher=init"):
+        TrainConfig(data=(str(tmp_path),), backbone="tiny", teacher="init").resolved()
+    with pytest.raises(ConfigError, match="teacher_weight"):
+        TrainConfig(data=(str(tmp_path),), teacher_weight=-1.0).resolved()

@@ -25,7 +25,7 @@ BACKBONES = (
 PRETRAINED = ("dlib",)
 LOSSES = ("arcface", "arcface+triplet", "cosface", "pair_threshold", "triplet")
 MINERS = ("explicit", "hard", "random", "semihard")
-TEACHERS = ("dlib",)
+TEACHERS = ("dlib", "init")
 DETECTORS = ("mtcnn", "retinaface", "yunet")
 TEMPLATES = ("arcface", "dlib", "gallery")
 

@@ -142,14 +142,19 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--teacher",
-        help="learn from a pretrained teacher run on every augmented batch (dlib)",
+        help="a frozen teacher run on every batch: dlib, init (the model a fine-tune starts "
+        "from) or none (default: the fine-tuning recipe, init for dlib; none from scratch)",
     )
-    p.add_argument("--teacher-weight", type=float, default=defaults["teacher_weight"])
+    p.add_argument(
+        "--teacher-weight",
+        type=float,
+        help="weight of the teacher's loss (default: the recipe's, 3 for dlib; else 1)",
+    )
     p.add_argument(
         "--teacher-loss",
-        default=defaults["teacher_loss"],
         help="similarity: copy the batch's similarity matrix; embedding: match each face's "
-        "embedding (needs the teacher's dimension, 128)",
+        "embedding (needs the teacher's dimension; default: the recipe's, embedding for dlib; "
+        "else similarity)",
     )
     augment = p.add_mutually_exclusive_group()
     augment.add_argument(
@@ -205,7 +210,7 @@ def _train(args: argparse.Namespace) -> int:
     catalog.check_name(args.backbone, catalog.BACKBONES, "--backbone")
     catalog.check_name(args.loss, catalog.LOSSES, "--loss")
     catalog.check_name(args.miner, catalog.MINERS, "--miner")
-    catalog.check_name(args.teacher, catalog.TEACHERS, "--teacher")
+    catalog.check_name(args.teacher, (*catalog.TEACHERS, "none"), "--teacher")
     if args.init:
         need_model(args.init)
     config = TrainConfig(

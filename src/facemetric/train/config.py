@@ -55,9 +55,11 @@ class TrainConfig:
     miner: str = "semihard"
     margin: float | None = None
     triplet_weight: float = 1.0
+    # A frozen teacher run on every batch: a name (dlib), "init" (the model a fine-tune starts
+    # from: keeps it close to what it knew), "none"; None: the model's recipe (fine-tuning) or none.
     teacher: str | None = None
-    teacher_weight: float = 1.0
-    teacher_loss: str = "similarity"
+    teacher_weight: float | None = None  # None: the recipe's, else 1
+    teacher_loss: str | None = None  # similarity | embedding; None: the recipe's, else similarity
     augment: bool | None = None  # None: on from scratch, the model's recipe when fine-tuning
     # optimisation
     epochs: int = 30
@@ -119,12 +121,18 @@ class TrainConfig:
             raise ConfigError(f"margin={self.margin}: must be >= 0")
         if self.freeze_stages is not None and self.freeze_stages < 0:
             raise ConfigError(f"freeze_stages={self.freeze_stages}: must be >= 0")
+        if self.teacher == "init" and not self.fine_tune:
+            raise ConfigError(
+                "teacher=init: the model a fine-tune starts from; a run from scratch has none"
+            )
+        if self.teacher_weight is not None and self.teacher_weight < 0:
+            raise ConfigError(f"teacher_weight={self.teacher_weight}: must be >= 0")
         if self.freeze_stages and not self.fine_tune and not self.pretrained:
             raise ConfigError(
                 "freeze_stages: freezing layers of a randomly initialised model makes no sense; "
                 "use it with --init MODEL or --pretrained"
             )
-        if self.teacher_loss not in TEACHER_LOSSES:
+        if self.teacher_loss is not None and self.teacher_loss not in TEACHER_LOSSES:
             raise ConfigError(
                 f"teacher_loss={self.teacher_loss!r}: choose one of {', '.join(TEACHER_LOSSES)}"
             )

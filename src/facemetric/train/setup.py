@@ -190,8 +190,9 @@ def crops_template(roots: list[str] | tuple[str, ...], warn: bool = True) -> str
 
 def resolve_model_choice(config: TrainConfig) -> TrainConfig:
     """Fill in what depends on the model: which one (``init="dlib"`` when neither ``backbone``
-    nor ``init`` is given), its backbone and input size, and the learning rate, margin and
-    frozen stages that suit it. Idempotent; errors name the field."""
+    nor ``init`` is given), its backbone and input size, and the learning rate, margin, frozen
+    stages, augmentation and teacher that suit it (the backbone's fine-tuning recipe). Idempotent;
+    errors name the field."""
     from facemetric.models.pretrained import DEFAULT_MODEL
 
     template = crops_template(config.data)
@@ -211,8 +212,11 @@ def resolve_model_choice(config: TrainConfig) -> TrainConfig:
             )
         tuned = backbone_info(spec.backbone).finetune
         freeze = config.freeze_stages
-        return replace(
+        teacher = config.teacher if config.teacher is not None else tuned.get("teacher")
+        return _teacher_defaults(
             config,
+            teacher if teacher != "none" else None,
+            tuned,
             init=init,
             backbone=spec.backbone,
             dim=spec.embedding_dim,
@@ -224,13 +228,33 @@ def resolve_model_choice(config: TrainConfig) -> TrainConfig:
         )
     assert config.backbone is not None  # fine_tune is False only with a backbone
     spec = student_spec(config, template)
-    return replace(
+    return _teacher_defaults(
         config,
+        config.teacher if config.teacher != "none" else None,
+        {},
         size=spec.input_size,
         lr=config.lr if config.lr is not None else DEFAULT_LR,
         freeze_stages=config.freeze_stages or 0,
         augment=config.augment if config.augment is not None else True,
         margin=config.margin if config.margin is not None else DEFAULT_MARGIN[spec.distance],
+    )
+
+
+def _teacher_defaults(
+    config: TrainConfig, teacher: str | None, recipe: dict[str, Any], **fields: Any
+) -> TrainConfig:
+    """``config`` with ``fields`` and the teacher settings filled in: the flags given, else the
+    model's fine-tuning recipe, else similarity x 1."""
+    return replace(
+        config,
+        teacher=teacher,
+        teacher_loss=config.teacher_loss or recipe.get("teacher_loss", "similarity"),
+        teacher_weight=(
+            config.teacher_weight
+            if config.teacher_weight is not None
+            else recipe.get("teacher_weight", 1.0)
+        ),
+        **fields,
     )
 
 

@@ -208,3 +208,14 @@ def dlib_teacher(**options: Any) -> Teacher:
     teacher = ModelTeacher("dlib", **options)
     teacher.centre = True  # its descriptors lie in a narrow cone (see distillation_loss)
     return teacher
+
+
+@register_teacher("init")
+def init_teacher(model: str | None = None, **options: Any) -> Teacher:
+    """The model a fine-tune starts from, frozen: with the embedding loss each face's embedding
+    stays near where it was, so the fine-tune adapts without forgetting (the dlib recipe)."""
+    if not model:
+        raise ConfigError("--teacher init: only a fine-tune (--init MODEL) has a starting model")
+    teacher = ModelTeacher(model, **options)
+    teacher.name = f"init ({model})"
+    return teacher

@@ -122,11 +122,12 @@ class Trainer:
         self.criterion = create_loss(config.loss, settings).to(device)
         # The template the training crops were cut with (what the teacher must re-cut from).
         self.crops_template = crops_template(config.data, warn=False) or self.spec.alignment
-        self.teacher = (
-            build_teacher(config.teacher, device=device, loss=config.teacher_loss)
-            if config.teacher
-            else None
-        )
+        self.teacher = None
+        if config.teacher:
+            options: dict[str, Any] = {"device": device, "loss": config.teacher_loss}
+            if config.teacher == "init":
+                options["model"] = config.init
+            self.teacher = build_teacher(config.teacher, **options)
         if self.teacher is not None:
             self.teacher.check_student(self.spec)
         raw = self.spec.distance == "euclidean" and config.loss in ("triplet", "pair_threshold")
