@@ -118,7 +118,7 @@ def main() -> None:
     parser.add_argument("--crops", type=Path, required=True, help="CFP crops (dlib template)")
     parser.add_argument("--work", type=Path, required=True, help="runs and results go here")
     parser.add_argument("--splits", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--steps", type=int, default=300, help="training steps in all")
+    parser.add_argument("--steps", type=int, default=600, help="training steps in all")
     parser.add_argument(
         "--set", action="append", default=[], metavar="FIELD=VALUE", help="TrainConfig field"
     )

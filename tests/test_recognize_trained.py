@@ -29,7 +29,7 @@ from facemetric.train import TrainConfig, train
 TRAINED, KNOWN, CALIBRATION, STRANGERS = 16, 8, 7, 7
 TRAIN, CALIBRATE, PROBE = 10, 3, 3  # photos per person, in this order
 ENROL = 3  # of the TRAIN photos
-FORGET_MARGIN = 0.03  # AUC a fine-tune may lose on people neither run saw (0.021 measured)
+DLIB_FORGET_MARGIN = 0.005  # AUC the dlib fine-tune may lose on people it never trained on
 
 
 @pytest.fixture(scope="module")
@@ -141,31 +141,72 @@ def _pair_auc(embedder: Embedder, crops: list[tuple[str, np.ndarray]]) -> float:
     return auc(np.einsum("nd,nd->n", emb[i], emb[j]), names[i] == names[j])
 
 
-@pytest.mark.slow
-def test_fine_tune_learns_new_people_without_forgetting(
-    photos: dict, model: Path, tmp_path: Path
-) -> None:
-    """`--init` on a user's few people: the base model's accuracy on people neither run saw is
-    kept (within FORGET_MARGIN of AUC), while the new people become easier to tell apart."""
-    names = list(photos)
-    unseen = names[TRAINED : TRAINED + CALIBRATION]  # seen by neither run
-    family = names[TRAINED + CALIBRATION :]  # never seen by the base model
-    held_out = [(n, c) for n in unseen for _, c in photos[n][TRAIN:]]
-    family_probes = [(n, c) for n in family for _, c in photos[n][TRAIN:]]
+def _triplet_loss(embedder: Embedder, crops: list[tuple[str, np.ndarray]], margin: float) -> float:
+    """The mean triplet loss over EVERY (anchor, positive, negative) of the crops, on the raw
+    embeddings the fine-tune trains (Euclidean distance, as facemetric's dlib recipe)."""
+    import torch
 
-    base = load_embedder(model, engine="torch")
-    before = _pair_auc(base, held_out), _pair_auc(base, family_probes)
-    tuned_run = _train_on(
-        photos,
-        family,
-        tmp_path / "family",
-        tmp_path / "tuned",
-        steps=100,
-        init=str(model),
-        freeze_stages=2,
+    from facemetric.models.inference import preprocess
+
+    net = embedder.model  # type: ignore[attr-defined]
+    with torch.no_grad():
+        raw = net.features(
+            torch.from_numpy(preprocess(np.stack([c for _, c in crops]), embedder.spec))
+        )
+    d = torch.cdist(raw, raw)
+    names = np.array([n for n, _ in crops])
+    same = torch.from_numpy(names[:, None] == names[None, :])
+    a, p, n = torch.nonzero(
+        same[:, :, None] & ~same[:, None, :] & ~torch.eye(len(names), dtype=torch.bool)[:, :, None],
+        as_tuple=True,
     )
-    tuned = load_embedder(tuned_run, engine="torch")
-    after = _pair_auc(tuned, held_out), _pair_auc(tuned, family_probes)
-    assert before[0] >= 0.6, f"the base model learnt too little to test forgetting: {before[0]:.3f}"
-    assert after[0] >= before[0] - FORGET_MARGIN, f"forgot: AUC {before[0]:.3f} -> {after[0]:.3f}"
-    assert after[1] >= before[1], f"the family got no easier: AUC {before[1]:.3f} -> {after[1]:.3f}"
+    return float(torch.relu(d[a, p] - d[a, n] + margin).mean())
+
+
+@pytest.mark.slow
+def test_fine_tuning_dlib_learns_the_family_without_forgetting(
+    photos: dict, tmp_path: Path
+) -> None:
+    """`facemetric train CROPS` on a user's few people fine-tunes the pretrained network with its
+    recipe (triplet loss in its own space, the starting network as teacher): the triplet loss on
+    their photos falls, and verification of people it never trained on stays within
+    DLIB_FORGET_MARGIN of AUC (measured: loss 0.0006 -> 0.0000, AUC 0.9947 -> 0.9950)."""
+    names = list(photos)
+    unseen = names[:TRAINED]  # people the fine-tune never sees
+    family = names[TRAINED + CALIBRATION :]
+    detector = create_detector("retinaface", threads=1)
+
+    def chips(name: str, which: slice) -> list[tuple[str, np.ndarray]]:
+        return [
+            (name, detect_and_align(image, detector, 150, template="dlib")[0].crop)
+            for image, _ in photos[name][which]
+        ]
+
+    crops = tmp_path / "family"
+    for name in family:
+        (crops / name).mkdir(parents=True)
+        for i, (_, chip) in enumerate(chips(name, slice(0, TRAIN))):
+            Image.fromarray(chip).save(crops / name / f"{i}.png")
+    (crops / "prepare.json").write_text('{"template": "dlib", "size": 150}')
+    trained_on = [c for n in family for c in chips(n, slice(0, TRAIN))]
+    held_out = [c for n in unseen for c in chips(n, slice(TRAIN, None))]
+
+    base = load_embedder("dlib", engine="torch")
+    config = TrainConfig(
+        data=(str(crops),),
+        out=str(tmp_path / "tuned"),
+        batch_p=len(family),
+        batch_k=4,
+        epochs=1,
+        steps_per_epoch=60,
+        val_fraction=0.0,
+        progress=False,
+        tensorboard=False,
+        precision="fp32",
+    )
+    tuned = load_embedder(train(config) / "last.pt", engine="torch")
+    margin = 0.04  # the recipe's
+    loss = _triplet_loss(base, trained_on, margin), _triplet_loss(tuned, trained_on, margin)
+    kept = _pair_auc(base, held_out), _pair_auc(tuned, held_out)
+    assert loss[1] < loss[0], f"the family's triplet loss did not fall: {loss}"
+    assert kept[1] >= kept[0] - DLIB_FORGET_MARGIN, f"forgot: AUC {kept[0]:.4f} -> {kept[1]:.4f}"
