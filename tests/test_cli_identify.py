@@ -224,7 +224,7 @@ def test_identify_options_and_mistakes(
     assert code == 2 and "typo.jpg: no such file or folder" in err and "added" not in err
     # a folder of known people that is not one
     code, _, err = run(capsys, "identify", str(unknown), "--known", str(tmp_path / "nope"), *model)
-    assert code == 2 and "nope: not a folder" in err
+    assert code == 2 and "nope: folder of known people not found" in err
     faceless = tmp_path / "faceless"
     save(np.full((120, 160, 3), 50, np.uint8), faceless / "someone" / "wall.png")
     code, _, err = run(capsys, "identify", str(unknown), "--known", str(faceless), *model)

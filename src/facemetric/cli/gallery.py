@@ -214,7 +214,10 @@ def cmd_identify(args: argparse.Namespace) -> int:
         from facemetric.paths import default_gallery_path
 
         GalleryStore(opts.db or default_gallery_path(), create=False).close()
-    _check_inputs(args, *args.images, *([args.known] if args.known else []))
+    from facemetric.cli.checks import need_folders
+
+    need_folders([args.known], "folder of known people")
+    _check_inputs(args, *args.images)
     if args.known:  # a typo'd IMAGE is said before the known folder is enrolled
         files = images()
         rec = _known_recognizer(opts, args.known)
