@@ -10,7 +10,8 @@ identity, threshold chosen on the other nine), with AUC and TAR at FAR 1e-3. Cro
 
     .venv/bin/python benchmarks/finetune_cfp.py --crops work/crops/cfp-dlib --work work/ft-cfp \\
         --splits 1 2
-    .venv/bin/python benchmarks/finetune_cfp.py ... --set loss=pair_threshold --set lr=2e-5
+    .venv/bin/python benchmarks/finetune_cfp.py ... --set loss=triplet --set augment=true \\
+        --set teacher_weight=3 --tag triplet
 
 The goal (issue 13): on B, FF drops by at most 0.3 points and FP gains at least 1 point, on two
 different splits.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end:
 #   photos -> check -> aligned crops -> a gallery with the pretrained model (usable at once)
-#   -> identity split -> a few minutes of triplet fine-tuning on the user's people
+#   -> identity split -> a few minutes of metric-learning fine-tuning on the user's people
 #   -> pretrained vs fine-tuned on held-out people -> promote the better -> calibrate its threshold
 #   on the held-out people -> re-embed the gallery -> web app.
 # Usage: scripts/demo.sh [DATA] [WORK]   (make demo DATA=... WORK=...)
@@ -53,7 +53,7 @@ else
     echo "== 5/8 train $BACKBONE from scratch for $TRAIN_MINUTES minutes -> $WORK/runs/demo"
     model=(--backbone "$BACKBONE")
   else
-    echo "== 5/8 fine-tune the pretrained network (triplet loss) for $TRAIN_MINUTES minutes -> $WORK/runs/demo"
+    echo "== 5/8 fine-tune the pretrained network for $TRAIN_MINUTES minutes -> $WORK/runs/demo"
     model=()
   fi
   rm -rf "$WORK/runs/demo"

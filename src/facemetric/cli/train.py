@@ -66,8 +66,9 @@ def register(sub: Any) -> None:
         help="fine-tune the pretrained face network (or train a backbone) on aligned crops",
         description="Train a Triplet Network on aligned crops (DATA/person/*.png, made by "
         "facemetric data align). With no --backbone it fine-tunes the pretrained 'dlib' "
-        "network with the triplet loss in its own Euclidean space (low lr, early stages "
-        "frozen); --backbone NAME trains that backbone from scratch (resnet50 is the seed's "
+        "network in its own Euclidean space (dlib's pair loss, or --loss triplet; low lr, "
+        "early stages frozen, the starting network as teacher); --backbone NAME trains that "
+        "backbone from scratch (resnet50 is the seed's "
         "Model 3); --init MODEL fine-tunes any trained model. Several DATA folders are merged "
         "by identity name. The run folder gets config.json, metrics.jsonl, tb/, last.pt, "
         "best.pt and curve.png; the threshold is calibrated on held-out people at the end.",
@@ -121,7 +122,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--loss",
         default=defaults["loss"],
-        help="triplet | pair_threshold (dlib's own) | arcface | cosface | arcface+triplet",
+        help="triplet | pair_threshold (dlib's own) | arcface | cosface | arcface+triplet "
+        "(default: the model's fine-tuning recipe, pair_threshold for dlib; triplet from scratch)",
     )
     p.add_argument(
         "--miner",

@@ -2,8 +2,9 @@
 
 The CLI only fills these fields; ``resolved()`` checks them (errors name the field). Fields left
 ``None`` depend on the model: with no ``backbone`` and no ``init`` a run fine-tunes the default
-pretrained model (``init="dlib"``), and ``lr``, ``margin``, ``freeze_stages`` and ``size`` then
-come from that model (``facemetric.train.setup.resolve_model_choice`` fills them in). That
+pretrained model (``init="dlib"``), and ``loss``, ``lr``, ``margin``, ``freeze_stages``, ``size``,
+``augment`` and the teacher then come from that model (``facemetric.train.setup.
+resolve_model_choice`` fills them in). That
 resolved config is saved as ``config.json`` in the run folder and in every checkpoint's meta.
 """
 
@@ -51,7 +52,8 @@ class TrainConfig:
     # batches and loss
     batch_p: int = 16
     batch_k: int = 4
-    loss: str = "triplet"
+    # None: the model's fine-tuning recipe (dlib: pair_threshold), else triplet
+    loss: str | None = None
     miner: str = "semihard"
     margin: float | None = None
     triplet_weight: float = 1.0

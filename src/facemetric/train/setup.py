@@ -190,9 +190,9 @@ def crops_template(roots: list[str] | tuple[str, ...], warn: bool = True) -> str
 
 def resolve_model_choice(config: TrainConfig) -> TrainConfig:
     """Fill in what depends on the model: which one (``init="dlib"`` when neither ``backbone``
-    nor ``init`` is given), its backbone and input size, and the learning rate, margin, frozen
-    stages, augmentation and teacher that suit it (the backbone's fine-tuning recipe). Idempotent;
-    errors name the field."""
+    nor ``init`` is given), its backbone and input size, and the loss, learning rate, margin,
+    frozen stages, augmentation and teacher that suit it (the backbone's fine-tuning recipe).
+    Idempotent; errors name the field."""
     from facemetric.models.pretrained import DEFAULT_MODEL
 
     template = crops_template(config.data)
@@ -224,6 +224,7 @@ def resolve_model_choice(config: TrainConfig) -> TrainConfig:
             lr=config.lr if config.lr is not None else tuned.get("lr", DEFAULT_INIT_LR),
             freeze_stages=freeze if freeze is not None else tuned.get("freeze_stages", 0),
             augment=config.augment if config.augment is not None else tuned.get("augment", True),
+            loss=config.loss or tuned.get("loss", "triplet"),
             margin=config.margin if config.margin is not None else DEFAULT_MARGIN[spec.distance],
         )
     assert config.backbone is not None  # fine_tune is False only with a backbone
@@ -236,6 +237,7 @@ def resolve_model_choice(config: TrainConfig) -> TrainConfig:
         lr=config.lr if config.lr is not None else DEFAULT_LR,
         freeze_stages=config.freeze_stages or 0,
         augment=config.augment if config.augment is not None else True,
+        loss=config.loss or "triplet",
         margin=config.margin if config.margin is not None else DEFAULT_MARGIN[spec.distance],
     )
 

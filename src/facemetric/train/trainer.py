@@ -109,7 +109,7 @@ class Trainer:
         self.model.to(device)
         if config.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        assert config.margin is not None  # filled in by resolve_model_choice
+        assert config.margin is not None and config.loss is not None  # resolve_model_choice
         settings = LossSettings(
             num_classes=len(self.data.train.identities),
             embedding_dim=self.spec.embedding_dim,
@@ -415,6 +415,7 @@ class Trainer:
             *(len(self.data.train.identities), len(self.data.train), self.data.split),
             *("in memory" if cache.cached else "off: decoding every batch", cache.bytes_mb),
         )
+        assert cfg.loss is not None  # filled in by resolve_model_choice
         loss = f"{cfg.loss} (miner {cfg.miner})" if "triplet" in cfg.loss else cfg.loss
         if cfg.loss in ("triplet", "pair_threshold"):
             loss += f", margin {cfg.margin:g} ({self.spec.distance} distance)"
