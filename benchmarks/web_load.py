@@ -21,8 +21,6 @@ import contextlib
 import io
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +29,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 from PIL import Image
+
+from served import ADMIN_TOKEN, running_server
 
 
 def frame_jpeg() -> bytes:
@@ -145,35 +145,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             ckpt = args.model  # a pretrained model comes with its ONNX export
             args.backbone = args.model
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        url = f"http://127.0.0.1:{port}"
-        console = Path(sys.executable).with_name("facemetric")
-        env = {**os.environ, "FACEMETRIC_HOME": str(folder)}
-        cmd = [str(console), "serve", "--model", str(ckpt), "--db", str(folder / "g.db"),
-               "--port", str(port), "--admin-token", "bench", "--engine", args.engine,
-               "--stream-detect-size", str(args.stream_detect_size)]  # fmt: skip
-        server = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 300  # a busy machine may take minutes to start it
-            while True:
-                if server.poll() is not None:
-                    raise SystemExit(f"server exited with {server.returncode}")
-                try:
-                    if httpx.get(url + "/api/health", timeout=5).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("server did not start within 300 s")
-                time.sleep(0.3)
+        options = ["--engine", args.engine, "--stream-detect-size", str(args.stream_detect_size)]
+        with running_server(folder, ckpt, *options) as (url, _):
             frame = frame_jpeg()
             r = httpx.post(
                 url + "/api/people",
                 data={"name": "astronaut"},
                 files=[("files", ("a.jpg", frame, "image/jpeg"))],
-                headers={"Authorization": "Bearer bench"},
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
                 timeout=120,
             )
             r.raise_for_status()
@@ -193,9 +172,6 @@ def main(argv: list[str] | None = None) -> int:
                       f"vs 1 stream; /api/health ({m['health_n']} asked) p50 "
                       f"{m['health_p50']:.1f} ms, p95 {m['health_p95']:.1f} ms, "
                       f"max {m['health_max']:.1f} ms", flush=True)  # fmt: skip
-        finally:
-            server.terminate()
-            server.wait(timeout=20)
     return 0
 
 

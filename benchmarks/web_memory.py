@@ -19,8 +19,6 @@ import argparse
 import asyncio
 import io
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,6 +29,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 from PIL import Image
+
+from served import running_server
 
 SIDE = 9000
 MB = 1e6
@@ -162,28 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(0)
         ckpt = folder / f"{args.backbone}.pt"
         save_checkpoint(ckpt, build_model(ModelSpec(backbone=args.backbone)).eval(), meta={})
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        url = f"http://127.0.0.1:{port}"
-        console = Path(sys.executable).with_name("facemetric")
-        env = {**os.environ, "FACEMETRIC_HOME": str(folder)}
-        cmd = [str(console), "serve", "--model", str(ckpt), "--db", str(folder / "g.db"),
-               "--port", str(port), "--admin-token", "bench", "--engine", "torch"]  # fmt: skip
-        server = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 300  # a busy machine may take minutes to start it
-            while True:
-                if server.poll() is not None:
-                    raise SystemExit(f"server exited with {server.returncode}")
-                try:
-                    if httpx.get(url + "/api/health", timeout=5).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit("server did not start within 300 s")
-                time.sleep(0.3)
+        with running_server(folder, ckpt, "--engine", "torch") as (url, server):
             pid = server.pid
             warm = [("files", ("a.jpg", photo, "image/jpeg"))]
             for _ in range(2):  # load the detector and model once, so the cases measure uploads
@@ -253,13 +232,6 @@ def main(argv: list[str] | None = None) -> int:
             worst = max(r["growth_mb"] for r in results.values())
             print(f"largest peak RSS growth: {worst:,.0f} MB (goal: under 300 MB)")
             print(f"server RSS at the end: {status_kb(pid, 'VmRSS') * 1e3 / MB:,.0f} MB")
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
     return 0
 
 

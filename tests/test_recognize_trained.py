@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 from itertools import combinations
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -141,18 +142,25 @@ def _pair_auc(embedder: Embedder, crops: list[tuple[str, np.ndarray]]) -> float:
     return auc(np.einsum("nd,nd->n", emb[i], emb[j]), names[i] == names[j])
 
 
-def _triplet_loss(embedder: Embedder, crops: list[tuple[str, np.ndarray]], margin: float) -> float:
-    """The mean triplet loss over EVERY (anchor, positive, negative) of the crops, on the raw
-    embeddings the fine-tune trains (Euclidean distance, as facemetric's dlib recipe)."""
+def _raw_embeddings(embedder: Embedder, crops: list[tuple[str, np.ndarray]]) -> Any:
+    """The crops' raw (not normalised) embeddings, the space the dlib fine-tune trains in."""
     import torch
 
     from facemetric.models.inference import preprocess
 
     net = embedder.model  # type: ignore[attr-defined]
     with torch.no_grad():
-        raw = net.features(
+        return net.features(
             torch.from_numpy(preprocess(np.stack([c for _, c in crops]), embedder.spec))
         )
+
+
+def _triplet_loss(embedder: Embedder, crops: list[tuple[str, np.ndarray]], margin: float) -> float:
+    """The mean triplet loss over EVERY (anchor, positive, negative) of the crops, on the raw
+    embeddings (Euclidean distance, as `--loss triplet` fine-tunes the dlib model)."""
+    import torch
+
+    raw = _raw_embeddings(embedder, crops)
     d = torch.cdist(raw, raw)
     names = np.array([n for n, _ in crops])
     same = torch.from_numpy(names[:, None] == names[None, :])
@@ -167,17 +175,11 @@ def _pair_loss(embedder: Embedder, crops: list[tuple[str, np.ndarray]], margin: 
     """dlib's pair loss (the recipe's default) over every pair of the crops, raw embeddings."""
     import torch
 
-    from facemetric.models.inference import preprocess
     from facemetric.train.losses import PairThresholdLoss
 
-    net = embedder.model  # type: ignore[attr-defined]
-    with torch.no_grad():
-        raw = net.features(
-            torch.from_numpy(preprocess(np.stack([c for _, c in crops]), embedder.spec))
-        )
     names = sorted({n for n, _ in crops})
     labels = torch.tensor([names.index(n) for n, _ in crops])
-    return float(PairThresholdLoss(0.6, margin)(raw, labels).loss)
+    return float(PairThresholdLoss(0.6, margin)(_raw_embeddings(embedder, crops), labels).loss)
 
 
 @pytest.mark.slow
