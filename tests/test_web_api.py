@@ -17,24 +17,15 @@ from PIL import Image
 from facemetric.cli import main
 from facemetric.web.app import create_app
 from facemetric.web.settings import WebSettings
-from webutil import TOKEN, astronaut, encode, running_server
+from webutil import TOKEN, astronaut, encode, running_server, web_settings
 
 REPO = Path(__file__).resolve().parents[1]
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def settings(tmp_path: Path, model: Path | None, **kw: object) -> WebSettings:
-    return WebSettings(
-        model=str(model) if model else str(tmp_path / "missing.pt"),
-        db=str(tmp_path / "gallery.db"),
-        admin_token=TOKEN,  # type: ignore[arg-type]
-        **{"allowed_hosts": ["testserver"], **kw},  # type: ignore[arg-type]  # TestClient Host
-    )
-
-
 @pytest.fixture
 def client(tmp_path: Path, untrained_tiny_checkpoint: Path):
-    with TestClient(create_app(settings(tmp_path, untrained_tiny_checkpoint))) as c:
+    with TestClient(create_app(web_settings(tmp_path, untrained_tiny_checkpoint))) as c:
         yield c
 
 
@@ -43,7 +34,7 @@ def photo(name: str = "astronaut.png") -> tuple[str, bytes, str]:
 
 
 def test_no_model_is_reported_and_gallery_still_readable(tmp_path: Path) -> None:
-    with TestClient(create_app(settings(tmp_path, None))) as c:
+    with TestClient(create_app(web_settings(tmp_path, None))) as c:
         health = c.get("/api/health").json()
         assert health["status"] == "no_model"
         assert "missing.pt" in health["message"] and not health["model_loaded"]
@@ -150,7 +141,7 @@ def test_bad_names_are_refused(client: TestClient, name: str) -> None:
 
 
 def test_size_limits(tmp_path: Path, untrained_tiny_checkpoint: Path) -> None:
-    s = settings(tmp_path, untrained_tiny_checkpoint, max_upload_bytes=200_000, max_photos=2)
+    s = web_settings(tmp_path, untrained_tiny_checkpoint, max_upload_bytes=200_000, max_photos=2)
     with TestClient(create_app(s)) as c:
         big = ("big.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 300_000, "image/png")
         r = c.post("/api/identify", files={"file": big})
@@ -164,12 +155,12 @@ def test_cors_closed_by_default_and_opened_by_setting(
     tmp_path: Path, untrained_tiny_checkpoint: Path
 ) -> None:
     headers = {"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"}
-    with TestClient(create_app(settings(tmp_path, untrained_tiny_checkpoint))) as c:
+    with TestClient(create_app(web_settings(tmp_path, untrained_tiny_checkpoint))) as c:
         r = c.options("/api/identify", headers=headers)
         assert "access-control-allow-origin" not in r.headers
         r = c.get("/api/health", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in r.headers
-    s = settings(tmp_path, untrained_tiny_checkpoint, cors_origins=["https://app.example"])
+    s = web_settings(tmp_path, untrained_tiny_checkpoint, cors_origins=["https://app.example"])
     with TestClient(create_app(s)) as c:
         r = c.get("/api/health", headers={"Origin": "https://app.example"})
         assert r.headers["access-control-allow-origin"] == "https://app.example"
@@ -270,7 +261,7 @@ def test_model_says_whether_its_threshold_was_calibrated(
 
     from facemetric.models.checkpoint import update_checkpoint
 
-    with TestClient(create_app(settings(tmp_path, untrained_tiny_checkpoint))) as c:
+    with TestClient(create_app(web_settings(tmp_path, untrained_tiny_checkpoint))) as c:
         model = c.get("/api/model").json()
     assert model["threshold_calibrated"] is False and model["threshold_source"] == "uncalibrated"
     assert model["calibration"] is None and model["threshold"] == pytest.approx(0.5)
@@ -292,7 +283,7 @@ def test_model_says_whether_its_threshold_was_calibrated(
         "folder": str(tmp_path / "secret"),
     }
     update_checkpoint(calibrated, threshold=0.61, calibration=calibration)
-    with TestClient(create_app(settings(tmp_path, calibrated))) as c:
+    with TestClient(create_app(web_settings(tmp_path, calibrated))) as c:
         r = c.get("/api/model")
     model = r.json()
     assert model["threshold_calibrated"] is True and model["threshold_source"] == "calibrated"
@@ -301,7 +292,7 @@ def test_model_says_whether_its_threshold_was_calibrated(
     assert model["calibration"]["impostor_pairs"] == 5000
     assert "secret" not in r.text  # where it was calibrated is a server folder: left out
 
-    with TestClient(create_app(settings(tmp_path, calibrated, threshold=0.8))) as c:
+    with TestClient(create_app(web_settings(tmp_path, calibrated, threshold=0.8))) as c:
         model = c.get("/api/model").json()
     assert model["threshold_calibrated"] is False and model["threshold_source"] == "given"
     assert model["threshold"] == pytest.approx(0.8)

@@ -21,25 +21,15 @@ from PIL import Image
 from starlette.websockets import WebSocketDisconnect
 
 from facemetric.web.app import create_app
-from facemetric.web.settings import WebSettings
-from webutil import TOKEN, astronaut, encode, frame_640x480, running_server
+from webutil import TOKEN, astronaut, encode, frame_640x480, running_server, web_settings
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SIDE = 9000
 
 
-def settings(tmp_path: Path, model: Path | None, **kw: object) -> WebSettings:
-    return WebSettings(
-        model=str(model) if model else str(tmp_path / "models" / "missing.pt"),
-        db=str(tmp_path / "gallery.db"),
-        admin_token=TOKEN,  # type: ignore[arg-type]
-        **{"allowed_hosts": ["testserver"], **kw},  # type: ignore[arg-type]  # TestClient Host
-    )
-
-
 @pytest.fixture
 def client(tmp_path: Path, untrained_tiny_checkpoint: Path):
-    with TestClient(create_app(settings(tmp_path, untrained_tiny_checkpoint))) as c:
+    with TestClient(create_app(web_settings(tmp_path, untrained_tiny_checkpoint))) as c:
         yield c
 
 
@@ -107,7 +97,7 @@ def test_photos_of_a_request_are_decoded_one_at_a_time(
     ramp = np.linspace(0, 255, 2000, dtype=np.float32).astype(np.uint8)
     rgb = np.ascontiguousarray(np.stack([np.tile(ramp, (2000, 1))] * 3, axis=-1))  # 12 MB
     files = [("files", (f"p{i}.png", encode(rgb, "PNG"), "image/png")) for i in range(10)]
-    s = settings(tmp_path, untrained_tiny_checkpoint, decode_pixels=4_000_000)
+    s = web_settings(tmp_path, untrained_tiny_checkpoint, decode_pixels=4_000_000)
     with TestClient(create_app(s)) as c:
         c.post("/api/enroll/preview", files=files[:1])  # load what loads once
         tracemalloc.start()
@@ -124,7 +114,7 @@ def test_photos_of_a_request_are_decoded_one_at_a_time(
 def test_stream_refuses_other_sites_origins(
     tmp_path: Path, untrained_tiny_checkpoint: Path
 ) -> None:
-    app = create_app(settings(tmp_path, untrained_tiny_checkpoint))
+    app = create_app(web_settings(tmp_path, untrained_tiny_checkpoint))
     with TestClient(app) as c:
         with (
             pytest.raises(WebSocketDisconnect) as info,
@@ -142,7 +132,7 @@ def test_stream_refuses_other_sites_origins(
         for headers in ({"origin": "http://testserver"}, {}):
             with c.websocket_connect("/ws/stream", headers=headers) as ws:
                 assert ws.receive_json()["type"] == "hello"
-    s = settings(tmp_path, untrained_tiny_checkpoint, cors_origins=["https://app.example"])
+    s = web_settings(tmp_path, untrained_tiny_checkpoint, cors_origins=["https://app.example"])
     with (
         TestClient(create_app(s)) as c,
         c.websocket_connect("/ws/stream", headers={"origin": "https://app.example"}) as ws,
@@ -152,7 +142,7 @@ def test_stream_refuses_other_sites_origins(
 
 def test_only_trusted_hosts_are_answered(tmp_path: Path, untrained_tiny_checkpoint: Path) -> None:
     """``Host: evil.example`` got 200 on /api/people (the door to DNS rebinding)."""
-    s = settings(tmp_path, untrained_tiny_checkpoint, allowed_hosts=[])
+    s = web_settings(tmp_path, untrained_tiny_checkpoint, allowed_hosts=[])
     with TestClient(create_app(s), base_url="http://127.0.0.1:8000") as c:
         assert c.get("/api/people").status_code == 200
         for host in ("localhost:8000", "127.0.0.1", "[::1]:8000", "LOCALHOST"):
@@ -166,11 +156,11 @@ def test_only_trusted_hosts_are_answered(tmp_path: Path, untrained_tiny_checkpoi
             c.websocket_connect("/ws/stream", headers={"host": "evil.example"}),
         ):
             pass
-    s = settings(tmp_path, untrained_tiny_checkpoint, allowed_hosts=["myhost.lan"])
+    s = web_settings(tmp_path, untrained_tiny_checkpoint, allowed_hosts=["myhost.lan"])
     with TestClient(create_app(s), base_url="http://myhost.lan:8000") as c:
         assert c.get("/api/people").status_code == 200
         assert c.get("/api/people", headers={"host": "evil.example"}).status_code == 400
-    s = settings(tmp_path, untrained_tiny_checkpoint, allowed_hosts=["*"])
+    s = web_settings(tmp_path, untrained_tiny_checkpoint, allowed_hosts=["*"])
     with TestClient(create_app(s), base_url="http://anything.example") as c:
         assert c.get("/api/people").status_code == 200
 
@@ -222,11 +212,11 @@ def test_face_ids_beyond_sqlite_are_not_found(client: TestClient, face_id: str) 
 
 
 def test_no_server_paths_are_shown(tmp_path: Path, untrained_tiny_checkpoint: Path) -> None:
-    with TestClient(create_app(settings(tmp_path, untrained_tiny_checkpoint))) as c:
+    with TestClient(create_app(web_settings(tmp_path, untrained_tiny_checkpoint))) as c:
         model = c.get("/api/model").json()
         assert model["file"] == untrained_tiny_checkpoint.name and "path" not in model
         assert str(untrained_tiny_checkpoint.parent) not in json.dumps(model)
-    with TestClient(create_app(settings(tmp_path, None))) as c:
+    with TestClient(create_app(web_settings(tmp_path, None))) as c:
         for body in (c.get("/api/model").json(), c.get("/api/health").json()):
             text = json.dumps(body)
             assert "missing.pt" in text and str(tmp_path) not in text, text
@@ -241,7 +231,7 @@ def test_chunked_upload_over_the_limit_is_413(
     tmp_path: Path, untrained_tiny_checkpoint: Path
 ) -> None:
     """A body without Content-Length that grows past max_upload_bytes got 400, not 413."""
-    s = settings(tmp_path, untrained_tiny_checkpoint, max_upload_bytes=100_000)
+    s = web_settings(tmp_path, untrained_tiny_checkpoint, max_upload_bytes=100_000)
     boundary = "xyz"
     head = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'

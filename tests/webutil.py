@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import numpy as np
@@ -19,7 +20,24 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 CONSOLE = Path(sys.executable).with_name("facemetric")
+if TYPE_CHECKING:
+    from facemetric.web.settings import WebSettings
+
 TOKEN = "test-admin-token"
+
+
+def web_settings(tmp_path: Path, model: Path | None, **kw: object) -> WebSettings:
+    """Settings for an app under TestClient: ``model`` (or a missing file inside a folder, whose
+    path the app must never show), a gallery in ``tmp_path``, the admin token, and TestClient's
+    Host header allowed."""
+    from facemetric.web.settings import WebSettings
+
+    return WebSettings(
+        model=str(model) if model else str(tmp_path / "models" / "missing.pt"),
+        db=str(tmp_path / "gallery.db"),
+        admin_token=TOKEN,  # type: ignore[arg-type]
+        **{"allowed_hosts": ["testserver"], **kw},  # type: ignore[arg-type]
+    )
 
 
 def astronaut() -> np.ndarray:
