@@ -424,7 +424,7 @@ class Trainer:
         log.info(
             "%s %dd %dpx, loss %s, batch %dx%d, %d steps/epoch, lr %.2g, %s, autocast %s",
             *(spec.backbone, spec.embedding_dim, spec.input_size, loss),
-            *(cfg.batch_p, cfg.batch_k, len(self.sampler), cfg.learning_rate, self.device),
+            *(self.sampler.p, self.sampler.k, len(self.sampler), cfg.learning_rate, self.device),
             self.amp_dtype,
         )
         if runlog is not None:
