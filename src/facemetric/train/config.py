@@ -3,9 +3,9 @@
 The CLI only fills these fields; ``resolved()`` checks them (errors name the field). Fields left
 ``None`` depend on the model: with no ``backbone`` and no ``init`` a run fine-tunes the default
 pretrained model (``init="dlib"``), and ``loss``, ``lr``, ``margin``, ``freeze_stages``, ``size``,
-``augment`` and the teacher then come from that model (``facemetric.train.setup.
-resolve_model_choice`` fills them in). That
-resolved config is saved as ``config.json`` in the run folder and in every checkpoint's meta.
+``augment`` and the teacher then come from that model's fine-tuning recipe
+(``facemetric.train.setup.resolve_model_choice`` fills them in). That resolved config is saved as
+``config.json`` in the run folder and in every checkpoint's meta.
 """
 
 from __future__ import annotations
