@@ -1,0 +1,6 @@
+"""Events: tracks of recognised (or unknown) faces become events that are stored, listed and
+notified."""
+
+from facemetric.events.model import Event, iso
+
+__all__ = ["Event", "iso"]
