@@ -57,3 +57,30 @@ def untrained_tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = build_model(ModelSpec(backbone="tiny", embedding_dim=32, input_size=112)).eval()
     save_checkpoint(path, model, meta={"note": "untrained, for tests"})
     return path
+
+
+# ---- gallery backends: store behaviour tests run on SQLite and on a real PostgreSQL -------------
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One real PostgreSQL server for the session (skips when it cannot be started here)."""
+    import pgserver
+
+    why = pgserver.available()
+    if why:
+        pytest.skip(why)
+    server = pgserver.PostgresServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=BACKENDS)
+def gallery_at(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a fresh, empty gallery goes: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "gallery.db")
+    return request.getfixturevalue("postgres_server").new_database()

@@ -37,8 +37,17 @@ def rows(db: Path, sql: str) -> list[tuple]:
         return con.execute(sql).fetchall()
 
 
-def test_round_trip_remove_and_reopen(tmp_path: Path, untrained_tiny_checkpoint: Path) -> None:
-    db = tmp_path / "sub" / "gallery.db"
+def query(store: GalleryStore, sql: str) -> list[tuple]:
+    """Rows of ``sql`` read through the store's own backend (SQLite or PostgreSQL)."""
+    with store.backend.read() as con:
+        return [tuple(r) for r in con.execute(sql).fetchall()]
+
+
+def test_round_trip_remove_and_reopen(
+    tmp_path: Path, gallery_at: str, untrained_tiny_checkpoint: Path
+) -> None:
+    sqlite_file = "://" not in gallery_at
+    db = tmp_path / "sub" / "gallery.db" if sqlite_file else gallery_at
     embedder = load_embedder(untrained_tiny_checkpoint)
     store = GalleryStore(db)
     assert store.list_people() == [] and store.change_counter() >= 0
@@ -83,15 +92,26 @@ def test_round_trip_remove_and_reopen(tmp_path: Path, untrained_tiny_checkpoint:
     with pytest.raises(GalleryError, match=f"face {ann_ids[0]}"):
         again.face_thumbnail(ann_ids[0])
     # Ann's faces, crops and embeddings are gone; Bob's are untouched.
-    assert rows(db, "SELECT COUNT(*) FROM faces") == [(2,)]
-    assert rows(db, "SELECT face_id FROM embeddings ORDER BY face_id") == [(i,) for i in bob_ids]
-    assert rows(db, "PRAGMA foreign_key_check") == []
-    assert rows(db, "PRAGMA journal_mode") == [("wal",)]
+    assert query(again, "SELECT COUNT(*) FROM faces") == [(2,)]
+    assert query(again, "SELECT face_id FROM embeddings ORDER BY face_id") == [
+        (i,) for i in bob_ids
+    ]
+    # Ids are never handed out twice: Ann's are not reused by the next faces.
+    new_ids = again.add_faces("Cy", [FaceRecord(c) for c in orl_crops(3, 2)])
+    assert min(new_ids) > max(ann_ids + bob_ids)
+    again.remove_person("Cy")
+    assert min(again.add_faces("Di", [FaceRecord(c) for c in orl_crops(4, 1)])) > max(new_ids)
+    if sqlite_file:
+        assert isinstance(db, Path)
+        assert rows(db, "PRAGMA foreign_key_check") == []
+        assert rows(db, "PRAGMA journal_mode") == [("wal",)]
     again.close()
 
 
-def test_user_mistakes_are_gallery_errors(tmp_path: Path, untrained_tiny_checkpoint: Path) -> None:
-    store = GalleryStore(tmp_path / "g.db")
+def test_user_mistakes_are_gallery_errors(
+    tmp_path: Path, gallery_at: str, untrained_tiny_checkpoint: Path
+) -> None:
+    store = GalleryStore(gallery_at)
     embedder = load_embedder(untrained_tiny_checkpoint)
     with pytest.raises(GalleryError, match="no faces to add"):
         store.add_faces("Ann", [], embedder)
@@ -109,7 +129,12 @@ def test_user_mistakes_are_gallery_errors(tmp_path: Path, untrained_tiny_checkpo
     assert store.list_people() == []  # nothing half-added
     with pytest.raises(GalleryError, match="empty"):
         store.export(tmp_path / "out.npz", embedder)
+    store.close()
+    with pytest.raises(GalleryError, match="no gallery there"):
+        GalleryStore(str(tmp_path / "missing.db"), create=False)
 
+
+def test_unusable_sqlite_files_are_named(tmp_path: Path) -> None:
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"this is not a database" * 100)
     with pytest.raises(GalleryError, match="junk.db"):
@@ -122,8 +147,10 @@ def test_user_mistakes_are_gallery_errors(tmp_path: Path, untrained_tiny_checkpo
         GalleryStore(newer)
 
 
-def test_reembed_after_a_model_change(tmp_path: Path, untrained_tiny_checkpoint: Path) -> None:
-    store = GalleryStore(tmp_path / "g.db")
+def test_reembed_after_a_model_change(
+    tmp_path: Path, gallery_at: str, untrained_tiny_checkpoint: Path
+) -> None:
+    store = GalleryStore(gallery_at)
     old = load_embedder(untrained_tiny_checkpoint)
     crops = orl_crops(3, 2) + orl_crops(4, 2)
     store.add_faces("C", [FaceRecord(c) for c in crops[:2]], old)
@@ -157,8 +184,10 @@ def test_reembed_after_a_model_change(tmp_path: Path, untrained_tiny_checkpoint:
     assert model_key(load_embedder(new_path, engine="onnx")) == model_key(new)
 
 
-def test_export_writes_npz_and_json(tmp_path: Path, untrained_tiny_checkpoint: Path) -> None:
-    store = GalleryStore(tmp_path / "g.db")
+def test_export_writes_npz_and_json(
+    tmp_path: Path, gallery_at: str, untrained_tiny_checkpoint: Path
+) -> None:
+    store = GalleryStore(gallery_at)
     embedder = load_embedder(untrained_tiny_checkpoint)
     ids = store.add_faces("E", [FaceRecord(c, source="e.jpg") for c in orl_crops(5, 2)], embedder)
     out = store.export(tmp_path / "exp" / "gallery", None)  # one model stored: no need to name it
@@ -170,12 +199,10 @@ def test_export_writes_npz_and_json(tmp_path: Path, untrained_tiny_checkpoint: P
     assert meta["model_key"] == model_key(embedder) and meta["dim"] == 32 and meta["count"] == 2
     assert [f["id"] for f in meta["faces"]] == ids and meta["faces"][0]["source"] == "e.jpg"
     assert meta["people"][0]["name"] == "E"
-    torch_key_store = GalleryStore(tmp_path / "two.db")
-    torch_key_store.add_faces("F", [FaceRecord(orl_crops(6, 1)[0])], embedder)
-    with sqlite3.connect(tmp_path / "two.db") as con:  # a second model's rows
-        con.execute("INSERT INTO embeddings SELECT face_id, 'other', dim, vector FROM embeddings")
-    with pytest.raises(GalleryError, match="2 models"):
-        torch_key_store.export(tmp_path / "x.npz")
+    store.add_faces("F", [FaceRecord(orl_crops(6, 1)[0])], "other", vectors=np.ones((1, 8)))
+    with pytest.raises(GalleryError, match="2 models"):  # a second model's rows
+        store.export(tmp_path / "x.npz")
+    store.close()
 
 
 # ---- a writer killed mid-transaction, readers meanwhile -----------------------------------------
@@ -193,11 +220,11 @@ class Embedder:  # deterministic, no torch: the store is what is under test
         v = faces.reshape(len(faces), -1)[:, :16].astype(np.float32) + 1
         return v / np.linalg.norm(v, axis=1, keepdims=True)
 
-slow = S.GalleryStore._put_embedding
+slow = S.put_embeddings
 def put(con, *a):
-    time.sleep(0.01)  # a long transaction, so the kill lands inside one
+    time.sleep(0.3)  # a long transaction, so the kill lands inside one
     slow(con, *a)
-S.GalleryStore._put_embedding = staticmethod(put)
+S.put_embeddings = put
 
 store = S.GalleryStore(Path(sys.argv[1]))
 K = int(sys.argv[2])

@@ -24,6 +24,18 @@ def best_model_path() -> Path:
     return facemetric_home() / "best.pt"
 
 
-def default_gallery_path() -> Path:
-    """The embedded SQLite gallery used when no ``--db`` is given."""
+DB_ENV = "FACEMETRIC_DB"
+
+
+def gallery_location(value: str | Path) -> str | Path:
+    """A ``--db`` value as the store takes it: a URL as it is, a path with ``~`` expanded."""
+    text = str(value)
+    return text if "://" in text else Path(text).expanduser()
+
+
+def default_gallery_path() -> str | Path:
+    """The gallery used when no ``--db`` is given: ``$FACEMETRIC_DB`` (a file or a
+    ``postgresql://`` URL) when set, else the embedded SQLite file in ``$FACEMETRIC_HOME``."""
+    if os.environ.get(DB_ENV):
+        return gallery_location(os.environ[DB_ENV])
     return facemetric_home() / "gallery.db"

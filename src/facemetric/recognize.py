@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facemetric.errors import ConfigError, FacemetricError, FaceNotFoundError, GalleryError
-from facemetric.gallery.index import SearchIndex, create_index
+from facemetric.gallery.live import LiveGallery
 from facemetric.gallery.records import FaceRecord
-from facemetric.gallery.store import GalleryEmbeddings, GalleryStore, model_key
+from facemetric.gallery.store import GalleryStore, model_key
 
 if TYPE_CHECKING:
     from facemetric.data.detect import FaceDetector
@@ -78,19 +78,17 @@ class FaceMatch:
 
 
 def per_person_top_k(
-    sims: np.ndarray, rows: np.ndarray, matrix: GalleryEmbeddings, k: int
+    sims: np.ndarray, face_ids: np.ndarray, gallery: LiveGallery, k: int
 ) -> list[Candidate]:
     """The best ``k`` people for one query from its face hits (best first), best face each."""
     out: list[Candidate] = []
     seen: set[str] = set()
-    for sim, row in zip(sims, rows, strict=True):
-        if row < 0:
-            continue
-        name = matrix.names[int(row)]
-        if name in seen:
+    for sim, face_id in zip(sims, face_ids, strict=True):
+        name = gallery.person_of(int(face_id)) if face_id >= 0 else None
+        if name is None or name in seen:
             continue
         seen.add(name)
-        out.append(Candidate(name, float(sim), int(matrix.face_ids[int(row)])))
+        out.append(Candidate(name, float(sim), int(face_id)))
         if len(out) == k:
             break
     return out
@@ -121,10 +119,7 @@ class Recognizer:
         self.model_key = model_key(embedder)
         self._lock = threading.RLock()
         self._detect_lock = threading.Lock()
-        self._matrix: GalleryEmbeddings | None = None
-        self._generation = -1
-        self._index: SearchIndex | None = None
-        self._faces_per_person = 1
+        self._gallery: LiveGallery | None = None
 
     @classmethod
     def from_paths(
@@ -199,34 +194,29 @@ class Recognizer:
         return self.embedder.spec.alignment, self.input_size
 
     # ---- gallery snapshot -----------------------------------------------------------------------
-    def reload(self) -> None:
-        """Re-read the gallery (embedding faces that lack this model's embedding)."""
-        with self._lock:
-            # Read the counter first: a change made while reading triggers another reload.
-            generation = self.store.change_counter()
-            matrix = self.store.embeddings(self.embedder, compute_missing=True)
-            if (
-                matrix.vectors.shape[0]
-                and matrix.vectors.shape[1] != self.embedder.spec.embedding_dim
-            ):
-                raise GalleryError(
-                    f"{self.store.path}: embeddings of {matrix.vectors.shape[1]} values stored "
-                    f"for a model of {self.embedder.spec.embedding_dim}"
-                )
-            self._matrix = matrix
-            self._index = create_index(self.index_name, matrix.vectors)
-            counts: dict[str, int] = {}
-            for name in matrix.names:
-                counts[name] = counts.get(name, 0) + 1
-            self._faces_per_person = max(counts.values(), default=1)
-            self._generation = generation
+    @property
+    def gallery(self) -> LiveGallery:
+        """The gallery's faces for this model, in memory (loaded on first use)."""
+        if self._gallery is None:
+            with self._lock:
+                if self._gallery is None:
+                    self._gallery = LiveGallery(self.store, self.embedder, self.index_name)
+        return self._gallery
 
-    def _current(self) -> tuple[GalleryEmbeddings, SearchIndex, int]:
+    def reload(self) -> None:
+        """Bring the loaded gallery up to date with the store (only what changed is read;
+        faces that lack this model's embedding are embedded)."""
         with self._lock:
-            if self._matrix is None or self.store.change_counter() != self._generation:
-                self.reload()
-            assert self._matrix is not None and self._index is not None  # set by reload
-            return self._matrix, self._index, self._faces_per_person
+            self.gallery.refresh()
+
+    def _current(self) -> LiveGallery:
+        with self._lock:
+            return self.gallery.current()
+
+    def close(self) -> None:
+        """Stop following the gallery (``follow``)."""
+        if self._gallery is not None:
+            self._gallery.close()
 
     # ---- recognition ----------------------------------------------------------------------------
     def detect(self, image: np.ndarray, detect_size: int | None = None) -> list[Any]:
@@ -253,14 +243,14 @@ class Recognizer:
         k = self.top_k if top_k is None else int(top_k)
         if k < 1:
             raise ConfigError(f"top_k: must be at least 1, got {k}")
-        matrix, index, per_person = self._current()
-        if len(index) == 0 or len(embeddings) == 0:
+        gallery = self._current()
+        if len(gallery) == 0 or len(embeddings) == 0:
             return [([], False) for _ in range(len(embeddings))]
         # k people are among the k * (most faces of one person) best faces.
-        sims, rows = index.search(embeddings, min(len(index), k * per_person))
+        sims, ids = gallery.search(embeddings, min(len(gallery), k * gallery.faces_per_person))
         out = []
-        for s, r in zip(sims, rows, strict=True):
-            cands = per_person_top_k(s, r, matrix, k)
+        for s, r in zip(sims, ids, strict=True):
+            cands = per_person_top_k(s, r, gallery, k)
             out.append((cands, bool(cands) and cands[0].similarity >= t))
         return out
 

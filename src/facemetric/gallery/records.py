@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,6 +53,7 @@ class FaceRecord:
     crop: np.ndarray | None = None
     crop_for: tuple[str, int] | None = None
     content_sha256: str | None = None
+    quality: dict[str, Any] | None = None  # quality figures of the face (stored with it)
 
     @classmethod
     def from_photo(

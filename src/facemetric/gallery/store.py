@@ -1,22 +1,22 @@
-"""The gallery: people, their reference faces and embeddings per model, in one SQLite file.
+"""The gallery: people, their reference faces and embeddings per model, over any backend.
 
-Each face keeps a loose chip (PNG) with its landmarks (``facemetric.gallery.records``), so a new
-model re-embeds the gallery from the chips, cutting its own crops, without the original photos.
-Embeddings are keyed by a hash of the model's weights and spec, so several models can share one
-gallery. Every change is one transaction (a crash mid-enrolment leaves nothing half-written) and
-WAL lets readers (the web app) read while one writer adds. A change counter, bumped by every
-write, tells a ``Recognizer`` when to reload; reading never writes. A person never holds the
-same photo twice (``content_sha256``), so building again adds only what is new.
+Where it lives is the backend's business (``facemetric.gallery.backend``: a SQLite file, the
+default, or a PostgreSQL database several servers share); the rules are written here once. Each
+face keeps a loose chip (PNG) with its landmarks (``facemetric.gallery.records``), so a new model
+re-embeds the gallery from the chips, cutting its own crops, without the original photos.
+Embeddings are keyed by a hash of the model's weights and spec, so several models share one
+gallery. Every change is one transaction (a crash mid-enrolment leaves nothing half-written);
+reading never writes, and commands that only read never create a gallery. A person never holds
+the same photo twice (``content_sha256``), so building again adds only what is new. Ids are never
+handed out twice. Every change advances the gallery's *generation* and appends what it touched
+to a change log, which running servers follow (``facemetric.gallery.live``) without reading the
+whole gallery again.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facemetric.errors import GalleryError
+from facemetric.gallery.backend import Backend, Connection, open_backend
 from facemetric.gallery.keys import model_key, weights_key
 from facemetric.gallery.records import (
     FaceRecord,
@@ -33,7 +34,6 @@ from facemetric.gallery.records import (
     encode_png,
     record_crop,
 )
-from facemetric.gallery.schema import MIGRATE_FROM_1, SCHEMA, SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from facemetric.data.align import AlignedFace
@@ -41,8 +41,10 @@ if TYPE_CHECKING:
 
 __all__ = ["FaceRecord", "GalleryEmbeddings", "GalleryStore", "model_key", "weights_key"]
 
-BUSY_TIMEOUT_MS = 10_000
 EMBED_BATCH = 64
+ID_BLOCK = 500  # ids per IN (...) list
+KINDS = ("reference", "negative")  # a negative face: "this is not that person" (corrections)
+CHANGES_KEPT = 100_000  # change-log rows kept; a follower further behind reads everything again
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class Person:
 
 @dataclass(frozen=True)
 class Face:
-    """A reference face (without its crop: ``GalleryStore.face_crop`` reads that)."""
+    """A face of a person (without its crop: ``GalleryStore.face_crop`` reads that)."""
 
     id: int
     person: str
@@ -63,130 +65,77 @@ class Face:
     box: tuple[float, float, float, float] | None
     landmarks: list[list[float]] | None
     created: str
+    kind: str = "reference"
+    quality: dict[str, Any] | None = None
+    digest: str | None = None  # names the photo (or chip): image URLs carry it
 
 
 @dataclass(frozen=True)
 class GalleryEmbeddings:
-    """Every face's embedding for one model, rows aligned with ``face_ids`` and ``names``."""
+    """Faces' embeddings for one model, rows aligned with ``face_ids`` and ``names``."""
 
     model_key: str
     vectors: np.ndarray  # (N, D) float32
     face_ids: np.ndarray  # (N,) int64
     person_ids: np.ndarray  # (N,) int64
     names: list[str]
+    kinds: list[str] | None = None  # per row: reference | negative (None: all references)
 
 
-def _now() -> str:
+@dataclass(frozen=True)
+class Changes:
+    """What changed after a generation: the faces touched (added, removed, re-embedded or moved
+    to another person); ``None`` from ``changes_since`` means the log no longer reaches back."""
+
+    generation: int
+    face_ids: frozenset[int]
+
+
+def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class GalleryStore:
-    """A gallery in the SQLite file ``path``.
+    """A gallery at ``location``: a SQLite file path (or ``sqlite:///path``) or a
+    ``postgresql://`` URL.
 
-    ``create=True`` (for commands that add faces) makes the file and its folder when missing;
-    ``create=False`` (for commands that only read) refuses a missing file with the command that
-    builds one. Safe to share between threads: each thread gets its own connection.
+    ``create=True`` (for commands that add faces) makes the gallery when missing (a SQLite file
+    and its folder, or the tables in an existing PostgreSQL database); ``create=False`` (for
+    commands that only read) refuses a missing one with the command that builds one. Safe to
+    share between threads.
     """
 
-    def __init__(self, path: str | Path, create: bool = True) -> None:
-        self.path = Path(path)
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        if not self.path.is_file():
-            if not create:
+    def __init__(self, location: str | Path, create: bool = True) -> None:
+        self.backend: Backend = open_backend(location)
+        self.location = self.backend.location
+        self.backend.prepare(create)
+        try:
+            if not create and not self.backend.exists():
                 raise GalleryError(
-                    f"{self.path}: no gallery there; build one with: facemetric gallery build "
-                    f"PHOTOS --db {self.path}"
+                    f"{self.location}: no gallery there; build one with: facemetric gallery "
+                    f"build PHOTOS --db {self.location}"
                 )
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._set_up_schema()
-        except sqlite3.DatabaseError as exc:
-            raise GalleryError(f"{self.path}: not a usable gallery database ({exc})") from exc
+            from facemetric.gallery.migrate import set_up_schema
 
-    def _schema_version(self) -> int | None:
-        con = self._con()
-        exists = con.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-        ).fetchone()
-        if not exists:
-            return None
-        row = con.execute("SELECT version FROM schema_version").fetchone()
-        return None if row is None else int(row[0])
-
-    def _set_up_schema(self) -> None:
-        """Create or migrate the tables; an up-to-date gallery is only read, never written."""
-        version = self._schema_version()
-        if version == SCHEMA_VERSION:
-            return
-        if version is not None and version > SCHEMA_VERSION:
-            raise GalleryError(
-                f"{self.path}: gallery schema {version} is newer than this facemetric "
-                f"({SCHEMA_VERSION}); upgrade facemetric"
-            )
-        with self._transaction(bump=False) as con:
-            version = self._schema_version()  # another process may have done it meanwhile
-            if version is None:
-                # statement by statement: executescript() would commit the open transaction
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        con.execute(statement)
-                if con.execute("SELECT version FROM schema_version").fetchone() is None:
-                    con.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            elif version == 1:
-                for statement in MIGRATE_FROM_1:
-                    con.execute(statement)
-
-    # ---- connections and transactions --------------------------------------------------------
-    def _con(self) -> sqlite3.Connection:
-        con: sqlite3.Connection | None = getattr(self._local, "con", None)
-        if con is None:
-            try:
-                con = sqlite3.connect(
-                    self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
-                )
-            except sqlite3.Error as exc:
-                raise GalleryError(f"{self.path}: cannot open the gallery ({exc})") from exc
-            con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            con.execute("PRAGMA journal_mode = WAL")
-            con.execute("PRAGMA synchronous = NORMAL")
-            con.execute("PRAGMA foreign_keys = ON")
-            self._local.con = con
-            with self._lock:
-                self._connections.append(con)
-        return con
-
-    @contextmanager
-    def _transaction(self, bump: bool = True) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE``: writers queue, readers go on); ``bump``
-        advances the change counter that running recognizers watch."""
-        con = self._con()
-        con.execute("BEGIN IMMEDIATE")
-        try:
-            yield con
-            if bump:
-                con.execute(
-                    "INSERT INTO meta VALUES ('generation', '1') ON CONFLICT(key) "
-                    "DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-                )
-            con.execute("COMMIT")
+            set_up_schema(self.backend)
+        except self.backend.database_errors as exc:
+            self.backend.close()
+            raise GalleryError(f"{self.location}: not a usable gallery database ({exc})") from exc
         except BaseException:
-            con.execute("ROLLBACK")
+            self.backend.close()
             raise
 
-    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        """A write transaction that advances the change counter."""
-        return self._transaction(bump=True)
+    @property
+    def path(self) -> Path | str:
+        """The SQLite file (a ``Path``), or the database URL without its password."""
+        return getattr(self.backend, "path", self.location)
+
+    @property
+    def kind(self) -> str:
+        return self.backend.kind
 
     def close(self) -> None:
-        """Close every thread's connection."""
-        with self._lock:
-            for con in self._connections:
-                with contextlib.suppress(sqlite3.ProgrammingError):  # closed already
-                    con.close()
-            self._connections.clear()
-        self._local = threading.local()
+        self.backend.close()
 
     def __enter__(self) -> GalleryStore:
         return self
@@ -194,35 +143,82 @@ class GalleryStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # ---- generations and the change log ----------------------------------------------------------
+    def change(self, con: Connection, op: str, face_ids: Iterable[int] = (), **what: Any) -> int:
+        """Inside a write: advance the generation and log ``op`` for ``face_ids``; returns the
+        new generation. The counter row is locked until commit, so generations commit in order."""
+        row = con.execute(
+            "UPDATE gallery_state SET generation = generation + 1 WHERE id = 1 RETURNING generation"
+        ).fetchone()
+        generation = int(row[0])
+        ids = list(face_ids)
+        con.executemany(
+            "INSERT INTO changes (generation, op, face_id, person_id, model_key) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(generation, op, int(i), what.get("person_id"), what.get("model_key")) for i in ids]
+            or [(generation, op, None, what.get("person_id"), what.get("model_key"))],
+        )
+        if generation % 1000 == 0:  # now and then, forget the oldest changes
+            floor = generation - CHANGES_KEPT
+            if floor > 0:
+                con.execute("DELETE FROM changes WHERE generation <= ?", (floor,))
+                con.execute("UPDATE gallery_state SET changes_floor = ? WHERE id = 1", (floor,))
+        self.backend.notify(con, generation)
+        return generation
+
     def change_counter(self) -> int:
-        """A number that grows with every committed change (from any process)."""
-        row = self._con().execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        """The gallery's generation: grows with every committed change (from any process)."""
+        with self.backend.read() as con:
+            row = con.execute("SELECT generation FROM gallery_state WHERE id = 1").fetchone()
         return int(row[0]) if row else 0
 
-    # ---- people ------------------------------------------------------------------------------
+    generation = change_counter
+
+    def changes_since(self, generation: int) -> Changes | None:
+        """The faces touched after ``generation`` (and the generation that includes them);
+        None when the log was pruned past it (read everything again)."""
+        with self.backend.read() as con:
+            state = con.execute(
+                "SELECT generation, changes_floor FROM gallery_state WHERE id = 1"
+            ).fetchone()
+            current, floor = int(state[0]), int(state[1])
+            if generation < floor:
+                return None
+            rows = con.execute(
+                "SELECT face_id FROM changes WHERE generation > ? AND generation <= ? "
+                "AND face_id IS NOT NULL",
+                (generation, current),
+            ).fetchall()
+        return Changes(current, frozenset(int(r[0]) for r in rows))
+
+    # ---- people ----------------------------------------------------------------------------------
     def add_person(self, name: str) -> Person:
         """Create an empty person; ``GalleryError`` when the name is empty or taken."""
         name = _check_name(name)
+        created = now()
         try:
-            with self._write() as con:
-                cur = con.execute(
-                    "INSERT INTO people (name, created) VALUES (?, ?)", (name, _now())
-                )
-        except sqlite3.IntegrityError as exc:
+            with self.backend.write() as con:
+                if _person_id(con, name) is not None:
+                    raise GalleryError(f"person {name!r} is already in the gallery")
+                row = con.execute(
+                    "INSERT INTO people (name, created) VALUES (?, ?) RETURNING id",
+                    (name, created),
+                ).fetchone()
+                self.change(con, "person+", person_id=int(row[0]))
+        except self.backend.integrity_errors as exc:
             raise GalleryError(f"person {name!r} is already in the gallery") from exc
-        return Person(int(cur.lastrowid or 0), name, 0, self._created(name))
-
-    def _created(self, name: str) -> str:
-        row = self._con().execute("SELECT created FROM people WHERE name = ?", (name,)).fetchone()
-        return str(row[0]) if row else ""
+        return Person(int(row[0]), name, 0, created)
 
     def list_people(self) -> list[Person]:
-        """Everyone, by name, with their number of faces."""
-        rows = self._con().execute(
-            "SELECT p.id, p.name, COUNT(f.id), p.created FROM people p "
-            "LEFT JOIN faces f ON f.person_id = p.id GROUP BY p.id ORDER BY p.name"
-        )
-        return [Person(int(i), n, int(c), str(t)) for i, n, c, t in rows]
+        """Everyone, by name, with their number of reference faces."""
+        with self.backend.read() as con:
+            rows = con.execute(
+                "SELECT p.id, p.name, COUNT(f.id), p.created FROM people p "
+                "LEFT JOIN faces f ON f.person_id = p.id AND f.kind = 'reference' "
+                "GROUP BY p.id, p.name, p.created"
+            ).fetchall()
+        people = [Person(int(i), str(n), int(c), str(t)) for i, n, c, t in rows]
+        return sorted(people, key=lambda p: p.name)
 
     def get_person(self, name: str) -> Person:
         for person in self.list_people():
@@ -230,104 +226,134 @@ class GalleryStore:
                 return person
         raise GalleryError(f"person {name!r} is not in the gallery")
 
-    def remove_person(self, name: str) -> int:
-        """Delete a person with their faces, crops and embeddings; returns the faces removed."""
-        with self._write() as con:
-            row = con.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
-            if row is None:
+    def remove_person(self, name: str, keep_events: bool = False) -> int:
+        """Delete a person with their faces, crops and embeddings (their past events too unless
+        ``keep_events``: then those keep the name); returns the reference faces removed."""
+        with self.backend.write() as con:
+            person_id = _person_id(con, name)
+            if person_id is None:
                 raise GalleryError(f"person {name!r} is not in the gallery")
-            count = con.execute("SELECT COUNT(*) FROM faces WHERE person_id = ?", row).fetchone()
-            con.execute("DELETE FROM people WHERE id = ?", row)  # cascades to faces, embeddings
-        return int(count[0])
+            faces = con.execute(
+                "SELECT id, kind FROM faces WHERE person_id = ?", (person_id,)
+            ).fetchall()
+            if not keep_events:
+                con.execute("DELETE FROM events WHERE person_id = ?", (person_id,))
+            con.execute("DELETE FROM people WHERE id = ?", (person_id,))  # cascades
+            self.change(con, "person-", [int(f[0]) for f in faces], person_id=person_id)
+        return sum(1 for f in faces if f[1] == "reference")
 
-    # ---- faces -------------------------------------------------------------------------------
+    # ---- faces -----------------------------------------------------------------------------------
     def add_faces(
         self,
         name: str,
         faces: Sequence[FaceRecord | AlignedFace | np.ndarray],
-        embedder: Embedder | None = None,
+        embedder: Embedder | str | None = None,
+        kind: str = "reference",
+        vectors: np.ndarray | None = None,
     ) -> list[int]:
-        """Add reference faces to ``name`` (created when new), all or nothing; returns the ids
-        of the faces added. A face whose photo ``name`` already has (same content hash) is
+        """Add faces to ``name`` (created when new), all or nothing; returns the ids of the
+        faces added. A face whose photo ``name`` already has (same content hash, same kind) is
         skipped, so adding the same photos twice changes nothing.
 
         With an ``embedder`` the embeddings are computed first and stored in the same
-        transaction; without one they are computed on first use.
+        transaction; ``vectors`` (one row per face) gives them precomputed for the model of
+        ``embedder`` (an embedder or a model key). Without either they are computed on first
+        use. ``kind``: ``reference``, or ``negative`` (a face that is *not* ``name``, from a
+        correction).
         """
         name = _check_name(name)
+        if kind not in KINDS:
+            raise GalleryError(f"face kind: {kind!r} is not one of {', '.join(KINDS)}")
         records = [_as_record(f) for f in faces]
         if not records:
             raise GalleryError(f"person {name!r}: no faces to add")
         for i, record in enumerate(records):
             _check_crop(record.chip, i)
-        known = self.known_photos(name)
-        fresh: list[FaceRecord] = []
-        for record in records:
+        if vectors is not None and len(vectors) != len(records):
+            raise GalleryError(f"vectors: {len(vectors)} rows for {len(records)} faces")
+        known = self.known_photos(name, kind)
+        fresh: list[int] = []
+        for i, record in enumerate(records):
             digest = record.digest()
             if digest not in known:
                 known.add(digest)
-                fresh.append(record)
-        pngs = [encode_png(r.chip) for r in fresh]
-        vectors = key = None
-        if embedder is not None and fresh:
-            key = model_key(embedder)
-            vectors = embedder.embed(np.stack([record_crop(r, embedder.spec) for r in fresh]))
-        now = _now()
-        ids: list[int] = []
-        with self._write() as con:
-            row = con.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                cur = con.execute("INSERT INTO people (name, created) VALUES (?, ?)", (name, now))
-                person_id = int(cur.lastrowid or 0)
-            else:
-                person_id = int(row[0])
-            for i, (record, png) in enumerate(zip(fresh, pngs, strict=True)):
-                cur = con.execute(
-                    "INSERT INTO faces (person_id, source, crop_png, box, landmarks, created, "
-                    "chip_template, chip_landmarks, content_sha256) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        person_id,
-                        record.source,
-                        png,
-                        _json_or_none(record.box),
-                        _json_or_none(record.landmarks),
-                        now,
-                        record.chip_template,
-                        _json_or_none(record.chip_landmarks),
-                        record.digest(),
-                    ),
+                fresh.append(i)
+        if not fresh:
+            return []
+        key = embedder if isinstance(embedder, str) or embedder is None else model_key(embedder)
+        chosen: np.ndarray | None = None
+        if vectors is not None:
+            if key is None:
+                raise GalleryError("vectors: given without the model they belong to")
+            chosen = np.asarray(vectors, np.float32)[fresh]
+        elif embedder is not None and not isinstance(embedder, str):
+            crops = [record_crop(records[i], embedder.spec) for i in fresh]
+            chosen = np.asarray(embedder.embed(np.stack(crops)), np.float32)
+        rows = [_face_row(records[i], kind) for i in fresh]
+        created = now()
+        with self.backend.write() as con:
+            person_id = _person_id(con, name)
+            if person_id is None:
+                person_id = int(
+                    con.execute(
+                        "INSERT INTO people (name, created) VALUES (?, ?) RETURNING id",
+                        (name, created),
+                    ).fetchone()[0]
                 )
-                face_id = int(cur.lastrowid or 0)
-                ids.append(face_id)
-                if vectors is not None:
-                    self._put_embedding(con, face_id, str(key), vectors[i])
+            ids = [
+                int(
+                    con.execute(
+                        "INSERT INTO faces (person_id, kind, source, crop_png, box, landmarks, "
+                        "created, chip_template, chip_landmarks, content_sha256, quality) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                        (person_id, kind, *row[:4], created, *row[4:]),
+                    ).fetchone()[0]
+                )
+                for row in rows
+            ]
+            if key is not None and chosen is not None:
+                put_embeddings(con, key, ids, chosen)
+            self.change(con, "face+", ids, person_id=person_id)
         return ids
 
-    def known_photos(self, name: str) -> set[str]:
-        """Content hashes of the faces ``name`` already has (empty for a new person)."""
-        rows = self._con().execute(
-            "SELECT f.content_sha256 FROM faces f JOIN people p ON p.id = f.person_id "
-            "WHERE p.name = ? AND f.content_sha256 IS NOT NULL",
-            (name,),
-        )
+    def remove_faces(self, face_ids: Sequence[int]) -> int:
+        """Delete faces by id (with their embeddings); returns how many there were."""
+        ids = [int(i) for i in face_ids]
+        if not ids:
+            return 0
+        with self.backend.write() as con:
+            marks = ",".join("?" * len(ids))
+            found = [
+                int(r[0]) for r in con.execute(f"SELECT id FROM faces WHERE id IN ({marks})", ids)
+            ]
+            if found:
+                con.execute(f"DELETE FROM faces WHERE id IN ({marks})", ids)
+                self.change(con, "face-", found)
+        return len(found)
+
+    def known_photos(self, name: str, kind: str = "reference") -> set[str]:
+        """Content hashes of the faces of ``kind`` that ``name`` already has."""
+        with self.backend.read() as con:
+            rows = con.execute(
+                "SELECT f.content_sha256 FROM faces f JOIN people p ON p.id = f.person_id "
+                "WHERE p.name = ? AND f.kind = ? AND f.content_sha256 IS NOT NULL",
+                (name, kind),
+            ).fetchall()
         return {str(r[0]) for r in rows}
 
-    @staticmethod
-    def _put_embedding(con: sqlite3.Connection, face_id: int, key: str, vec: np.ndarray) -> None:
-        v = np.ascontiguousarray(vec, dtype=np.float32)
-        con.execute(
-            "INSERT OR REPLACE INTO embeddings (face_id, model_key, dim, vector) VALUES (?,?,?,?)",
-            (face_id, key, int(v.shape[0]), v.tobytes()),
-        )
-
-    def faces_of(self, name: str) -> list[Face]:
-        """The reference faces of ``name`` in the order they were added."""
+    def faces_of(self, name: str, kind: str | None = "reference") -> list[Face]:
+        """The faces of ``name`` (of ``kind``; None: every kind) in the order they were added."""
         person = self.get_person(name)
-        rows = self._con().execute(
-            "SELECT id, source, box, landmarks, created FROM faces WHERE person_id = ? ORDER BY id",
-            (person.id,),
+        sql = (
+            "SELECT id, source, box, landmarks, created, kind, quality, content_sha256 "
+            "FROM faces WHERE person_id = ?"
         )
+        params: list[Any] = [person.id]
+        if kind is not None:
+            sql += " AND kind = ?"
+            params.append(kind)
+        with self.backend.read() as con:
+            rows = con.execute(sql + " ORDER BY id", params).fetchall()
         return [
             Face(
                 int(i),
@@ -336,17 +362,17 @@ class GalleryStore:
                 None if box is None else tuple(json.loads(box)),
                 None if marks is None else json.loads(marks),
                 str(t),
+                str(k),
+                None if q is None else json.loads(q),
+                None if digest is None else str(digest),
             )
-            for i, src, box, marks, t in rows
+            for i, src, box, marks, t, k, q, digest in rows
         ]
 
     def face_thumbnail(self, face_id: int) -> bytes:
         """The PNG of a face's stored chip; ``GalleryError`` for an unknown id."""
-        row = (
-            self._con()
-            .execute("SELECT crop_png FROM faces WHERE id = ?", (int(face_id),))
-            .fetchone()
-        )
+        with self.backend.read() as con:
+            row = con.execute("SELECT crop_png FROM faces WHERE id = ?", (int(face_id),)).fetchone()
         if row is None:
             raise GalleryError(f"face {face_id} is not in the gallery")
         return bytes(row[0])
@@ -356,38 +382,56 @@ class GalleryStore:
         return decode_png(self.face_thumbnail(face_id))
 
     def count_faces(self) -> int:
-        return int(self._con().execute("SELECT COUNT(*) FROM faces").fetchone()[0])
+        """Reference faces in the gallery."""
+        with self.backend.read() as con:
+            row = con.execute("SELECT COUNT(*) FROM faces WHERE kind = 'reference'").fetchone()
+        return int(row[0])
 
-    # ---- embeddings --------------------------------------------------------------------------
-    def reembed(self, embedder: Embedder, missing_only: bool = False) -> int:
-        """(Re)compute every face's embedding for ``embedder`` from the stored chips, each cut
-        the way its model needs.
+    # ---- embeddings ------------------------------------------------------------------------------
+    def reembed(
+        self,
+        embedder: Embedder,
+        missing_only: bool = False,
+        face_ids: Sequence[int] | None = None,
+    ) -> int:
+        """(Re)compute faces' embeddings for ``embedder`` from the stored chips, each cut the way
+        its model needs (every face, or those of ``face_ids``).
 
         Batches of ``EMBED_BATCH`` faces, one transaction each; returns the faces embedded.
         A face deleted meanwhile is skipped. ``missing_only`` keeps existing embeddings.
         """
         key = model_key(embedder)
-        sql = "SELECT f.id FROM faces f"
+        sql, params = "SELECT f.id FROM faces f WHERE 1 = 1", list[Any]()
         if missing_only:
             sql += (
-                " WHERE NOT EXISTS (SELECT 1 FROM embeddings e "
+                " AND NOT EXISTS (SELECT 1 FROM embeddings e "
                 "WHERE e.face_id = f.id AND e.model_key = ?)"
             )
-        params = (key,) if missing_only else ()
-        ids = [int(r[0]) for r in self._con().execute(sql + " ORDER BY f.id", params)]
+            params.append(key)
+        if face_ids is None:
+            with self.backend.read() as con:
+                ids = [int(r[0]) for r in con.execute(sql + " ORDER BY f.id", params)]
+        else:  # only these faces: asked by id, a block at a time (bounded parameter lists)
+            ids, wanted = [], sorted({int(i) for i in face_ids})
+            with self.backend.read() as con:
+                for start in range(0, len(wanted), ID_BLOCK):
+                    block = wanted[start : start + ID_BLOCK]
+                    marks = ",".join("?" * len(block))
+                    ids += [
+                        int(r[0])
+                        for r in con.execute(f"{sql} AND f.id IN ({marks})", [*params, *block])
+                    ]
+            ids.sort()
         done = 0
         for start in range(0, len(ids), EMBED_BATCH):
             chunk = ids[start : start + EMBED_BATCH]
             marks = ",".join("?" * len(chunk))
-            rows = (
-                self._con()
-                .execute(
+            with self.backend.read() as con:
+                rows = con.execute(
                     "SELECT id, crop_png, chip_template, chip_landmarks FROM faces "
                     f"WHERE id IN ({marks}) ORDER BY id",
                     chunk,
-                )
-                .fetchall()
-            )
+                ).fetchall()
             if not rows:
                 continue
             crops = [
@@ -400,24 +444,38 @@ class GalleryStore:
                 for _, png, template_name, marks_json in rows
             ]
             vectors = embedder.embed(np.stack(crops))
-            with self._write() as con:
-                for (face_id, *_), vec in zip(rows, vectors, strict=True):
-                    if con.execute("SELECT 1 FROM faces WHERE id = ?", (face_id,)).fetchone():
-                        self._put_embedding(con, int(face_id), key, vec)
-                        done += 1
+            with self.backend.write() as con:
+                present = {
+                    int(r[0])
+                    for r in con.execute(
+                        f"SELECT id FROM faces WHERE id IN ({marks})", [r[0] for r in rows]
+                    )
+                }
+                keep = [i for i, r in enumerate(rows) if int(r[0]) in present]
+                if keep:
+                    kept_ids = [int(rows[i][0]) for i in keep]
+                    put_embeddings(con, key, kept_ids, vectors[keep])
+                    self.change(con, "embed", kept_ids, model_key=key)
+                    done += len(keep)
         return done
 
     def model_keys(self) -> dict[str, int]:
         """Model keys with stored embeddings and how many faces each covers."""
-        rows = self._con().execute(
-            "SELECT model_key, COUNT(*) FROM embeddings GROUP BY model_key ORDER BY model_key"
-        )
-        return {str(k): int(n) for k, n in rows}
+        with self.backend.read() as con:
+            rows = con.execute(
+                "SELECT model_key, COUNT(*) FROM embeddings GROUP BY model_key"
+            ).fetchall()
+        return {str(k): int(n) for k, n in sorted(rows)}
 
     def embeddings(
-        self, key_or_embedder: str | Embedder, compute_missing: bool = True
+        self,
+        key_or_embedder: str | Embedder,
+        compute_missing: bool = True,
+        face_ids: Sequence[int] | None = None,
+        kinds: Sequence[str] = ("reference",),
     ) -> GalleryEmbeddings:
-        """Every face's embedding for one model, ordered by person then face.
+        """Faces' embeddings for one model (of ``kinds``; only ``face_ids`` when given),
+        ordered by person name then face id.
 
         Given an embedder, faces without an embedding for it are embedded first (on demand).
         """
@@ -426,32 +484,29 @@ class GalleryStore:
         else:
             key = model_key(key_or_embedder)
             if compute_missing:
-                self.reembed(key_or_embedder, missing_only=True)
-        con = self._con()
-        con.execute("BEGIN")  # one snapshot for the rows below
-        try:
-            rows = con.execute(
-                "SELECT f.id, p.id, p.name, e.dim, e.vector FROM embeddings e "
-                "JOIN faces f ON f.id = e.face_id JOIN people p ON p.id = f.person_id "
-                "WHERE e.model_key = ? ORDER BY p.name, f.id",
-                (key,),
-            ).fetchall()
-        finally:
-            con.execute("COMMIT")
+                self.reembed(key_or_embedder, missing_only=True, face_ids=face_ids)
+        sql = (
+            "SELECT f.id, p.id, p.name, e.dim, e.vector, f.kind FROM embeddings e "
+            "JOIN faces f ON f.id = e.face_id JOIN people p ON p.id = f.person_id "
+            f"WHERE e.model_key = ? AND f.kind IN ({','.join('?' * len(kinds))})"
+        )
+        params: list[Any] = [key, *kinds]
+        with self.backend.read() as con:
+            if face_ids is None:
+                rows = con.execute(sql, params).fetchall()
+            else:
+                rows, wanted = [], sorted({int(i) for i in face_ids})
+                for start in range(0, len(wanted), ID_BLOCK):
+                    block = wanted[start : start + ID_BLOCK]
+                    marks = ",".join("?" * len(block))
+                    rows += con.execute(f"{sql} AND f.id IN ({marks})", [*params, *block])
+        rows.sort(key=lambda r: (str(r[2]), int(r[0])))
         dims = {int(r[3]) for r in rows}
         if len(dims) > 1:
-            raise GalleryError(f"{self.path}: model {key} has embeddings of sizes {sorted(dims)}")
-        dim = dims.pop() if dims else 0
-        vectors = np.zeros((len(rows), dim), np.float32)
-        for i, row in enumerate(rows):
-            vectors[i] = np.frombuffer(row[4], dtype=np.float32)
-        return GalleryEmbeddings(
-            model_key=key,
-            vectors=vectors,
-            face_ids=np.array([r[0] for r in rows], np.int64),
-            person_ids=np.array([r[1] for r in rows], np.int64),
-            names=[str(r[2]) for r in rows],
-        )
+            raise GalleryError(
+                f"{self.location}: model {key} has embeddings of sizes {sorted(dims)}"
+            )
+        return _embeddings(key, rows)
 
     # ---- export ----------------------------------------------------------------------------------
     def export(self, path: str | Path, embedder: Embedder | str | None = None) -> Path:
@@ -460,6 +515,52 @@ class GalleryStore:
         from facemetric.gallery.export import export_gallery
 
         return export_gallery(self, path, embedder)
+
+
+def put_embeddings(con: Connection, key: str, face_ids: Sequence[int], vectors: np.ndarray) -> None:
+    """Store (or replace) one model's embeddings of faces, inside a write."""
+    vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+    con.executemany(
+        "INSERT INTO embeddings (face_id, model_key, dim, vector) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (face_id, model_key) DO UPDATE SET dim = excluded.dim, "
+        "vector = excluded.vector",
+        [(int(i), key, int(v.shape[0]), v.tobytes()) for i, v in zip(face_ids, vecs, strict=True)],
+    )
+
+
+def _embeddings(key: str, rows: list[Any]) -> GalleryEmbeddings:
+    dim = int(rows[0][3]) if rows else 0
+    vectors = np.zeros((len(rows), dim), np.float32)
+    for i, row in enumerate(rows):
+        vectors[i] = np.frombuffer(bytes(row[4]), dtype=np.float32)
+    return GalleryEmbeddings(
+        model_key=key,
+        vectors=vectors,
+        face_ids=np.array([int(r[0]) for r in rows], np.int64),
+        person_ids=np.array([int(r[1]) for r in rows], np.int64),
+        names=[str(r[2]) for r in rows],
+        kinds=[str(r[5]) for r in rows],
+    )
+
+
+def _person_id(con: Connection, name: str) -> int | None:
+    row = con.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _face_row(record: FaceRecord, kind: str) -> tuple[Any, ...]:
+    """A record's columns: source, png, box, landmarks | template, chip marks, digest, quality."""
+    quality = getattr(record, "quality", None)
+    return (
+        record.source,
+        encode_png(record.chip),
+        _json_or_none(record.box),
+        _json_or_none(record.landmarks),
+        record.chip_template,
+        _json_or_none(record.chip_landmarks),
+        record.digest(),
+        None if quality is None else json.dumps(quality, sort_keys=True),
+    )
 
 
 def _check_name(name: str) -> str:

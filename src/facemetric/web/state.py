@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from facemetric.data.image import DecodedImage
 from facemetric.errors import ModelError
-from facemetric.paths import default_gallery_path
+from facemetric.paths import default_gallery_path, gallery_location
 from facemetric.web.settings import WebSettings
 from facemetric.web.uploads import decode_checked
 
@@ -43,7 +43,7 @@ class WebState:
     settings: WebSettings
     admin_token: str
     token_generated: bool
-    db_path: Path
+    db_path: Path | str
     store: GalleryStore
     detector: FaceDetector
     recognizer: Recognizer | None
@@ -130,7 +130,7 @@ def load_state(settings: WebSettings, admin_token: str, token_generated: bool) -
     from facemetric.models import load_embedder
     from facemetric.recognize import Recognizer
 
-    db_path = Path(settings.db).expanduser() if settings.db else default_gallery_path()
+    db_path = gallery_location(settings.db) if settings.db else default_gallery_path()
     store = GalleryStore(db_path)
     detector = create_detector(settings.detector)  # a bad name is a config error: fail
     recognizer: Recognizer | None = None

@@ -1,0 +1,154 @@
+"""Where a gallery lives: the backend interface and ``open_backend(location)``.
+
+A gallery is a SQLite file (the embedded default: a path, or ``sqlite:///path``) or a PostgreSQL
+database (``postgresql://user:password@host:port/dbname``, shared by several servers). Backends
+are chosen by the location's scheme from a registry. Each gives connections that run the same
+portable SQL (``?`` placeholders, ``RETURNING``, ``ON CONFLICT``), read snapshots and serialised
+write transactions, fills the schema's type placeholders, and tells followers that the gallery
+changed (PostgreSQL ``LISTEN``/``NOTIFY``; SQLite by polling a counter, which is a local read).
+The gallery's rules are written once above them, in ``facemetric.gallery.store``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from facemetric.errors import GalleryError
+
+
+class StoreUnavailableError(GalleryError):
+    """The gallery's database cannot be reached now (a server down, a refused connection):
+    reads of what is loaded go on, changes are refused (the API answers 503)."""
+
+
+class Rows(Protocol):
+    """What ``Connection.execute`` returns (a DB-API cursor)."""
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """A connection inside a read snapshot or a write transaction."""
+
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> Rows: ...
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]], /) -> Any: ...
+
+
+class Backend(Protocol):
+    kind: str  # "sqlite" | "postgresql"
+    location: str  # what messages show: a path, or a URL without its password
+    types: ClassVar[dict[str, str]]  # the schema's type placeholders
+    integrity_errors: tuple[type[Exception], ...]  # a constraint refused a write
+    database_errors: tuple[type[Exception], ...]  # anything the driver raises
+
+    def exists(self) -> bool:
+        """Is there a gallery (its tables) at this location?"""
+        ...
+
+    def prepare(self, create: bool) -> None:
+        """Make the location usable (a SQLite file's folder) or say why it is not."""
+        ...
+
+    def read(self) -> contextlib.AbstractContextManager[Connection]:
+        """One consistent snapshot for several reads."""
+        ...
+
+    def write(self) -> contextlib.AbstractContextManager[Connection]:
+        """One transaction; writers are serialised, readers go on."""
+        ...
+
+    def schema_lock(self, con: Connection) -> None:
+        """Inside ``write()``: keep other processes from setting up the schema at once."""
+        ...
+
+    def table_exists(self, con: Connection, name: str) -> bool: ...
+
+    def notify(self, con: Connection, generation: int) -> None:
+        """Inside ``write()``: tell followers, once it commits, that the gallery changed."""
+        ...
+
+    def watch(self, on_change: Callable[[int | None], None]) -> Callable[[], None]:
+        """Call ``on_change(generation or None)`` from a thread of the backend's whenever the
+        gallery may have changed (None: reconnected, read it again); returns a function that
+        stops watching. SQLite has no push: it returns a no-op and callers poll."""
+        ...
+
+    def ping(self) -> str | None:
+        """None when the database answers now, else why not (for health checks)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+BackendFactory = Callable[[str], Backend]
+_REGISTRY: dict[str, BackendFactory] = {}
+
+
+def register_backend(*schemes: str) -> Callable[[BackendFactory], BackendFactory]:
+    def wrap(factory: BackendFactory) -> BackendFactory:
+        for scheme in schemes:
+            _REGISTRY[scheme] = factory
+        return factory
+
+    return wrap
+
+
+def scheme_of(location: str | Path) -> str:
+    """``postgresql``, ``sqlite``, ...: a path (no ``scheme://``) is a SQLite file."""
+    text = str(location)
+    if "://" not in text:
+        return "sqlite"
+    return text.split("://", 1)[0].lower()
+
+
+def is_url(location: str | Path) -> bool:
+    return "://" in str(location)
+
+
+def open_backend(location: str | Path) -> Backend:
+    """The backend for ``location``; ``GalleryError`` for a scheme facemetric does not know."""
+    _load_backends()
+    scheme = scheme_of(location)
+    if scheme not in _REGISTRY:
+        raise GalleryError(
+            f"{redact(str(location))}: unknown gallery location; use a file path, "
+            f"sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+        )
+    return _REGISTRY[scheme](str(location))
+
+
+def _load_backends() -> None:
+    # Imported here, not at the top: each registers itself, and psycopg loads only when used.
+    from facemetric.gallery import postgres, sqlite  # noqa: F401
+
+
+def redact(url: str) -> str:
+    """``url`` without its password (``postgresql://ada:***@host/db``), for messages and logs."""
+    if "://" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.split("://", 1)[0] + "://***"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return urlunsplit(
+        (parts.scheme, f"{user}:***@{host}{port}", parts.path, parts.query, parts.fragment)
+    )

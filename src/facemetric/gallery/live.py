@@ -1,0 +1,270 @@
+"""A running server's view of the gallery: one model's embeddings in memory, searchable, following
+every change made anywhere (another server, the CLI) without reading the whole gallery again.
+
+The store logs which faces each change touched; ``refresh`` reads only those faces (their
+current state: present or gone, person, kind, this model's embedding, computed first when
+missing) and updates the index in place. A follower thread (``follow``) refreshes when the
+backend says something changed (PostgreSQL ``NOTIFY``) and polls as a safety net (SQLite, or a
+notification lost while the database was away); while the database cannot be reached, searches
+go on with the faces already loaded and ``status`` says why it is stale. Without a follower,
+every search first checks the gallery's generation (a local read for SQLite), so a command that
+writes and then searches sees its own change.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from facemetric.errors import GalleryError
+from facemetric.gallery.index_ids import IdIndex as SearchIndex
+from facemetric.gallery.index_ids import create_index
+from facemetric.gallery.store import GalleryEmbeddings, GalleryStore, model_key
+
+if TYPE_CHECKING:
+    from facemetric.models.inference import Embedder
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = {"sqlite": 0.25, "postgresql": 1.0}  # follower's safety-net poll
+
+
+@dataclass
+class GalleryStatus:
+    """What a server holds of the gallery, for ``/api/health``."""
+
+    generation: int  # the store generation the loaded faces are up to date with (-1: none yet)
+    faces: int
+    people: int
+    negatives: int
+    index: dict[str, Any] = field(default_factory=dict)
+    following: bool = False
+    error: str | None = None  # why the loaded faces may be stale (the database is away)
+    updated: float | None = None  # when the last refresh finished (Unix seconds)
+
+
+class LiveGallery:
+    """The faces of ``store`` embedded by ``embedder``, searchable by similarity."""
+
+    def __init__(
+        self,
+        store: GalleryStore,
+        embedder: Embedder,
+        index: str = "auto",
+        compute_missing: bool = True,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.key = model_key(embedder)
+        self.index_name = index
+        self.compute_missing = compute_missing
+        self._lock = threading.RLock()
+        self._generation = -1
+        self._index: SearchIndex | None = None
+        self._person_of: dict[int, str] = {}  # reference face id -> person
+        self._faces_of: dict[str, set[int]] = {}
+        self._negatives: dict[int, tuple[str, np.ndarray]] = {}  # negative face id -> (person, v)
+        self._dim = int(embedder.spec.embedding_dim)
+        self._error: str | None = None
+        self._updated: float | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._unwatch: Callable[[], None] | None = None
+        self._listeners: list[Callable[[], None]] = []
+
+    # ---- loading and following -------------------------------------------------------------------
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def refresh(self) -> bool:
+        """Bring the loaded faces up to the store's generation; True when anything changed."""
+        with self._lock:
+            if self._generation < 0:
+                self._load_all()
+                return True
+            current = self.store.change_counter()
+            if current == self._generation:
+                return False
+            changes = self.store.changes_since(self._generation)
+            if changes is None:  # the log was pruned past us: read everything
+                self._load_all()
+                return True
+            touched = sorted(changes.face_ids)
+            rows = self._read(touched)
+            self._apply(touched, rows)
+            self._generation = changes.generation
+            self._updated = time.time()
+        self._changed()
+        return True
+
+    def _read(self, face_ids: list[int] | None) -> GalleryEmbeddings:
+        return self.store.embeddings(
+            self.embedder if self.compute_missing else self.key,
+            compute_missing=self.compute_missing,
+            face_ids=face_ids,
+            kinds=("reference", "negative"),
+        )
+
+    def _load_all(self) -> None:
+        generation = self.store.change_counter()  # first: a change made meanwhile is re-read
+        rows = self._read(None)
+        self._person_of, self._faces_of, self._negatives = {}, {}, {}
+        refs = self._split(rows)
+        self._index = create_index(self.index_name, refs.face_ids, refs.vectors)
+        self._generation = generation
+        self._updated = time.time()
+
+    def _split(self, rows: GalleryEmbeddings) -> GalleryEmbeddings:
+        """Record rows' people and negatives; returns the reference rows to index."""
+        if rows.vectors.shape[0] and rows.vectors.shape[1] != self._dim:
+            raise GalleryError(
+                f"{self.store.location}: embeddings of {rows.vectors.shape[1]} values stored "
+                f"for a model of {self._dim}"
+            )
+        kinds = rows.kinds or ["reference"] * len(rows.names)
+        keep = []
+        for i, (face_id, name, kind) in enumerate(
+            zip(rows.face_ids.tolist(), rows.names, kinds, strict=True)
+        ):
+            if kind == "negative":
+                self._negatives[int(face_id)] = (name, rows.vectors[i].copy())
+            else:
+                self._person_of[int(face_id)] = name
+                self._faces_of.setdefault(name, set()).add(int(face_id))
+                keep.append(i)
+        take = np.asarray(keep, np.int64)
+        return GalleryEmbeddings(
+            rows.model_key,
+            rows.vectors[take].reshape(len(keep), self._dim),
+            rows.face_ids[take],
+            rows.person_ids[take],
+            [rows.names[i] for i in keep],
+        )
+
+    def _apply(self, touched: list[int], rows: GalleryEmbeddings) -> None:
+        assert self._index is not None  # loaded before any change is applied
+        gone = [i for i in touched if i in self._person_of]
+        for face_id in gone:
+            name = self._person_of.pop(face_id)
+            faces = self._faces_of.get(name)
+            if faces is not None:
+                faces.discard(face_id)
+                if not faces:
+                    del self._faces_of[name]
+        for face_id in touched:
+            self._negatives.pop(face_id, None)
+        if gone:
+            self._index.remove(np.asarray(gone, np.int64))
+        refs = self._split(rows)
+        if len(refs.face_ids):
+            self._index.add(refs.face_ids, refs.vectors)
+
+    def follow(self) -> None:
+        """Keep up with the store from a thread of its own until ``close``."""
+        if self._thread is not None:
+            return
+        self._unwatch = self.store.backend.watch(self._on_notice)
+        self._thread = threading.Thread(target=self._run, name="facemetric-follow", daemon=True)
+        self._thread.start()
+
+    def _on_notice(self, generation: int | None) -> None:
+        if generation is None or generation != self._generation:
+            self._wake.set()
+
+    def _run(self) -> None:
+        poll = POLL_SECONDS.get(self.store.kind, 1.0)
+        while not self._stop.is_set():
+            self._wake.wait(poll)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.refresh()
+            except GalleryError as exc:  # the database is away: keep what is loaded
+                if self._error is None:
+                    log.warning("gallery: %s; recognising with the faces loaded", exc)
+                self._error = str(exc)
+                continue
+            if self._error is not None:
+                log.warning("gallery: %s answers again", self.store.location)
+                self._error = None
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after each refresh that changed the loaded faces."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:  # a listener's failure must not stop following
+                log.exception("gallery change listener failed")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._unwatch is not None:
+            self._unwatch()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._thread = None
+
+    # ---- reading ---------------------------------------------------------------------------------
+    def current(self) -> LiveGallery:
+        """Up to date (checked now unless a follower keeps it so) and ready to search."""
+        if self._thread is None or self._generation < 0:
+            self.refresh()
+        return self
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` most similar reference faces of each query: (sims, face ids), -1 padded."""
+        with self._lock:
+            assert self._index is not None  # current() loads it
+            return self._index.search(queries, k)
+
+    def person_of(self, face_id: int) -> str | None:
+        return self._person_of.get(int(face_id))
+
+    @property
+    def faces_per_person(self) -> int:
+        """The most reference faces one person has (1 for an empty gallery)."""
+        return max((len(f) for f in self._faces_of.values()), default=1)
+
+    def __len__(self) -> int:
+        return len(self._person_of)
+
+    @property
+    def people(self) -> list[str]:
+        return sorted(self._faces_of)
+
+    def negatives(self) -> dict[str, np.ndarray]:
+        """Each person's negative faces' embeddings, (n, D) float32."""
+        with self._lock:
+            out: dict[str, list[np.ndarray]] = {}
+            for name, vec in self._negatives.values():
+                out.setdefault(name, []).append(vec)
+        return {name: np.stack(vs) for name, vs in out.items()}
+
+    def status(self) -> GalleryStatus:
+        with self._lock:
+            describe = getattr(self._index, "describe", None)
+            name = getattr(self._index, "name", None)
+            info = describe() if callable(describe) else {"kind": name}
+            return GalleryStatus(
+                generation=self._generation,
+                faces=len(self._person_of),
+                people=len(self._faces_of),
+                negatives=len(self._negatives),
+                index=info,
+                following=self._thread is not None,
+                error=self._error,
+                updated=self._updated,
+            )
