@@ -60,7 +60,7 @@ def test_empty_gallery_then_enrol_identify_remove(client: TestClient, tmp_path: 
     person = r.json()
     assert person["name"] == "Eileen Collins" and person["face_count"] == 1
     face_id = person["faces"][0]["id"]
-    assert person["faces"][0]["image_url"] == f"/api/faces/{face_id}/image"
+    assert person["faces"][0]["image_url"].startswith(f"/api/faces/{face_id}/image?v={face_id}-")
 
     assert client.get("/api/health").json()["status"] == "ok"
     people = client.get("/api/people").json()
@@ -92,6 +92,34 @@ def test_empty_gallery_then_enrol_identify_remove(client: TestClient, tmp_path: 
     r = client.delete("/api/people/Eileen Collins", headers=AUTH)
     assert r.status_code == 404 and "Eileen Collins" in r.json()["detail"]
     assert client.get("/api/people/nobody/faces").status_code == 404
+
+
+def test_face_ids_are_never_reused_and_images_never_served_stale(client: TestClient) -> None:
+    """Issue 23 item 2: enrol one person, remove them, enrol another: the new face gets a new
+    id (it got the removed face's id, 19 in the report), and a browser that kept the old
+    picture revalidates it (bare URL) or asks for another URL (the API's, with ?v=)."""
+    first = client.post("/api/people", data={"name": "A"}, files=[("files", photo())], headers=AUTH)
+    old = first.json()["faces"][0]
+    old_image = client.get(old["image_url"])
+    assert "immutable" in old_image.headers["cache-control"]
+    bare = client.get(f"/api/faces/{old['id']}/image")
+    assert bare.headers["cache-control"] == "private, no-cache" and bare.headers["etag"]
+    etag = bare.headers["etag"]
+    again = client.get(f"/api/faces/{old['id']}/image", headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    client.delete("/api/people/A", headers=AUTH)
+    flipped = np.ascontiguousarray(astronaut()[:, ::-1])
+    second = client.post(
+        "/api/people",
+        data={"name": "B"},
+        files=[("files", ("b.png", encode(flipped, "PNG"), "image/png"))],
+        headers=AUTH,
+    )
+    new = second.json()["faces"][0]
+    assert new["id"] > old["id"] and new["image_url"] != old["image_url"]
+    assert client.get(old["image_url"]).status_code == 404
+    stale = client.get(f"/api/faces/{new['id']}/image", headers={"If-None-Match": etag})
+    assert stale.status_code == 200  # another face's tag never validates this one
 
 
 def test_preview_shows_aligned_crops_without_saving(client: TestClient) -> None:

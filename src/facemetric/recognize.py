@@ -200,18 +200,23 @@ class Recognizer:
         if self._gallery is None:
             with self._lock:
                 if self._gallery is None:
-                    self._gallery = LiveGallery(self.store, self.embedder, self.index_name)
+                    self._gallery = LiveGallery(
+                        self.store, self.embedder, self.index_name, embed_lock=self._lock
+                    )
+        return self._gallery
+
+    @property
+    def loaded_gallery(self) -> LiveGallery | None:
+        """The gallery in memory if it was loaded (never loads it)."""
         return self._gallery
 
     def reload(self) -> None:
         """Bring the loaded gallery up to date with the store (only what changed is read;
         faces that lack this model's embedding are embedded)."""
-        with self._lock:
-            self.gallery.refresh()
+        self.gallery.refresh()
 
     def _current(self) -> LiveGallery:
-        with self._lock:
-            return self.gallery.current()
+        return self.gallery.current()
 
     def close(self) -> None:
         """Stop following the gallery (``follow``)."""

@@ -58,13 +58,16 @@ class LiveGallery:
         embedder: Embedder,
         index: str = "auto",
         compute_missing: bool = True,
+        embed_lock: threading.RLock | threading.Lock | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.key = model_key(embedder)
         self.index_name = index
         self.compute_missing = compute_missing
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # held while the index changes or is searched
+        self._refresh_lock = threading.Lock()
+        self._embed_lock = embed_lock if embed_lock is not None else threading.Lock()
         self._generation = -1
         self._index: SearchIndex | None = None
         self._person_of: dict[int, str] = {}  # reference face id -> person
@@ -85,42 +88,43 @@ class LiveGallery:
         return self._generation
 
     def refresh(self) -> bool:
-        """Bring the loaded faces up to the store's generation; True when anything changed."""
-        with self._lock:
-            if self._generation < 0:
-                self._load_all()
-                return True
+        """Bring the loaded faces up to the store's generation; True when anything changed.
+
+        The database is read (and missing embeddings computed) outside the search lock, so
+        searches never wait on the database; refreshes run one at a time."""
+        with self._refresh_lock:
             current = self.store.change_counter()
             if current == self._generation:
                 return False
-            changes = self.store.changes_since(self._generation)
-            if changes is None:  # the log was pruned past us: read everything
-                self._load_all()
-                return True
-            touched = sorted(changes.face_ids)
-            rows = self._read(touched)
-            self._apply(touched, rows)
-            self._generation = changes.generation
+            changes = None if self._generation < 0 else self.store.changes_since(self._generation)
+            if changes is None:  # first load, or the log was pruned past us: read everything
+                rows = self._read(None)
+                with self._lock:
+                    self._person_of, self._faces_of, self._negatives = {}, {}, {}
+                    refs = self._split(rows)
+                    self._index = create_index(self.index_name, refs.face_ids, refs.vectors)
+                    self._generation = current
+            else:
+                touched = sorted(changes.face_ids)
+                rows = self._read(touched)
+                with self._lock:
+                    self._apply(touched, rows)
+                    self._generation = changes.generation
             self._updated = time.time()
         self._changed()
         return True
 
     def _read(self, face_ids: list[int] | None) -> GalleryEmbeddings:
+        """These faces (None: all) as they are now, embedded by this model (missing embeddings
+        are computed first, holding the embedder's lock: it is not re-entrant)."""
+        if self.compute_missing:
+            missing = self.store.missing_embeddings(self.key, face_ids)
+            if missing:
+                with self._embed_lock:
+                    self.store.reembed(self.embedder, missing_only=True, face_ids=missing)
         return self.store.embeddings(
-            self.embedder if self.compute_missing else self.key,
-            compute_missing=self.compute_missing,
-            face_ids=face_ids,
-            kinds=("reference", "negative"),
+            self.key, compute_missing=False, face_ids=face_ids, kinds=("reference", "negative")
         )
-
-    def _load_all(self) -> None:
-        generation = self.store.change_counter()  # first: a change made meanwhile is re-read
-        rows = self._read(None)
-        self._person_of, self._faces_of, self._negatives = {}, {}, {}
-        refs = self._split(rows)
-        self._index = create_index(self.index_name, refs.face_ids, refs.vectors)
-        self._generation = generation
-        self._updated = time.time()
 
     def _split(self, rows: GalleryEmbeddings) -> GalleryEmbeddings:
         """Record rows' people and negatives; returns the reference rows to index."""

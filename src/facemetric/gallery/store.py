@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -377,6 +377,20 @@ class GalleryStore:
             raise GalleryError(f"face {face_id} is not in the gallery")
         return bytes(row[0])
 
+    def face_picture(self, face_id: int) -> tuple[bytes, Face]:
+        """A face's chip (PNG) with what is known of it; ``GalleryError`` for an unknown id."""
+        with self.backend.read() as con:
+            row = con.execute(
+                "SELECT f.crop_png, p.name, f.source, f.created, f.kind, f.content_sha256 "
+                "FROM faces f JOIN people p ON p.id = f.person_id WHERE f.id = ?",
+                (int(face_id),),
+            ).fetchone()
+        if row is None:
+            raise GalleryError(f"face {face_id} is not in the gallery")
+        png, name, source, created, kind, digest = row
+        face = Face(int(face_id), str(name), source, None, None, str(created), str(kind))
+        return bytes(png), replace(face, digest=None if digest is None else str(digest))
+
     def face_crop(self, face_id: int) -> np.ndarray:
         """A face's stored chip as (S, S, 3) uint8 RGB."""
         return decode_png(self.face_thumbnail(face_id))
@@ -458,6 +472,24 @@ class GalleryStore:
                     self.change(con, "embed", kept_ids, model_key=key)
                     done += len(keep)
         return done
+
+    def missing_embeddings(self, key: str, face_ids: Sequence[int] | None = None) -> list[int]:
+        """Faces (of ``face_ids``, or all) that have no embedding by model ``key``."""
+        sql = (
+            "SELECT f.id FROM faces f WHERE NOT EXISTS (SELECT 1 FROM embeddings e "
+            "WHERE e.face_id = f.id AND e.model_key = ?)"
+        )
+        with self.backend.read() as con:
+            if face_ids is None:
+                return sorted(int(r[0]) for r in con.execute(sql, (key,)))
+            out, wanted = [], sorted({int(i) for i in face_ids})
+            for start in range(0, len(wanted), ID_BLOCK):
+                block = wanted[start : start + ID_BLOCK]
+                marks = ",".join("?" * len(block))
+                out += [
+                    int(r[0]) for r in con.execute(f"{sql} AND f.id IN ({marks})", [key, *block])
+                ]
+        return sorted(out)
 
     def model_keys(self) -> dict[str, int]:
         """Model keys with stored embeddings and how many faces each covers."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import logging
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from facemetric import __version__
 from facemetric.data.image import ImageTooLargeError
 from facemetric.errors import ConfigError, FacemetricError, FaceNotFoundError, ImageReadError
+from facemetric.gallery.backend import StoreUnavailableError
 from facemetric.web import routes, stream
 from facemetric.web.security import (
     ALL_INTERFACES,
@@ -39,9 +41,12 @@ from facemetric.web.state import (
 )
 
 STATIC_DIR = files("facemetric.web") / "static"
+log = logging.getLogger(__name__)
 
 
 def _error_status(exc: FacemetricError) -> int:
+    if isinstance(exc, StoreUnavailableError):
+        return 503
     if isinstance(exc, FaceNotFoundError):
         return 422
     if isinstance(exc, ImageTooLargeError):
@@ -62,6 +67,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = load_state(settings, admin_token, generated)
         app.state.web = state
+        state.start_following()
         if generated:
             print(
                 f"facemetric serve: admin token for this run (set FACEMETRIC_ADMIN_TOKEN to "
@@ -102,6 +108,10 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
 
     @app.exception_handler(FacemetricError)
     async def _user_error(request: Request, exc: FacemetricError) -> JSONResponse:
+        if isinstance(exc, StoreUnavailableError):  # the database's address stays in the log
+            log.warning("%s %s: %s", request.method, request.url.path, exc)
+            detail = "the gallery database does not answer now; try again later"
+            return JSONResponse({"detail": detail}, status_code=503)
         detail = public_message(str(exc))  # no server folders in answers
         return JSONResponse({"detail": detail}, status_code=_error_status(exc))
 

@@ -16,18 +16,30 @@ from collections.abc import AsyncIterator
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Path, Request, UploadFile
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    Form,
+    Header,
+    HTTPException,
+    Path,
+    Request,
+    UploadFile,
+)
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from facemetric.data.image import DecodedImage, ImageTooLargeError
 from facemetric.errors import FaceNotFoundError, GalleryError, ImageReadError
+from facemetric.gallery.backend import StoreUnavailableError
 from facemetric.gallery.names import check_person_name
 from facemetric.gallery.records import FaceRecord
 from facemetric.web.state import WebState, public_message
 from facemetric.web.uploads import png_data_url, to_original
 
+UNAVAILABLE = "the gallery database does not answer"  # its address is the operator's business
 MAX_FACE_ID = 2**63 - 1  # SQLite's largest integer: no face id can be larger
 PREVIEW_FACES = 10  # crops shown per photo in a preview (enrolment keeps the largest face)
 
@@ -97,12 +109,24 @@ def check_name(name: str) -> str:
 
 
 # ---- schemas ------------------------------------------------------------------------------------
+class GalleryHealth(BaseModel):
+    """The gallery this server holds: where it lives and how up to date its copy is."""
+
+    backend: str  # sqlite | postgresql
+    database: str  # ok | unavailable
+    generation: int | None = None  # the store generation this server's copy is up to date with
+    following: bool = False  # a follower thread keeps the copy up to date
+    index: str | None = None  # the search index in use
+    error: str | None = None  # why the database cannot be reached now
+
+
 class HealthPublic(BaseModel):
-    status: str  # ok | no_model | empty_gallery
+    status: str  # ok | no_model | empty_gallery | database_unavailable
     message: str
     model_loaded: bool
     gallery_people: int
     gallery_faces: int
+    gallery: GalleryHealth | None = None
 
 
 class CalibrationPublic(BaseModel):
@@ -189,7 +213,7 @@ class PreviewPublic(BaseModel):
 # ---- helpers over the gallery store -------------------------------------------------------------
 def _face_public(face: Any) -> FacePublic:
     face_id = int(face.id)
-    return FacePublic(id=face_id, image_url=f"/api/faces/{face_id}/image")
+    return FacePublic(id=face_id, image_url=f"/api/faces/{face_id}/image?v={image_tag(face)}")
 
 
 def _person_public(store: Any, person: Any) -> PersonPublic:
@@ -220,16 +244,38 @@ faces_router = APIRouter(prefix="/api/faces", tags=["faces"])
 enroll_router = APIRouter(prefix="/api/enroll", tags=["people"])
 
 
-def gallery_counts(state: WebState) -> tuple[int, int]:
+def gallery_health(state: WebState) -> tuple[int, int, GalleryHealth]:
+    """People and faces (from this server's copy when it has one, else the store) and the
+    gallery's state; asks the database whether it answers."""
+    error = state.store.backend.ping()
+    info = GalleryHealth(
+        backend=state.store.kind,
+        database="ok" if error is None else "unavailable",
+        error=None if error is None else UNAVAILABLE,
+    )
+    live = state.recognizer.loaded_gallery if state.recognizer is not None else None
+    if live is not None:
+        status = live.status()
+        info.generation, info.following = status.generation, status.following
+        info.index = status.index.get("kind")
+        return status.people, status.faces, info
+    if error is not None:
+        return 0, 0, info
     people = state.store.list_people()
-    return len(people), sum(int(p.face_count) for p in people)
+    return len(people), sum(int(p.face_count) for p in people), info
 
 
 @status_router.get("/health", response_model=HealthPublic)
 async def health(state: StateDep) -> HealthPublic:
     """Is the server usable for recognition, and if not, why not."""
-    people, faces = await state.run_quick(gallery_counts, state)
-    if state.recognizer is None:
+    people, faces, gallery = await state.run_quick(gallery_health, state)
+    if gallery.database != "ok":
+        status = "database_unavailable"
+        message = (
+            f"{UNAVAILABLE}: recognising with the {faces} faces loaded, changes are refused "
+            "until it is back"
+        )
+    elif state.recognizer is None:
         status, message = "no_model", f"no model loaded: {state.model_error}"
     elif faces == 0:
         status = "empty_gallery"
@@ -244,6 +290,7 @@ async def health(state: StateDep) -> HealthPublic:
         model_loaded=state.recognizer is not None,
         gallery_people=people,
         gallery_faces=faces,
+        gallery=gallery,
     )
 
 
@@ -375,6 +422,8 @@ async def enroll_person(
     def work() -> EnrolledPublic:
         try:
             result = recognizer.add_records(name, records, skipped)
+        except StoreUnavailableError:
+            raise  # 503: the database is away, try again later
         except GalleryError as exc:
             raise HTTPException(422, str(exc)) from None
         recognizer.reload()
@@ -421,25 +470,42 @@ async def person_faces(state: StateDep, name: str) -> list[FacePublic]:
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}, 404: {"description": "no such face"}},
 )
-async def face_image(state: StateDep, face_id: Annotated[int, Path(ge=1)]) -> Response:
+async def face_image(
+    state: StateDep,
+    face_id: Annotated[int, Path(ge=1)],
+    v: str | None = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
     """The aligned crop of one gallery face, by numeric id only (no paths, no traversal)."""
     if face_id > MAX_FACE_ID:
         raise HTTPException(404, f"face {face_id} is not in the gallery")
 
-    def work() -> bytes | None:
+    def work() -> tuple[bytes, Any] | None:
         try:
-            return bytes(state.store.face_thumbnail(face_id))
-        except (KeyError, LookupError):
+            return state.store.face_picture(face_id)
+        except GalleryError as exc:
+            if isinstance(exc, StoreUnavailableError):
+                raise
             return None
-        except Exception as exc:
-            if type(exc).__name__ == "GalleryError":
-                return None
-            raise
 
-    data = await state.run_quick(work)
-    if not data:
+    found = await state.run_quick(work)
+    if not found:
         raise HTTPException(404, f"face {face_id} is not in the gallery")
-    return Response(data, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+    data, face = found
+    tag = image_tag(face)
+    # A URL that names the image's content (?v=, as the API hands out) may be kept for good;
+    # a bare one is revalidated every time, so a browser never shows another face's picture.
+    cache = "private, max-age=31536000, immutable" if v == tag else "private, no-cache"
+    headers = {"Cache-Control": cache, "ETag": f'"{tag}"'}
+    if if_none_match is not None and f'"{tag}"' in if_none_match:
+        return Response(status_code=304, headers=headers)
+    return Response(data, media_type="image/png", headers=headers)
+
+
+def image_tag(face: Any) -> str:
+    """What names a face's picture: its id and the hash of its photo (or chip), the ETag and
+    the ``v`` of its URL; ids are never handed out twice, so neither is a tag."""
+    return f"{int(face.id)}-{(face.digest or '')[:16]}"
 
 
 def preview_photo(state: WebState, filename: str, image: DecodedImage) -> PreviewPhoto:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from facemetric.data.image import DecodedImage
 from facemetric.errors import ModelError
+from facemetric.gallery.backend import StoreUnavailableError
 from facemetric.paths import default_gallery_path, gallery_location
 from facemetric.web.settings import WebSettings
 from facemetric.web.uploads import decode_checked
@@ -99,7 +101,21 @@ class WebState:
             return float(self.recognizer.threshold)
         return 0.5
 
+    def start_following(self) -> None:
+        """Load the gallery now and keep it up to date with changes made anywhere (other
+        servers, the CLI) from a thread of its own; a database that is away is said in
+        ``/api/health`` and retried, not fatal."""
+        if self.recognizer is None:
+            return
+        try:
+            self.recognizer.gallery.current()
+        except StoreUnavailableError as exc:
+            print(f"facemetric serve: {exc}; retrying", file=sys.stderr, flush=True)
+        self.recognizer.gallery.follow()
+
     def close(self) -> None:
+        if self.recognizer is not None:
+            self.recognizer.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self.quick.shutdown(wait=False, cancel_futures=True)
         closer = getattr(self.store, "close", None)
