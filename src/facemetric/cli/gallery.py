@@ -264,7 +264,10 @@ def cmd_export_model(args: argparse.Namespace) -> int:
 
 
 # ---- parser -----------------------------------------------------------------------------------
-DB_HELP = "gallery file (default: $FACEMETRIC_HOME/gallery.db)"
+DB_HELP = (
+    "gallery: a SQLite file or postgresql://USER:PASSWORD@HOST:PORT/DBNAME (default: "
+    "$FACEMETRIC_DB, else $FACEMETRIC_HOME/gallery.db)"
+)
 MODEL_HELP = (
     "checkpoint, run folder, pretrained name (dlib) or 'best' (default: the promoted model, "
     "else dlib)"
@@ -300,7 +303,8 @@ def register(sub: Any) -> None:
         "gallery",
         help="enrol, list and remove the people to recognise",
         description="The gallery: the people to recognise, their reference faces and "
-        "embeddings, in one SQLite file ($FACEMETRIC_HOME/gallery.db or --db).",
+        "embeddings, in one SQLite file ($FACEMETRIC_HOME/gallery.db or --db) or a PostgreSQL "
+        "database several servers share (--db postgresql://...).",
     )
     gsub = gallery.add_subparsers(dest="gallery_command", metavar="COMMAND", required=True)
 
@@ -358,6 +362,10 @@ def register(sub: Any) -> None:
     p.add_argument("out", metavar="OUT", help="output file (.npz is added when missing)")
     _common(p, detect=False)
     p.set_defaults(func=cmd_export)
+
+    from facemetric.cli import gallery_store
+
+    gallery_store.register(gsub, DB_HELP)
 
     p = gsub.add_parser(
         "reembed",

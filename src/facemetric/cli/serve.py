@@ -62,7 +62,11 @@ def register(sub: Any) -> None:
         help="checkpoint, run folder, pretrained name (dlib) or 'best' (default: the promoted "
         "model, else dlib)",
     )
-    p.add_argument("--db", help="SQLite gallery file (default: $FACEMETRIC_HOME/gallery.db)")
+    p.add_argument(
+        "--db",
+        help="gallery: a SQLite file or postgresql://USER:PASSWORD@HOST:PORT/DBNAME (default: "
+        "$FACEMETRIC_DB, else $FACEMETRIC_HOME/gallery.db)",
+    )
     p.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="TCP port (default 8000)")
     p.add_argument(

@@ -25,7 +25,9 @@ class WebSettings(BaseSettings):
         "starts without one and says so.",
     )
     db: str | None = Field(
-        default=None, description="SQLite gallery file (default: $FACEMETRIC_HOME/gallery.db)."
+        default=None,
+        description="Gallery: a SQLite file, or postgresql://USER:PASSWORD@HOST:PORT/DBNAME for "
+        "one gallery several servers share (default: $FACEMETRIC_HOME/gallery.db).",
     )
     host: str = Field(
         default="127.0.0.1", description="Interface to listen on; local only by default."

@@ -1,0 +1,104 @@
+"""CLI for where a gallery lives: ``gallery info`` (backend, schema, generation, index) and
+``gallery copy SRC DST`` (between SQLite files and PostgreSQL databases)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+LOCATION_HELP = "a SQLite file or postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from facemetric.gallery.index import AUTO_HALF_ABOVE
+    from facemetric.gallery.migrate import schema_version
+    from facemetric.gallery.store import GalleryStore
+    from facemetric.paths import default_gallery_path
+
+    store = GalleryStore(args.db or default_gallery_path(), create=False)
+    with store:
+        people = store.list_people()
+        faces = sum(p.face_count for p in people)
+        with store.backend.read() as con:
+            version = schema_version(store.backend, con)
+        keys = store.model_keys()
+        index = "half" if faces > AUTO_HALF_ABOVE else "exact"
+        info: dict[str, Any] = {
+            "location": store.location,
+            "backend": store.kind,
+            "schema": version,
+            "generation": store.change_counter(),
+            "people": len(people),
+            "faces": faces,
+            "models": keys,
+            "index": index,
+        }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{info['location']} ({info['backend']}, schema {info['schema']})")
+    print(
+        f"  {info['people']} people, {info['faces']} reference faces, generation "
+        f"{info['generation']}"
+    )
+    print(f"  search index: {index} ('auto' for {faces} faces)")
+    for key, count in keys.items():
+        print(f"  model {key}: {count} embeddings")
+    return 0
+
+
+def cmd_copy(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from facemetric.errors import GalleryError
+    from facemetric.gallery.copy import copy_gallery
+    from facemetric.gallery.store import GalleryStore
+
+    src = GalleryStore(args.src, create=False)
+    dst = GalleryStore(args.dst, create=True)
+    if src.location == dst.location:
+        raise GalleryError(f"{src.location}: source and destination are the same gallery")
+    with (
+        src,
+        dst,
+        tqdm(total=_face_count(src), unit="face", disable=args.quiet, file=sys.stderr) as bar,
+    ):
+        report = copy_gallery(src, dst, progress=bar.update)
+    print(
+        f"copied {report.faces} faces ({report.embeddings} embeddings) of {report.people} "
+        f"people from {src.location} to {dst.location}; {report.skipped} already there"
+    )
+    return 0
+
+
+def _face_count(store: Any) -> int:
+    with store.backend.read() as con:
+        return int(con.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
+
+
+def register(gsub: Any, db_help: str) -> None:
+    """Add ``gallery info`` and ``gallery copy`` to the ``gallery`` command group."""
+    p = gsub.add_parser(
+        "info",
+        help="where the gallery lives, its size and the search index in use",
+        description="Backend, location (never a password), schema version, generation, "
+        "people, faces, models with embeddings and the search index 'auto' uses for its size.",
+    )
+    p.add_argument("--db", metavar="PATH_OR_URL", help=db_help)
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(func=cmd_info, model=None)
+
+    p = gsub.add_parser(
+        "copy",
+        help="copy a gallery into another store (SQLite <-> PostgreSQL)",
+        description="Copy every person with their faces (chips, landmarks, quality) and the "
+        "embeddings of every model from SRC into DST (created when missing). Faces DST "
+        "already has are skipped, so running it again adds nothing and a copy that was "
+        "stopped goes on where it was.",
+    )
+    p.add_argument("src", metavar="SRC", help=LOCATION_HELP)
+    p.add_argument("dst", metavar="DST", help=LOCATION_HELP)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_copy, model=None)
