@@ -42,7 +42,8 @@ def free_port() -> int:
 class PostgresServer:
     """One server; ``url(db)`` for a database of it, ``new_database()`` for a fresh one."""
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        self.durable = durable  # tests run without fsync; benchmarks with PostgreSQL's defaults
         self.folder = Path(tempfile.mkdtemp(prefix="facemetric-pg-"))
         self.data = self.folder / "data"
         self.port = free_port()
@@ -75,10 +76,10 @@ class PostgresServer:
         return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=120)
 
     def start(self) -> None:
-        options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=60"
-        )
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder} "
+        options += "-c max_connections=60"
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(
             "pg_ctl",
             "-D",

@@ -1,6 +1,6 @@
 """Events: tracks of recognised (or unknown) faces become events that are stored, listed and
 notified."""
 
-from facemetric.events.model import Event, iso
+from facemetric.events.model import Event, EventSink, iso
 
-__all__ = ["Event", "iso"]
+__all__ = ["Event", "EventSink", "iso"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -72,3 +72,20 @@ class Event:
             "decision": self.decision,
             "closed": bool(self.closed),
         }
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """Where events go: the history store, MQTT, webhooks, ``watch --json``.
+
+    ``update`` is called when an event opens or its best sighting improves (optional work: a
+    sink may ignore it), ``close_event`` once when the track is gone; both return quickly and never
+    raise into the recogniser (a sink that is slow or down queues and reports it itself).
+    ``close`` flushes and stops the sink.
+    """
+
+    def update(self, event: Event) -> None: ...
+
+    def close_event(self, event: Event) -> None: ...
+
+    def close(self) -> None: ...

@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from facemetric.gallery.store import ID_BLOCK, GalleryStore, now
+from facemetric.gallery.store import ID_BLOCK, GalleryStore, insert_faces, now
 
 BLOCK = 500  # faces per transaction
 
@@ -125,22 +125,19 @@ def _write(
                 (name, created or now()),
             ).fetchone()
         person_id = int(row[0])
-        new_ids = []
-        for face, digest in fresh:
-            new_id = int(
-                con.execute(
-                    f"INSERT INTO faces (person_id, {FACE_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                    (person_id, *face[1:9], digest, face[10]),
-                ).fetchone()[0]
+        new_ids = insert_faces(
+            con, [(person_id, *face[1:9], digest, face[10]) for face, digest in fresh]
+        )
+        embedded = [
+            (new_id, key, dim, blob)
+            for new_id, (face, _) in zip(new_ids, fresh, strict=True)
+            for key, dim, blob in vectors.get(int(face[0]), [])  # type: ignore[call-overload]
+        ]
+        if embedded:
+            con.executemany(
+                "INSERT INTO embeddings (face_id, model_key, dim, vector) VALUES (?, ?, ?, ?)",
+                embedded,
             )
-            new_ids.append(new_id)
-            embedded = vectors.get(int(face[0]), [])  # type: ignore[call-overload]
-            if embedded:
-                con.executemany(
-                    "INSERT INTO embeddings (face_id, model_key, dim, vector) VALUES (?, ?, ?, ?)",
-                    [(new_id, key, dim, blob) for key, dim, blob in embedded],
-                )
-                written += len(embedded)
+            written = len(embedded)
         dst.change(con, "face+", new_ids, person_id=person_id)
     return written

@@ -54,6 +54,7 @@ class FaceRecord:
     crop_for: tuple[str, int] | None = None
     content_sha256: str | None = None
     quality: dict[str, Any] | None = None  # quality figures of the face (stored with it)
+    chip_png: bytes | None = None  # the chip already encoded (imports): stored as it is
 
     @classmethod
     def from_photo(
@@ -113,7 +114,10 @@ def encode_png(crop: np.ndarray) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(crop, dtype=np.uint8)).save(buf, format="PNG")
+    # Level 1: a third of the default level's time (16 -> 5 ms a chip here) for 6 % more bytes.
+    Image.fromarray(np.ascontiguousarray(crop, dtype=np.uint8)).save(
+        buf, format="PNG", compress_level=1
+    )
     return buf.getvalue()
 
 

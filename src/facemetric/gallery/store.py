@@ -300,17 +300,7 @@ class GalleryStore:
                         (name, created),
                     ).fetchone()[0]
                 )
-            ids = [
-                int(
-                    con.execute(
-                        "INSERT INTO faces (person_id, kind, source, crop_png, box, landmarks, "
-                        "created, chip_template, chip_landmarks, content_sha256, quality) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                        (person_id, kind, *row[:4], created, *row[4:]),
-                    ).fetchone()[0]
-                )
-                for row in rows
-            ]
+            ids = insert_faces(con, [(person_id, kind, *r[:4], created, *r[4:]) for r in rows])
             if key is not None and chosen is not None:
                 put_embeddings(con, key, ids, chosen)
             self.change(con, "face+", ids, person_id=person_id)
@@ -549,6 +539,27 @@ class GalleryStore:
         return export_gallery(self, path, embedder)
 
 
+FACE_INSERT = (
+    "INSERT INTO faces (person_id, kind, source, crop_png, box, landmarks, created, "
+    "chip_template, chip_landmarks, content_sha256, quality) VALUES "
+)
+INSERT_BLOCK = 200  # faces per INSERT statement
+
+
+def insert_faces(con: Connection, rows: Sequence[Sequence[Any]]) -> list[int]:
+    """Insert face rows (``FACE_INSERT``'s columns), several per statement; their new ids in
+    the rows' order (matched by kind and content hash, unique among one person's new faces)."""
+    ids: list[int] = []
+    for start in range(0, len(rows), INSERT_BLOCK):
+        block = rows[start : start + INSERT_BLOCK]
+        values = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(block))
+        flat = [v for row in block for v in row]
+        sql = FACE_INSERT + values + " RETURNING id, kind, content_sha256"
+        made = {(str(k), str(d)): int(i) for i, k, d in con.execute(sql, flat).fetchall()}
+        ids += [made[(str(row[1]), str(row[9]))] for row in block]
+    return ids
+
+
 def put_embeddings(con: Connection, key: str, face_ids: Sequence[int], vectors: np.ndarray) -> None:
     """Store (or replace) one model's embeddings of faces, inside a write."""
     vecs = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -585,7 +596,7 @@ def _face_row(record: FaceRecord, kind: str) -> tuple[Any, ...]:
     quality = getattr(record, "quality", None)
     return (
         record.source,
-        encode_png(record.chip),
+        record.chip_png if record.chip_png is not None else encode_png(record.chip),
         _json_or_none(record.box),
         _json_or_none(record.landmarks),
         record.chip_template,
