@@ -179,7 +179,7 @@ def openset_part(args: argparse.Namespace) -> None:
             extra = [own[-1]] if own else []  # a repeat of an own photo stands in (harmless)
         refs[person.name] = own + extra
         probes += [(person.name, r) for r in faces(photos[3:])]
-    for s, photos in zip(strangers, stranger_photos, strict=True):
+    for photos in stranger_photos:
         probes += [("", r) for r in faces(photos)]
     probe_vecs = np.stack([embed(r) for _, r in probes])
     truth = [who for who, _ in probes]
@@ -224,7 +224,8 @@ def openset_part(args: argparse.Namespace) -> None:
         if planted_kind[name] == "another person":
             consistency["another person"].append(c[-1])
     for k, v in consistency.items():
-        print(f"consistency of {k} references: p5/p25/p50/p95 {np.nanpercentile(v, [5, 25, 50, 95]).round(4)}")
+        spread = np.nanpercentile(v, [5, 25, 50, 95]).round(4)
+        print(f"consistency of {k} references: p5/p25/p50/p95 {spread}")
     print(f"why own references were refused: {own_why}")
     kinds = {k: list(planted_kind.values()).count(k) for k in set(planted_kind.values())}
     print(
@@ -248,8 +249,10 @@ def openset_part(args: argparse.Namespace) -> None:
         clean_screened[name] = [
             v for v, ok in zip(result.vectors, result.accepted, strict=True) if ok
         ]
-    print(f"without the planted references: {sum(map(len, clean_screened.values()))} of "
-          f"{sum(map(len, clean.values()))} own references pass the checks")
+    print(
+        f"without the planted references: {sum(map(len, clean_screened.values()))} of "
+        f"{sum(map(len, clean.values()))} own references pass the checks"
+    )
     for label, gallery in (("no plants", clean), ("no plants+chk", clean_screened)):
         right, named, nk, ns = answer(gallery)
         print(

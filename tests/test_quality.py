@@ -11,13 +11,13 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from tests.conftest import shared_set
 
 from facemetric.cli import main
 from facemetric.data.image import load_image
 from facemetric.data.quality import QualityFloors, face_quality, pose, problems, sharpness
 from facemetric.errors import ConfigError
 from facemetric.screen import QualityPolicy, parse_floors, screen_records
-from tests.conftest import shared_set
 
 A, B, C, D = "person_07201", "person_07205", "person_07207", "person_07209"
 FRONTAL = np.array([[70, 86], [130, 86], [100, 110], [75, 136], [125, 136]], np.float64)
@@ -78,9 +78,7 @@ def test_consistency_refuses_the_odd_one_only_with_two_voters() -> None:
     chip = np.zeros((200, 200, 3), np.uint8)
     from facemetric.gallery.records import FaceRecord
 
-    recs = [
-        FaceRecord(chip, source=s, quality={"eye_px": 40.0, "sharpness": 1.0}) for s in "abcd"
-    ]
+    recs = [FaceRecord(chip, source=s, quality={"eye_px": 40.0, "sharpness": 1.0}) for s in "abcd"]
     e = np.eye(4, dtype=np.float32)
     same = np.array([1, 0, 0, 0], np.float32)
     vecs = np.stack([same, same, same, e[1]])
@@ -90,8 +88,9 @@ def test_consistency_refuses_the_odd_one_only_with_two_voters() -> None:
     assert out.records[3].quality is not None and out.records[3].quality["consistency"] == 0.0
     two = screen_records(recs[:2], np.stack([same, e[1]]), floors=QualityFloors(0, 0, 0, 0, 0.5))
     assert two.accepted == [True, True] and set(two.flagged()) == {"a", "b"}
-    flag = screen_records(recs, vecs, floors=QualityFloors(min_consistency=0.5),
-                          allow_low_quality=True)
+    flag = screen_records(
+        recs, vecs, floors=QualityFloors(min_consistency=0.5), allow_low_quality=True
+    )
     assert all(flag.accepted) and "d" in flag.flagged()
 
 
@@ -228,3 +227,41 @@ def test_gallery_check_finds_planted_duplicate_and_wrong_person(
     doc = json.loads(capsys.readouterr().out)
     assert doc["clean"] is False and doc["counts"]["duplicate"] >= 1
     assert doc["counts"]["outlier"] >= 1
+
+
+def test_api_enrol_and_preview_answer_reasons(folder: Path, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+    from tests.webutil import TOKEN, web_settings
+
+    from facemetric.web.app import create_app
+
+    names = [p.name for p in wild(A)[:3]] + ["blurred.png", "someone-else.jpg"]
+    files = [("files", (n, (folder / A / n).read_bytes(), "image/jpeg")) for n in names]
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with TestClient(create_app(web_settings(tmp_path, Path("dlib")))) as c:
+        r = c.post("/api/enroll/preview", data={"name": A}, files=files)
+        assert r.status_code == 200, r.text
+        photos = {p["filename"]: p for p in r.json()["photos"]}
+        assert (
+            photos["blurred.png"]["refused"] and "blurred" in photos["blurred.png"]["problems"][0]
+        )
+        assert photos["someone-else.jpg"]["refused"]
+        assert not photos[names[0]]["refused"] and photos[names[0]]["quality"]["eye_px"] > 20
+        r = c.post("/api/people", data={"name": A}, files=files, headers=auth)
+        assert r.status_code == 201, r.text
+        body = r.json()
+        assert body["added"] == 3 and body["flagged"] == {}
+        assert set(body["skipped"]) == {"blurred.png", "someone-else.jpg"}
+        assert all(v.startswith("low quality: ") for v in body["skipped"].values())
+        one = [files[3]]
+        r = c.post("/api/people", data={"name": "Solo"}, files=one, headers=auth)
+        assert r.status_code == 422 and "blurred" in r.json()["detail"]
+    (tmp_path / "b").mkdir()
+    settings = web_settings(tmp_path / "b", Path("dlib"), enrol_quality="flag")
+    with TestClient(create_app(settings)) as c:
+        r = c.post("/api/people", data={"name": A}, files=files, headers=auth)
+        assert r.status_code == 201, r.text
+        assert r.json()["added"] == 5 and set(r.json()["flagged"]) == {
+            "blurred.png",
+            "someone-else.jpg",
+        }

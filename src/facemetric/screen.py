@@ -62,6 +62,12 @@ class Screening:
     reasons: list[list[str]]  # per record: the floors it misses ([] = fine)
     accepted: list[bool]  # per record: to be saved
     floors: QualityFloors = field(default_factory=QualityFloors)
+    labels: list[str] | None = None  # per record: how to name its photo (default: its source)
+
+    def label(self, i: int) -> str:
+        if self.labels is not None:
+            return self.labels[i]
+        return self.records[i].source or f"photo {i + 1}"
 
     def kept(self) -> tuple[list[FaceRecord], np.ndarray]:
         """The records to save and their embeddings."""
@@ -71,7 +77,7 @@ class Screening:
     def refused(self) -> dict[str, str]:
         """Label (photo) -> why it was refused."""
         return {
-            _label(r, i): "low quality: " + "; ".join(why)
+            self.label(i): "low quality: " + "; ".join(why)
             for i, (r, why, ok) in enumerate(
                 zip(self.records, self.reasons, self.accepted, strict=True)
             )
@@ -81,16 +87,12 @@ class Screening:
     def flagged(self) -> dict[str, str]:
         """Label (photo) -> what is wrong with a face that was saved anyway."""
         return {
-            _label(r, i): "; ".join(why)
+            self.label(i): "; ".join(why)
             for i, (r, why, ok) in enumerate(
                 zip(self.records, self.reasons, self.accepted, strict=True)
             )
             if ok and why
         }
-
-
-def _label(record: FaceRecord, i: int) -> str:
-    return record.source or f"photo {i + 1}"
 
 
 def _median_similarity(v: np.ndarray, others: np.ndarray) -> float | None:
@@ -106,6 +108,7 @@ def screen_records(
     floors: QualityFloors | None = None,
     allow_low_quality: bool = False,
     threshold: float | None = None,
+    labels: list[str] | None = None,
 ) -> Screening:
     """Check new reference ``records`` of one person (``vectors``: their embeddings;
     ``existing``: the embeddings of the person's references already saved; ``threshold``:
@@ -138,7 +141,7 @@ def screen_records(
         out_records.append(replace(record, quality=figures))
         reasons.append(why)
         accepted.append(not refuse)
-    return Screening(out_records, vectors, reasons, accepted, floors)
+    return Screening(out_records, vectors, reasons, accepted, floors, labels)
 
 
 def embed_records(recognizer: Recognizer, records: list[FaceRecord]) -> np.ndarray:
@@ -163,7 +166,11 @@ def existing_vectors(recognizer: Recognizer, name: str) -> np.ndarray | None:
 
 
 def screen_for(
-    recognizer: Recognizer, name: str, records: list[FaceRecord], policy: QualityPolicy
+    recognizer: Recognizer,
+    name: str,
+    records: list[FaceRecord],
+    policy: QualityPolicy,
+    labels: list[str] | None = None,
 ) -> Screening:
     """``screen_records`` for new references of ``name`` in the recognizer's gallery."""
     vectors = embed_records(recognizer, records)
@@ -178,6 +185,7 @@ def screen_for(
         policy.floors,
         policy.mode == "flag",
         consistency_floor(recognizer.threshold) if calibrated else None,
+        labels,
     )
 
 
@@ -192,15 +200,17 @@ def enrol_checked(
     records: list[FaceRecord],
     skipped: dict[str, str] | None = None,
     policy: QualityPolicy | None = None,
+    labels: list[str] | None = None,
 ) -> tuple[EnrolResult, dict[str, str]]:
     """Screen ``records`` of ``name`` under ``policy`` (default: refuse at the default floors)
     and save those kept: the enrolment result (refused photos among its ``skipped``) and the
-    photos saved with flags, by label, with what is wrong."""
+    photos saved with flags, by label (``labels``, default each record's source), with what
+    is wrong."""
     policy = policy or QualityPolicy()
     skipped = dict(skipped or {})
     if policy.mode == "off" or not records:
         return recognizer.add_records(name, records, skipped), {}
-    screening = screen_for(recognizer, name, records, policy)
+    screening = screen_for(recognizer, name, records, policy, labels)
     refused = screening.refused()
     skipped.update(refused)
     kept, vectors = screening.kept()
@@ -226,8 +236,7 @@ def parse_floors(items: list[str] | None, base: QualityFloors | None = None) -> 
         key = key.strip().replace("-", "_")
         if not sep or key not in known:
             raise ConfigError(
-                f"--quality-floor {item!r}: expected NAME=VALUE with NAME one of "
-                f"{', '.join(known)}"
+                f"--quality-floor {item!r}: expected NAME=VALUE with NAME one of {', '.join(known)}"
             )
         try:
             changes[key] = float(value)

@@ -311,9 +311,7 @@ def _quality_options(p: argparse.ArgumentParser) -> None:
         help="save photos below the quality floors too, flagged with the reason (default: "
         "refuse them and say why)",
     )
-    p.add_argument(
-        "--no-quality-check", action="store_true", help="no quality checks at all"
-    )
+    p.add_argument("--no-quality-check", action="store_true", help="no quality checks at all")
     p.add_argument(
         "--quality-floor",
         action="append",

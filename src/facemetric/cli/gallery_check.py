@@ -25,7 +25,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise ConfigError(f"--min-references: must be 0 or more, got {args.min_references}")
     if not -1.0 <= args.duplicate_similarity <= 1.0:
         raise ConfigError(
-            f"--duplicate-similarity: a cosine similarity in [-1, 1], got {args.duplicate_similarity}"
+            f"--duplicate-similarity: a cosine similarity in [-1, 1], "
+            f"got {args.duplicate_similarity}"
         )
     store = GalleryStore(args.db or default_gallery_path(), create=False)
     embedder = load_embedder(args.model, engine=args.engine)

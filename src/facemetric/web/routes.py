@@ -406,6 +406,7 @@ async def enroll_person(
     name = check_name(name)
     recognizer = state.require_recognizer()
     records: list[FaceRecord] = []
+    labels: list[str] = []
     skipped: dict[str, str] = {}
     failures: list[Exception] = []
     async for label, data in uploaded_files(state, files):
@@ -421,6 +422,7 @@ async def enroll_person(
             failures.append(exc)
             continue
         records.append(record)  # the largest face's chip; the photo itself is not kept
+        labels.append(label)
         del image  # released before the next photo is decoded
 
     if not records and len(failures) == 1:
@@ -429,7 +431,7 @@ async def enroll_person(
     def work() -> EnrolledPublic:
         try:
             result, flagged = enrol_checked(
-                recognizer, name, records, skipped, quality_policy(state)
+                recognizer, name, records, skipped, quality_policy(state), labels
             )
         except StoreUnavailableError:
             raise  # 503: the database is away, try again later
