@@ -13,7 +13,7 @@ keeps of each face (content hash, quality figures):
   not duplicates, not flagged below a quality floor at enrolment).
 
 Similarities are computed a block of rows at a time, so memory stays bounded; time grows with
-the square of the number of faces (about a second for 10,000 faces here).
+the square of the number of faces (the similarities of every pair are computed once).
 """
 
 from __future__ import annotations
@@ -155,21 +155,21 @@ def check_gallery(
         if face is not None and face.digest:
             by_digest[face.digest].append(row)
     seen_pairs: set[tuple[int, int]] = set()
-    for rows in by_digest.values():
-        owners = sorted({names[r] for r in rows})
+    for same in by_digest.values():
+        owners = sorted({names[r] for r in same})
         if len(owners) > 1:
-            for i in rows:
-                for j in rows:
+            for i in same:
+                for j in same:
                     if i < j and names[i] != names[j]:
                         seen_pairs.add((i, j))
-            bad.update(rows)
+            bad.update(same)
             report.findings.append(
                 Finding(
                     "duplicate",
                     owners,
-                    [face_ids[r] for r in rows],
+                    [face_ids[r] for r in same],
                     f"the same photo is a reference of {' and '.join(owners)}: "
-                    + ", ".join(label(r) for r in rows),
+                    + ", ".join(label(r) for r in same),
                     1.0,
                 )
             )
@@ -191,7 +191,7 @@ def check_gallery(
     # outliers, and per face its nearest own reference (for confusable people below)
     own_best = np.full(len(face_ids), -np.inf, np.float32)
     for p_index, name in enumerate(people):
-        rows = np.nonzero(person == p_index)[0]
+        rows = [int(r) for r in np.nonzero(person == p_index)[0]]
         if len(rows) < 2:
             continue
         sims = vectors[rows] @ vectors[rows].T
@@ -258,8 +258,8 @@ def check_gallery(
 
     # people with too few good references
     for p_index, name in enumerate(people):
-        rows = np.nonzero(person == p_index)[0]
-        good = [r for r in rows if int(r) not in bad and not _flagged(meta.get(face_ids[r]))]
+        rows = [int(r) for r in np.nonzero(person == p_index)[0]]
+        good = [r for r in rows if r not in bad and not _flagged(meta.get(face_ids[r]))]
         if len(good) < options.min_references:
             report.findings.append(
                 Finding(
