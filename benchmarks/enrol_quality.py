@@ -89,7 +89,7 @@ def floors_part(args: argparse.Namespace) -> None:
     rec = make_recognizer()
     floors = QualityFloors()
     keys = ("eye_px", "sharpness", "yaw", "score")
-    print(f"defaults: {floors.to_dict()} (consistency: the model's threshold)")
+    print(f"defaults: {floors.to_dict()} (consistency: the model's threshold - 0.05)")
     print(
         f"{'group':22} {'photos':>6} {'no face':>7} {'small':>6} {'blur':>6} {'yaw':>6} "
         f"{'score':>6} {'refused':>8}   p5/p50/p95 of " + ", ".join(keys)

@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
-from tests.conftest import shared_set
 
+from conftest import shared_set
 from facemetric.cli import main
 from facemetric.data.image import load_image
 from facemetric.data.quality import QualityFloors, face_quality, pose, problems, sharpness
@@ -231,9 +231,9 @@ def test_gallery_check_finds_planted_duplicate_and_wrong_person(
 
 def test_api_enrol_and_preview_answer_reasons(folder: Path, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
-    from tests.webutil import TOKEN, web_settings
 
     from facemetric.web.app import create_app
+    from webutil import TOKEN, web_settings
 
     names = [p.name for p in wild(A)[:3]] + ["blurred.png", "someone-else.jpg"]
     files = [("files", (n, (folder / A / n).read_bytes(), "image/jpeg")) for n in names]
