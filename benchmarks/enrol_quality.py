@@ -13,7 +13,11 @@ threshold). Printed: probes named right and stranger photos named, enrolling eve
 enrolling through the quality checks (``facemetric.screen``).
 
     .venv/bin/python benchmarks/enrol_quality.py floors --per-group 150
-    .venv/bin/python benchmarks/enrol_quality.py openset --people 80
+    .venv/bin/python benchmarks/enrol_quality.py openset --people 100
+    .venv/bin/python benchmarks/enrol_quality.py check --people 100 --plants 10
+
+Part 3 (``check``): ``gallery check`` on a gallery of celeba-wild people (3 references each),
+clean and then with planted wrong-person references and duplicates under another name.
 
 The machine is shared with other jobs: times are not the point here, counts are.
 """
@@ -133,7 +137,8 @@ def floors_part(args: argparse.Namespace) -> None:
 
 
 def openset_part(args: argparse.Namespace) -> None:
-    from facemetric.screen import consistency_floor, screen_records
+    from facemetric.data.quality import consistency_floor
+    from facemetric.screen import screen_records
 
     rng = random.Random(1)
     root = DATA / "celeba-wild"
@@ -261,6 +266,55 @@ def openset_part(args: argparse.Namespace) -> None:
         )
 
 
+def check_part(args: argparse.Namespace) -> None:
+    """``gallery check`` on a real gallery with planted duplicates and wrong people."""
+    from facemetric.gallery.check import CheckOptions, check_gallery
+
+    rng = random.Random(2)
+    root = DATA / "celeba-wild"
+    people = sorted(p for p in root.iterdir() if p.is_dir() and len(list(p.glob("*.jpg"))) >= 5)
+    rng.shuffle(people)
+    people = people[: args.people]
+    rec = make_recognizer()
+    store = rec.store  # type: ignore[attr-defined]
+    embedder = rec.embedder  # type: ignore[attr-defined]
+
+    def add(name: str, paths: list[Path]) -> None:
+        records = [r for p in paths if (r := record_of(rec, load_image(p), str(p))) is not None]
+        if records:
+            vecs = rec.embed(np.stack([r.crop for r in records]))  # type: ignore[attr-defined]
+            store.add_faces(name, records, embedder, vectors=vecs)
+
+    photos = {p.name: sorted(p.glob("*.jpg")) for p in people}
+    names = list(photos)
+    for name in names:
+        add(name, photos[name][:3])
+    options = CheckOptions(float(rec.threshold))  # type: ignore[attr-defined]
+    clean = check_gallery(store, embedder, options)
+    print(
+        f"celeba-wild, {len(names)} people x 3 references, nothing planted: "
+        f"{clean.counts()} (shared machine)"
+    )
+    k = args.plants
+    wrong = [(names[i], names[-1 - i]) for i in range(k)]  # (who gets it, whose photo)
+    dups = [(names[k + i], names[-1 - k - i]) for i in range(k)]
+    for who, whose in wrong:
+        add(who, photos[whose][3:4])  # a photo of someone else, not among their references
+    for who, whose in dups:
+        add(who, photos[whose][:1])  # one of ``whose``'s own references, again under ``who``
+    report = check_gallery(store, embedder, options)
+    found_wrong = sum(
+        any(f.kind == "outlier" and f.people == [who] for f in report.findings) for who, _ in wrong
+    )
+    found_dup = sum(
+        any(f.kind == "duplicate" and set(f.people) == {a, b} for f in report.findings)
+        for a, b in dups
+    )
+    print(f"planted {k} wrong-person references: {found_wrong} found as outliers")
+    print(f"planted {k} duplicates under another name: {found_dup} found as duplicates")
+    print(f"all findings: {report.counts()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="part", required=True)
@@ -268,10 +322,13 @@ def main() -> None:
     p.add_argument("--per-group", type=int, default=150)
     p = sub.add_parser("openset", help="open-set answers with and without the checks")
     p.add_argument("--people", type=int, default=80)
+    p = sub.add_parser("check", help="gallery check on planted duplicates and wrong people")
+    p.add_argument("--people", type=int, default=100)
+    p.add_argument("--plants", type=int, default=10)
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"{DATA}: no shared data here")
-    floors_part(args) if args.part == "floors" else openset_part(args)
+    {"floors": floors_part, "openset": openset_part, "check": check_part}[args.part](args)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from facemetric.data.quality import QualityFloors, face_quality, problems
+from facemetric.data.quality import QualityFloors, consistency_floor, face_quality, problems
 from facemetric.errors import ConfigError, GalleryError
 from facemetric.gallery.records import FaceRecord, record_crop
 
@@ -27,9 +27,6 @@ if TYPE_CHECKING:
 
 MIN_VOTERS = 2  # other references needed before consistency alone refuses a face
 MODES = ("refuse", "flag", "off")
-# The default consistency floor sits this far below the match threshold: a person's own photos
-# often score a little below it against each other (benchmarks/enrol_quality.py).
-CONSISTENCY_MARGIN = 0.05
 
 
 class LowQualityError(GalleryError):
@@ -188,10 +185,6 @@ def screen_for(
         labels,
     )
 
-
-def consistency_floor(threshold: float) -> float:
-    """The default consistency floor for a model whose match threshold is ``threshold``."""
-    return float(threshold) - CONSISTENCY_MARGIN
 
 
 def enrol_checked(

@@ -64,13 +64,14 @@ def register(gsub: Any, db_help: str, common: Callable[..., None]) -> None:
     p.add_argument(
         "--threshold",
         type=float,
-        help="match threshold (default: the model's); also the consistency floor by default",
+        help="match threshold (default: the model's); the consistency floor is 0.05 below it "
+        "by default",
     )
     p.add_argument(
         "--min-consistency",
         type=float,
         help="a reference whose median similarity to its person's others is below this is an "
-        "outlier (default: the match threshold)",
+        "outlier (default: the match threshold - 0.05, as at enrolment)",
     )
     p.add_argument(
         "--duplicate-similarity",

@@ -35,6 +35,10 @@ SHARP_SIZE = 100  # the chip's face region is resized to this side before the La
 # The face region of a 200 px gallery chip (eyes at y ~ 86, mouth at ~ 136): its middle 60 %.
 _REGION = (0.2, 0.8)
 NOSE_DEPTH = 0.6  # how far the nose tip stands in front of the eyes, in eye widths
+# The default consistency floor sits this far below the model's match threshold: a person's own
+# photos often score a little below it against each other (on celeba-wild with dlib a quarter of
+# them do, another person's photo scores ~0.12 below; benchmarks/enrol_quality.py).
+CONSISTENCY_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,8 @@ class QualityFloors:
     max_yaw: float = 45.0
     min_score: float = 0.7
     # median similarity to the person's other references below which a photo is "unlike the
-    # rest"; None: the model's match threshold (a score scale belongs to its model)
+    # rest"; None: ``consistency_floor`` of the model's match threshold (a score scale belongs
+    # to its model)
     min_consistency: float | None = None
 
     def __post_init__(self) -> None:
@@ -61,6 +66,11 @@ class QualityFloors:
 
     def to_dict(self) -> dict[str, float | None]:
         return {k: None if v is None else float(v) for k, v in asdict(self).items()}
+
+
+def consistency_floor(threshold: float) -> float:
+    """The default consistency floor for a model whose match threshold is ``threshold``."""
+    return float(threshold) - CONSISTENCY_MARGIN
 
 
 def sharpness(chip: np.ndarray) -> float:

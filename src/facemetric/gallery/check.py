@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from facemetric.data.quality import consistency_floor
+
 if TYPE_CHECKING:
     from facemetric.gallery.store import GalleryStore
     from facemetric.models.inference import Embedder
@@ -34,7 +36,8 @@ BLOCK_CELLS = 1 << 24  # similarities held at once (64 MiB of float32)
 
 @dataclass(frozen=True)
 class CheckOptions:
-    """The floors of the audit; ``min_consistency`` None: the match threshold."""
+    """The floors of the audit; ``min_consistency`` None: the enrolment default, a little
+    below the match threshold (``facemetric.data.quality.consistency_floor``)."""
 
     threshold: float
     min_consistency: float | None = None
@@ -43,7 +46,9 @@ class CheckOptions:
 
     @property
     def consistency_floor(self) -> float:
-        return self.threshold if self.min_consistency is None else float(self.min_consistency)
+        if self.min_consistency is None:
+            return consistency_floor(self.threshold)
+        return float(self.min_consistency)
 
 
 @dataclass(frozen=True)
