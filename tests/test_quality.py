@@ -265,3 +265,17 @@ def test_api_enrol_and_preview_answer_reasons(folder: Path, tmp_path: Path) -> N
             "blurred.png",
             "someone-else.jpg",
         }
+
+
+def test_quality_settings_are_checked() -> None:
+    from pydantic import ValidationError
+
+    from facemetric.web.settings import WebSettings
+
+    assert WebSettings(quality_floors={"min_eye_px": 24}).quality_floors == {"min_eye_px": 24}
+    with pytest.raises(ValidationError, match="unknown floor"):
+        WebSettings(quality_floors={"eyes": 1})
+    with pytest.raises(ValidationError, match=">= 0"):
+        WebSettings(quality_floors={"max_yaw": -5})
+    with pytest.raises(ValidationError):
+        WebSettings(enrol_quality="maybe")  # type: ignore[arg-type]

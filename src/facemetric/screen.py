@@ -152,14 +152,18 @@ def embed_records(recognizer: Recognizer, records: list[FaceRecord]) -> np.ndarr
 
 def existing_vectors(recognizer: Recognizer, name: str) -> np.ndarray | None:
     """The embeddings of ``name``'s saved references (None for a new person)."""
+    if not name:
+        return None
     try:
         ids = [f.id for f in recognizer.store.faces_of(name)]
     except GalleryError:
         return None
     if not ids:
         return None
-    found = recognizer.store.embeddings(recognizer.embedder, face_ids=ids)
-    return found.vectors
+    # By model key: what is stored, never an embedding computed here outside the recognizer's
+    # lock (a face not yet embedded by this model just does not vote).
+    found = recognizer.store.embeddings(recognizer.model_key, face_ids=ids)
+    return found.vectors if len(found.vectors) else None
 
 
 def screen_for(
@@ -184,7 +188,6 @@ def screen_for(
         consistency_floor(recognizer.threshold) if calibrated else None,
         labels,
     )
-
 
 
 def enrol_checked(

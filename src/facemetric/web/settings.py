@@ -178,10 +178,15 @@ class WebSettings(BaseSettings):
     @classmethod
     def _known_floors(cls, value: dict[str, float]) -> dict[str, float]:
         from facemetric.data.quality import QualityFloors
+        from facemetric.errors import ConfigError
 
         unknown = set(value) - set(QualityFloors().to_dict())
         if unknown:
             raise ValueError(f"quality_floors: unknown floor(s) {', '.join(sorted(unknown))}")
+        try:
+            QualityFloors(**value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("detector")
