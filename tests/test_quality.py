@@ -279,3 +279,27 @@ def test_quality_settings_are_checked() -> None:
         WebSettings(quality_floors={"max_yaw": -5})
     with pytest.raises(ValidationError):
         WebSettings(enrol_quality="maybe")  # type: ignore[arg-type]
+
+
+def test_cross_person_pass_matches_brute_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    from facemetric.gallery import check
+
+    rng = np.random.default_rng(3)
+    vecs = rng.standard_normal((16, 4)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    vecs[9] = vecs[2]  # a duplicate across people
+    person = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3, 4, 4, 5, 5, 5, 6, 6])
+    monkeypatch.setattr(check, "BLOCK_CELLS", 40)  # several blocks of rows
+    best_sim, best_row, near = check._cross_person(vecs, person, 0.999)
+    sims = vecs @ vecs.T
+    for i in range(16):
+        others = [j for j in range(16) if person[j] != person[i]]
+        j = max(others, key=lambda k: sims[i, k])
+        assert best_row[i] == j and best_sim[i] == pytest.approx(sims[i, j], abs=1e-6)
+    brute = [
+        (i, j)
+        for i in range(16)
+        for j in range(i + 1, 16)
+        if person[i] != person[j] and sims[i, j] >= 0.999
+    ]
+    assert [(i, j) for i, j, _ in near] == brute == [(2, 9)]

@@ -91,11 +91,16 @@ class CheckReport:
         }
 
 
-def _best_other(vectors: np.ndarray, person: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per face: the most similar face of another person (similarity, row; -inf, -1 if none)."""
+def _cross_person(
+    vectors: np.ndarray, person: np.ndarray, floor: float
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, float]]]:
+    """One pass over every pair of faces of different people: per face the most similar face of
+    another person (similarity, row; -inf, -1 if none), and the pairs of rows (i < j) at least
+    ``floor`` alike."""
     n = len(vectors)
     best_sim = np.full(n, -np.inf, np.float32)
     best_row = np.full(n, -1, np.int64)
+    near: list[tuple[int, int, float]] = []
     rows = max(1, BLOCK_CELLS // max(1, n))
     for start in range(0, n, rows):
         stop = min(n, start + rows)
@@ -105,25 +110,10 @@ def _best_other(vectors: np.ndarray, person: np.ndarray) -> tuple[np.ndarray, np
         got = sims[np.arange(stop - start), j]
         best_row[start:stop] = np.where(np.isfinite(got), j, -1)
         best_sim[start:stop] = got
-    return best_sim, best_row
-
-
-def _near_pairs(
-    vectors: np.ndarray, person: np.ndarray, floor: float
-) -> list[tuple[int, int, float]]:
-    """Rows (i < j) of different people with similarity >= ``floor``."""
-    n = len(vectors)
-    rows = max(1, BLOCK_CELLS // max(1, n))
-    out: list[tuple[int, int, float]] = []
-    for start in range(0, n, rows):
-        stop = min(n, start + rows)
-        sims = vectors[start:stop] @ vectors.T
-        sims[person[start:stop, None] == person[None, :]] = -np.inf
         for a, b in zip(*np.nonzero(sims >= floor), strict=True):
-            i, j = start + int(a), int(b)
-            if i < j:
-                out.append((i, j, float(sims[a, b])))
-    return out
+            if start + int(a) < int(b):
+                near.append((start + int(a), int(b), float(sims[a, b])))
+    return best_sim, best_row, near
 
 
 def check_gallery(
@@ -151,7 +141,7 @@ def check_gallery(
         src = face.source if face is not None and face.source else None
         return f"face {face_ids[row]}" + (f" ({src})" if src else "")
 
-    best_sim, best_row = _best_other(vectors, person)
+    best_sim, best_row, near = _cross_person(vectors, person, options.duplicate_similarity)
 
     # duplicates: one photo under two names, or embeddings closer than one person's photos are
     by_digest: dict[str, list[int]] = defaultdict(list)
@@ -178,7 +168,7 @@ def check_gallery(
                     1.0,
                 )
             )
-    for i, j, sim in _near_pairs(vectors, person, options.duplicate_similarity):
+    for i, j, sim in near:
         if (i, j) in seen_pairs:
             continue
         bad.update((i, j))
