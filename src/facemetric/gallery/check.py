@@ -211,7 +211,7 @@ def check_gallery(
             if medians[k] >= floor:
                 continue
             bad.add(int(row))
-            near = (
+            nearer = (
                 f"; nearer to {names[best_row[row]]} ({best_sim[row]:.4f})"
                 if best_row[row] >= 0 and best_sim[row] > medians[k]
                 else ""
@@ -222,7 +222,7 @@ def check_gallery(
                     [name],
                     [face_ids[row]],
                     f"{label(int(row))} is unlike {name}'s other references (median similarity "
-                    f"{medians[k]:.4f} < {floor:.4f}){near}",
+                    f"{medians[k]:.4f} < {floor:.4f}){nearer}",
                     float(medians[k]),
                 )
             )
