@@ -5,6 +5,8 @@ and a planted wrong person found by ``gallery check``)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -223,8 +225,16 @@ def test_gallery_check_finds_planted_duplicate_and_wrong_person(
     wrong = [f for f in report.findings if f.kind == "outlier" and f.people == [A]]
     assert D in wrong[0].message or wild(D)[0].name in wrong[0].message
 
-    assert main(["gallery", "check", "--db", str(db), "--model", "dlib", "--json"]) == 1
-    doc = json.loads(capsys.readouterr().out)
+    # the real console script: exit status 1 for findings, JSON on stdout
+    console = Path(sys.executable).with_name("facemetric")
+    done = subprocess.run(
+        [str(console), "gallery", "check", "--db", str(db), "--model", "dlib", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stderr
+    doc = json.loads(done.stdout)
     assert doc["clean"] is False and doc["counts"]["duplicate"] >= 1
     assert doc["counts"]["outlier"] >= 1
 
