@@ -66,3 +66,76 @@ def test_bombs_get_the_answer_of_any_image_too_large(
             assert err["type"] == "error" and err["code"] == "frame_too_large", err
         ws.send_bytes(encode(astronaut()))
         assert ws.receive_json()["type"] == "result"  # the stream goes on
+
+
+# ---- foreign pages may not spend the server's CPU -----------------------------------------------
+@pytest.mark.parametrize("path", ["/api/identify", "/api/enroll/preview"])
+def test_foreign_origin_may_not_post_photos(client: TestClient, path: str) -> None:
+    """Any page could make a visitor's browser POST photos here (no token needed): the answer
+    was unreadable to it, but the server decoded and searched them."""
+    field = "file" if path == "/api/identify" else "files"
+    photo = ("a.png", _png(astronaut()), "image/png")
+    for origin in ("https://evil.example", "null", "http://127.0.0.1:1"):
+        r = client.post(path, files=[(field, photo)], headers={"origin": origin})
+        assert r.status_code == 403, (origin, r.text)
+        assert origin in r.json()["detail"] and "cors_origins" in r.json()["detail"]
+    assert client.post(path, files=[(field, photo)]).status_code == 200  # not a browser
+    own = client.post(path, files=[(field, photo)], headers={"origin": "http://testserver"})
+    assert own.status_code == 200, own.text
+    r = client.post(
+        "/api/people", data={"name": "x"}, files=[("files", photo)],
+        headers={**AUTH, "origin": "https://evil.example"},
+    )  # fmt: skip
+    assert r.status_code == 403 and client.get("/api/people").json() == []
+    assert client.get("/api/people", headers={"origin": "https://evil.example"}).status_code == 200
+
+
+def test_origins_in_cors_origins_may_post(tmp_path: Path, untrained_tiny_checkpoint: Path) -> None:
+    s = web_settings(tmp_path, untrained_tiny_checkpoint, cors_origins=["https://app.example"])
+    photo = ("a.png", _png(astronaut()), "image/png")
+    with TestClient(create_app(s)) as c:
+        ok = c.post(
+            "/api/identify", files={"file": photo}, headers={"origin": "https://app.example"}
+        )
+        assert ok.status_code == 200 and ok.headers["access-control-allow-origin"]
+        bad = c.post(
+            "/api/identify", files={"file": photo}, headers={"origin": "https://b.example"}
+        )
+        assert bad.status_code == 403
+        preflight = c.options(
+            "/api/identify",
+            headers={"origin": "https://app.example", "access-control-request-method": "POST"},
+        )
+        assert preflight.status_code == 200
+
+
+# ---- 1. streams count against max_connections (in process) --------------------------------------
+def test_streams_and_requests_share_max_connections(
+    tmp_path: Path, untrained_tiny_checkpoint: Path
+) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    s = web_settings(tmp_path, untrained_tiny_checkpoint, max_connections=2)
+    with TestClient(create_app(s)) as c:
+        with c.websocket_connect("/ws/stream") as one, c.websocket_connect("/ws/stream") as two:
+            assert one.receive_json()["type"] == two.receive_json()["type"] == "hello"
+            with (
+                c.websocket_connect("/ws/stream") as third,
+                pytest.raises(WebSocketDisconnect) as info,
+            ):
+                third.receive_json()
+            assert info.value.code == 1013 and "max_connections" in info.value.reason
+            busy = c.get("/api/people")
+            assert busy.status_code == 503 and "max_connections" in busy.json()["detail"]
+            assert busy.headers["retry-after"] == "1"
+            health = c.get("/api/health")
+            assert health.status_code == 200
+            counts = health.json()["connections"]
+            assert counts["open"] == counts["streams"] == counts["max"] == 2
+            assert counts["refused_streams"] == 1 and counts["refused_requests"] == 1
+            one.send_bytes(encode(astronaut()))
+            assert one.receive_json()["type"] == "result"  # the streams served go on
+        assert c.get("/api/people").status_code == 200  # slots free again
+        with c.websocket_connect("/ws/stream") as again:
+            assert again.receive_json()["type"] == "hello"
+        assert c.get("/api/health").json()["connections"]["peak"] == 2
