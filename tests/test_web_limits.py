@@ -5,9 +5,13 @@ connection limit) and checks the answer; in process where the app decides, again
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
+import socket
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -15,7 +19,7 @@ from PIL import Image
 
 from bombs import jpeg_claiming, png_of_zeros
 from facemetric.web.app import create_app
-from webutil import TOKEN, astronaut, encode, web_settings
+from webutil import TOKEN, Server, astronaut, encode, running_server, web_settings
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -139,3 +143,113 @@ def test_streams_and_requests_share_max_connections(
         with c.websocket_connect("/ws/stream") as again:
             assert again.receive_json()["type"] == "hello"
         assert c.get("/api/health").json()["connections"]["peak"] == 2
+
+
+# ---- against a real server: heads in one read, streams past max_connections ---------------------
+MAX_CONNECTIONS = 6
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, untrained_tiny_checkpoint: Path):
+    folder = tmp_path_factory.mktemp("limits")
+    args = ("--model", str(untrained_tiny_checkpoint), "--db", str(folder / "g.db"))
+    env = {"FACEMETRIC_MAX_CONNECTIONS": str(MAX_CONNECTIONS)}
+    with running_server(folder, *args, env=env) as srv:
+        yield srv
+
+
+def _one_write(port: int, data: bytes, wait: float = 10.0) -> bytes:
+    """Send ``data`` in one write on a fresh connection; read until the server closes it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        sock.sendall(data)
+        chunks = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except TimeoutError:
+            chunks.append(b"<still open>")
+    return b"".join(chunks)
+
+
+def _port(srv: Server) -> int:
+    return int(srv.url.rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"X-Big: " + b"a" * 70_000 + b"\r\n",  # one 70 KB header
+        b"".join(b"X-H%04d: %s\r\n" % (i, b"b" * 90) for i in range(1000)),  # 1,000 of 100 B
+    ],
+    ids=["one-70KB-header", "1000-headers-of-100B"],
+)
+def test_head_over_the_limit_in_one_write_is_400(server: Server, headers: bytes) -> None:
+    """Both got 200: h11 checks its limit only while a head is incomplete."""
+    head = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+    answer = _one_write(_port(server), head + headers + b"\r\n")
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
+    assert b"max_header_bytes" in answer and b"65,536" in answer
+
+
+def test_heads_within_the_limit_and_pipelined_heads(server: Server) -> None:
+    port = _port(server)
+    ok = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Fill: " + b"c" * 60_000 + b"\r\n\r\n"
+    big = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"d" * 70_000 + b"\r\n\r\n"
+    answer = _one_write(port, ok + big)  # a good head, then a large one in the same write
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert answer.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 400" in answer
+    assert httpx.get(server.url + "/api/health").status_code == 200
+
+
+def test_streams_past_max_connections_are_refused_and_health_answers(server: Server) -> None:
+    """130 raw upgrades all got 101 and were served, while /api/health got 503."""
+    import websockets
+
+    async def attempt(results: list[str], open_now: list[int], peak: list[int]) -> None:
+        try:
+            async with websockets.connect(server.ws_url, open_timeout=30) as ws:
+                message = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                assert message["type"] == "hello"
+                open_now[0] += 1
+                peak[0] = max(peak[0], open_now[0])
+                results.append("served")
+                try:
+                    await asyncio.sleep(2.0)  # idle, holding its slot
+                finally:
+                    open_now[0] -= 1
+        except websockets.ConnectionClosed as exc:
+            assert exc.rcvd is not None, exc
+            results.append(f"{exc.rcvd.code} {exc.rcvd.reason}")
+
+    async def run() -> None:
+        # max_connections idle streams first, then health and one more stream.
+        holders = [await websockets.connect(server.ws_url) for _ in range(MAX_CONNECTIONS)]
+        try:
+            for ws in holders:
+                assert json.loads(await ws.recv())["type"] == "hello"
+            async with httpx.AsyncClient() as client:
+                health = await client.get(server.url + "/api/health", timeout=10)
+                assert health.status_code == 200, health.text
+                assert health.json()["connections"]["streams"] == MAX_CONNECTIONS
+                people = await client.get(server.url + "/api/people", timeout=10)
+                assert people.status_code == 503 and "max_connections" in people.text
+            async with websockets.connect(server.ws_url) as extra:
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await asyncio.wait_for(extra.recv(), 10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+            assert "max_connections" in closed.value.rcvd.reason
+        finally:
+            for ws in holders:
+                await ws.close()
+        # A burst of 30 at once: no more than max_connections served at the same time.
+        results: list[str] = []
+        open_now, peak = [0], [0]
+        await asyncio.gather(*(attempt(results, open_now, peak) for _ in range(30)))
+        assert len(results) == 30 and peak[0] <= MAX_CONNECTIONS
+        assert results.count("served") >= MAX_CONNECTIONS
+        assert all(r == "served" or r.startswith("1013 ") for r in results), results
+
+    asyncio.run(run())
+    counts = httpx.get(server.url + "/api/health").json()["connections"]
+    assert counts["peak"] <= MAX_CONNECTIONS and counts["open"] == 0, counts
+    assert counts["refused_streams"] >= 1

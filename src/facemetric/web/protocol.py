@@ -23,6 +23,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 # The end of a request head, as h11 finds it (a blank line, with or without its CR).
 _HEAD_END = re.compile(b"\n\r?\n")
+LINGER_SECONDS = 2.0  # a refused connection drains this long before it is closed
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -34,6 +35,7 @@ class GuardedH11Protocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
+        self._refused = False
 
     def _arm_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -74,8 +76,21 @@ class GuardedH11Protocol(H11Protocol):
             b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
             b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
         )
-        self.transport.close()
+        self._refused = True
+        self.flow.resume_reading()  # drained and dropped, see data_received
+        if self.transport.can_write_eof():
+            # Closing with unread bytes would reset the connection and the client might lose
+            # the answer: end our side, drop what still comes, close after a moment.
+            self.transport.write_eof()
+            self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        else:
+            self.transport.close()
         return True
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # the rest of a refused head: dropped
+        super().data_received(data)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
