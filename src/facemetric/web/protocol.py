@@ -54,8 +54,12 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
     def handle_events(self) -> None:
-        if self.conn.their_state is h11.IDLE and self._head_too_large():
-            return
+        if self.conn.their_state is h11.IDLE:
+            # Copying the buffer for every read of a slowly sent head would cost O(n^2): only
+            # a buffer longer than the limit can hold a head over it.
+            buffered = _buffered(self.conn)
+            if (buffered is None or buffered > self.max_header_bytes) and self._head_too_large():
+                return
         super().handle_events()
 
     def _head_too_large(self) -> bool:
@@ -106,6 +110,14 @@ class GuardedH11Protocol(H11Protocol):
             self._head_timer.cancel()
             self._head_timer = None
         super().connection_lost(exc)
+
+
+def _buffered(conn: h11.Connection) -> int | None:
+    """Bytes h11 holds unparsed, without copying them (None if h11 no longer says)."""
+    try:
+        return len(conn._receive_buffer)  # h11's ReceiveBuffer: len() is O(1)
+    except (AttributeError, TypeError):
+        return None
 
 
 def protocol_class(
