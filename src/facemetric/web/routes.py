@@ -130,6 +130,7 @@ class HealthPublic(BaseModel):
     gallery_people: int
     gallery_faces: int
     gallery: GalleryHealth | None = None
+    connections: dict[str, int] | None = None  # served now, peak, refused (web.limits)
 
 
 class CalibrationPublic(BaseModel):
@@ -273,7 +274,7 @@ def gallery_health(state: WebState) -> tuple[int, int, GalleryHealth]:
 
 
 @status_router.get("/health", response_model=HealthPublic)
-async def health(state: StateDep) -> HealthPublic:
+async def health(state: StateDep, request: Request) -> HealthPublic:
     """Is the server usable for recognition, and if not, why not."""
     people, faces, gallery = await state.run_quick(gallery_health, state)
     if gallery.database != "ok":
@@ -298,7 +299,13 @@ async def health(state: StateDep) -> HealthPublic:
         gallery_people=people,
         gallery_faces=faces,
         gallery=gallery,
+        connections=_connections(request),
     )
+
+
+def _connections(request: Request) -> dict[str, int] | None:
+    count = getattr(request.app.state, "connections", None)
+    return count.public() if count is not None else None
 
 
 @status_router.get("/model", response_model=ModelPublic)

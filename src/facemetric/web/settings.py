@@ -105,7 +105,9 @@ class WebSettings(BaseSettings):
     max_connections: int = Field(
         default=100,
         ge=1,
-        description="Most connections (streams included) served at once; more get 503.",
+        description="Most connections served at once, streams and HTTP requests counted "
+        "together: a stream over it is closed at once with code 1013 and a reason, a request "
+        "gets 503; /api/health is always answered.",
     )
     stream_idle_timeout: float = Field(
         default=60.0,

@@ -128,9 +128,10 @@ function connect() {
   ws.binaryType = "arraybuffer";
   live.ws = ws;
   ws.onopen = () => { $("#conn").textContent = "connected"; };
-  ws.onclose = () => {
-    $("#conn").textContent = "disconnected, retrying…";
-    if (!live.stopped) setTimeout(connect, 1500);
+  ws.onclose = (event) => {
+    const busy = event.code === 1013; // every max_connections slot taken: wait longer
+    $("#conn").textContent = busy ? `${event.reason}; retrying…` : "disconnected, retrying…";
+    if (!live.stopped) setTimeout(connect, busy ? 5000 : 1500);
   };
   ws.onmessage = (event) => {
     const msg = JSON.parse(event.data);
