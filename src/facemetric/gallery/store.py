@@ -550,8 +550,8 @@ FACE_INSERT = (
 INSERT_BLOCK = 200  # faces per INSERT statement
 
 
-FACE_COLUMNS = ("person_id", "kind", "source", "crop_png", "box", "landmarks", "created")
-FACE_COLUMNS += ("chip_template", "chip_landmarks", "content_sha256", "quality")
+FACE_COLUMNS: tuple[str, ...] = ("person_id", "kind", "source", "crop_png", "box", "landmarks")
+FACE_COLUMNS += ("created", "chip_template", "chip_landmarks", "content_sha256", "quality")
 FACE_TYPES = ("int8", "text", "text", "bytea", *["text"] * 7)
 
 
