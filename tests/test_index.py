@@ -59,7 +59,7 @@ def exhaustive(name: str, vectors: np.ndarray, ids: np.ndarray | None = None) ->
     if name == "hnsw":
         params = {"M": 16, "efConstruction": 40, "efSearch": 512}
     elif name == "ivf":
-        params = {"nlist": 4, "nprobe": 4}
+        params = {"nlist": 4, "nprobe": 4, "codes": "Flat"}
     else:
         return create_index(name, vectors, ids)
     return ApproximateIndex(ids, vectors, name, approx_above=0, background=False, params=params)
@@ -171,7 +171,7 @@ def test_auto_chooses_the_kind_by_size(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(approximate, "AUTO_APPROX_ABOVE", 200)
     auto = create_index("auto", gallery)
     auto.wait(30)  # type: ignore[attr-defined]  # auto builds in a background thread
-    assert auto.kind == "hnsw"
+    assert auto.kind == approximate.AUTO_METHOD == "ivf"
     assert create_index("auto", gallery[:100]).kind == "exact"
 
 
@@ -184,7 +184,7 @@ def test_background_build_replays_the_changes_made_meanwhile() -> None:
         "ivf",
         approx_above=1000,
         background=True,
-        params={"nlist": 4, "nprobe": 4},
+        params={"nlist": 4, "nprobe": 4, "codes": "Flat"},
     )
     extra = unit(rng, 100, 16)
     index.add(np.arange(5000, 5100), extra)  # most likely while the build runs
@@ -250,6 +250,7 @@ def test_planned_index_and_describe() -> None:
     big = planned_index(2_000_000)
     assert big["kind"] == approximate.AUTO_METHOD and big["entries"] == 2_000_000
     assert planned_index(2_000_000, "ivf")["nlist"] >= 1024
+    assert planned_index(2_000_000, "hnsw")["efSearch"] >= 64
     rng = np.random.default_rng(4)
     index = create_index("ivf", unit(rng, 2000, 16))
     info = index.describe()
