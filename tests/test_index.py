@@ -256,3 +256,48 @@ def test_planned_index_and_describe() -> None:
     info = index.describe()
     assert info["kind"] == "ivf" and info["entries"] == 2000 and info["nprobe"] >= 1
     assert index.memory_bytes() > 2000 * 16 * 4
+
+
+def test_live_gallery_follows_changes_into_the_approximate_index(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live gallery on an IVF index: another store's removals and additions reach it in
+    place, and its status names the index in use and its size."""
+    from pathlib import Path
+
+    from facemetric.gallery.live import LiveGallery
+    from facemetric.gallery.store import FaceRecord, GalleryStore
+
+    class Embedder:  # deterministic, no torch: the first pixels of a chip
+        model_key = "index-test"
+        spec = type("Spec", (), {"alignment": "arcface", "input_size": 112, "embedding_dim": 8})()
+
+        def embed(self, faces: np.ndarray, flip: bool = False) -> np.ndarray:
+            v = faces.reshape(len(faces), -1)[:, :8].astype(np.float32) + 1
+            return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    def chips(seed: int, n: int) -> list[FaceRecord]:
+        rng = np.random.default_rng(seed)
+        return [FaceRecord(rng.integers(0, 255, (112, 112, 3), dtype=np.uint8)) for _ in range(n)]
+
+    monkeypatch.setattr(approximate, "MIN_APPROX_ENTRIES", 8)
+    db = str(Path(str(tmp_path)) / "g.db")
+    embedder = Embedder()
+    mine, other = GalleryStore(db), GalleryStore(db)
+    ann = mine.add_faces("Ann", chips(1, 10), embedder)
+    bob = mine.add_faces("Bob", chips(2, 10), embedder)
+    live = LiveGallery(mine, embedder, index="ivf").current()
+    assert live.status().index["kind"] == "ivf" and live.status().index["entries"] == 20
+    other.remove_person("Ann")
+    cy_records = chips(3, 2)
+    cy = other.add_faces("Cy", cy_records, embedder)
+    assert live.refresh()
+    status = live.status().index
+    assert status["kind"] == "ivf" and status["entries"] == 12
+    _, found = live.search(embedder.embed(np.stack([r.chip for r in chips(1, 10)])), 12)
+    assert not set(found.ravel().tolist()) & set(ann)  # a removed face never comes back
+    sims, found = live.search(embedder.embed(np.stack([cy_records[0].chip])), 1)
+    assert found[0, 0] == cy[0] and sims[0, 0] == pytest.approx(1.0, abs=1e-5)
+    assert set(found.ravel().tolist()) <= set(bob) | set(cy)
+    mine.close()
+    other.close()

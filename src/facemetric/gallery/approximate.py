@@ -56,6 +56,7 @@ HNSW_EF_SEARCH = 64
 IVF_LISTS_PER_SQRT = 1
 IVF_PROBE_FRACTION = 1 / 8
 IVF_TRAIN_PER_LIST = 50
+IVF_PQ_FROM = 1000  # fewer faces get 8-bit scalar codes
 IVF_TRAIN_MIN = 10_000  # the product quantizer learns from at least this many (or all)
 
 
@@ -71,7 +72,9 @@ def params_for(method: str, entries: int, dim: int = 128) -> dict[str, Any]:
     if method == "ivf":
         nlist = 2 ** round(math.log2(max(1.0, IVF_LISTS_PER_SQRT * math.sqrt(max(entries, 1)))))
         nlist = max(1, min(nlist, entries // IVF_TRAIN_PER_LIST))
-        codes = f"PQ{dim // 4}x4fs" if dim % 8 == 0 else "SQ8"
+        # 4-bit product codes learn 16 centroids per part: pointless (and untrainable) on a
+        # few faces, which 8-bit scalar codes serve as well
+        codes = f"PQ{dim // 4}x4fs" if dim % 8 == 0 and entries >= IVF_PQ_FROM else "SQ8"
         return {
             "nlist": nlist,
             "nprobe": max(1, math.ceil(nlist * IVF_PROBE_FRACTION)),
