@@ -157,6 +157,30 @@ def test_slots_stay_dense_and_give_memory_back() -> None:
     assert len(slots) == 0 and slots.memory_bytes() < before / 2
 
 
+def test_slots_against_a_dict_over_random_changes() -> None:
+    rng = np.random.default_rng(12)
+    slots, held = VectorSlots(4), {}
+    for _ in range(300):
+        if rng.random() < 0.6 or not held:
+            ids = rng.choice(500, rng.integers(1, 30), replace=False)
+            vectors = unit(rng, len(ids), 4)
+            slots.add(ids, vectors)
+            held.update(zip(ids.tolist(), vectors, strict=True))
+        else:
+            ids = rng.choice(600, rng.integers(1, 30), replace=False)
+            removed = slots.remove(ids)
+            assert sorted(removed.tolist()) == sorted(i for i in ids.tolist() if i in held)
+            for i in removed.tolist():
+                del held[i]
+        assert len(slots) == len(held) and sorted(slots.ids.tolist()) == sorted(held)
+    rows = slots.rows(np.arange(600))
+    for i in range(600):
+        if i in held:
+            np.testing.assert_array_equal(slots.vectors[rows[i]], held[i])
+        else:
+            assert rows[i] == -1 and i not in slots
+
+
 def test_auto_chooses_the_kind_by_size(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(5)
     gallery = unit(rng, 300, 16)
