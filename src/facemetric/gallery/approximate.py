@@ -8,7 +8,7 @@ Two candidate generators, chosen by name:
   1/8 of them probed per query, each face stored as a 4-bit product code (``PQ{D/4}x4fs``, D/8
   bytes, scanned with SIMD "fast scan"); the best ``k + RERANK`` codes are re-scored. It adds
   and removes in place (``add_with_ids`` / ``remove_ids``). Measured at 1M x 128 on 2 shared
-  cores (docs/search.md): 0.5 ms per query, recall@1 0.995, built in ~80 s.
+  cores (docs/search.md): 0.7 ms per query, recall@1 1.000, built in ~85 s.
 - ``hnsw``: a graph (faiss ``IndexHNSWFlat``). It adds in place but cannot delete: a removed
   face stays in the graph as a dead entry that the re-scoring drops (its id is no longer held)
   until a rebuild. Its build is ~10x slower than the inverted file's here (more than 2 min per

@@ -1,9 +1,10 @@
 """The vectors of an id-keyed index, kept dense: rows ``0..n-1`` of one float32 matrix, a face
-id per row and a map from id to row (the ids sorted, beside their rows: 16 bytes a face, where
-a dict took 106; looked up by binary search). Adding appends (the matrix grows by half its size when
-full, so additions cost O(added) amortised); removing moves the last rows into the holes
-(O(removed)); nothing is ever rebuilt from scratch. Every index keeps its float32 vectors here:
-the exact scan reads them, the approximate index re-scores its candidates with them."""
+id per row and a map from id to row (the ids sorted beside their rows, 16 bytes a face where a
+Python dict took 106, looked up by binary search). Adding appends: the matrix grows by half its
+size when full, so the vectors cost O(added) amortised. Removing moves the last rows into the
+holes, O(removed). Each change also rewrites the two sorted id arrays (a few ms at 1M faces).
+Nothing is rebuilt from scratch. Every index keeps its float32 vectors here: the exact scan
+reads them, and the approximate index re-scores its candidates with them."""
 
 from __future__ import annotations
 
