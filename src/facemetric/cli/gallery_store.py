@@ -48,7 +48,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     params = ", ".join(f"{k} {v}" for k, v in plan.items() if k not in ("kind", "entries"))
     print(
         f"  search index: {plan['kind']}{f' ({params})' if params else ''}, 'auto' for "
-        f"{faces} faces (exact scan up to {AUTO_APPROX_ABOVE:,}, approximate above)"
+        f"{faces:,} faces (exact scan up to {AUTO_APPROX_ABOVE:,}, approximate above)"
     )
     for key, count in keys.items():
         print(f"  model {key}: {count} embeddings")

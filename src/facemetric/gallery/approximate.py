@@ -327,7 +327,6 @@ class ApproximateIndex:
                 for op, j_ids, j_vectors in journal:
                     _apply(cand, op, j_ids, j_vectors)
                 self._install(cand, len(ids))
-            if cand is not None:
                 self._maintain()  # the gallery may have changed enough meanwhile
 
     # ---- search ---------------------------------------------------------------------------------
