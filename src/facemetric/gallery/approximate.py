@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from facemetric.errors import ConfigError
-from facemetric.gallery.index import empty_result, exact_search, top_k
+from facemetric.gallery.index import empty_result, exact_search, faiss_available, top_k
 from facemetric.gallery.slots import VectorSlots, as_ids, as_matrix
 
 log = logging.getLogger(__name__)
@@ -288,6 +288,8 @@ class ApproximateIndex:
         if cand is not None and (
             n <= REBUILD_GROWTH * self._built_at and cand.dead <= REBUILD_STALE * cand.entries
         ):
+            return
+        if not faiss_available():  # auto without faiss-cpu: the exact scan at any size
             return
         ids, vectors = self.slots.ids.copy(), self.slots.vectors.copy()
         if not self.background:

@@ -219,8 +219,7 @@ def _ivf(ids: np.ndarray, vectors: np.ndarray) -> SearchIndex:
 def _auto(ids: np.ndarray, vectors: np.ndarray) -> SearchIndex:
     from facemetric.gallery import approximate
 
-    if not faiss_available():
-        return ExactIndex(ids, vectors)
+    # faiss is imported only once the gallery is large enough to need it
     return approximate.ApproximateIndex(
         ids, vectors, approx_above=approximate.AUTO_APPROX_ABOVE, background=True
     )
@@ -232,7 +231,7 @@ def planned_index(entries: int, name: str = "auto") -> dict[str, Any]:
 
     check_index_name(name)
     if name == "auto":
-        if not faiss_available() or entries <= approximate.AUTO_APPROX_ABOVE:
+        if entries <= approximate.AUTO_APPROX_ABOVE or not faiss_available():
             return {"kind": "exact", "entries": entries}
         name = approximate.AUTO_METHOD
     if name in ("exact", "faiss"):
