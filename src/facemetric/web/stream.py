@@ -26,7 +26,7 @@ from facemetric.data.image import DecodedImage, ImageTooLargeError
 from facemetric.errors import FacemetricError
 from facemetric.web.security import origin_allowed
 from facemetric.web.state import ServiceUnavailable, WebState
-from facemetric.web.tracking import Tracker
+from facemetric.tracking import Tracker
 from facemetric.web.uploads import ACCEPTED, sniff_image_type, to_original
 
 log = logging.getLogger(__name__)
