@@ -56,9 +56,7 @@ def make_clip(
     import av
 
     duration = max(s.end for s in segments)
-    n = int(round(duration * fps))
-    cache: dict[Path, Image.Image] = {}
-    del cache
+    n = round(duration * fps)
     with av.open(str(path), "w") as out:
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height = size

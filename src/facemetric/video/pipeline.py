@@ -101,7 +101,7 @@ def draw_faces(image: np.ndarray, faces: list[dict[str, Any]]) -> np.ndarray:
 
     bgr = np.ascontiguousarray(image[:, :, ::-1])
     for face in faces:
-        x1, y1, x2, y2 = (int(round(v)) for v in face["box"])
+        x1, y1, x2, y2 = (round(v) for v in face["box"])
         known = face.get("identity") is not None
         colour = (80, 200, 60) if known else (0, 170, 255)
         label = face.get("identity") or "unknown"

@@ -218,7 +218,8 @@ class CameraReader(threading.Thread):
             )
         except av.error.InvalidDataError as exc:
             if self.camera.kind == "file":
-                raise SourceError(f"{Path(source).name}: not a readable video ({describe(exc)})")
+                name = Path(source).name
+                raise SourceError(f"{name}: not a readable video ({describe(exc)})") from None
             raise
 
     def _read_once(self) -> bool:
