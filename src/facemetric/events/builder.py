@@ -59,7 +59,9 @@ class EventBuilder:
         if gap <= 0:
             raise ValueError(f"gap: must be positive, got {gap}")
         self.camera = camera
-        self.sinks = list(sinks)
+        self.sinks = (
+            sinks if isinstance(sinks, list) else list(sinks)
+        )  # shared: sinks added later count
         self.gap = gap
         self.min_frames = max(1, min_frames)
         self.update_every = update_every

@@ -136,7 +136,10 @@ class CameraPipeline:
             max_missed=o.track_max_missed,
         )
         self.builder = EventBuilder(
-            camera.name, sinks or [], gap=o.event_gap, min_frames=o.event_min_frames
+            camera.name,
+            sinks if sinks is not None else [],
+            gap=o.event_gap,
+            min_frames=o.event_min_frames,
         )
         self.latest: Labelled | None = None
         self.recognised = 0
@@ -241,8 +244,14 @@ class CameraWorker(threading.Thread):
 class CameraHub:
     """Every camera of a server: started and stopped together, looked up by name."""
 
-    def __init__(self, workers: list[CameraWorker]) -> None:
-        self.workers = {w.camera.name: w for w in workers}
+    def __init__(self, workers: list[CameraWorker] | None = None) -> None:
+        self.workers: dict[str, CameraWorker] = {}
+        self.sinks: list[EventSink] = []  # shared by every camera's builder: add sinks here
+        self.add(workers or [])
+
+    def add(self, workers: list[CameraWorker]) -> None:
+        for worker in workers:
+            self.workers[worker.camera.name] = worker
 
     def start(self) -> None:
         for worker in self.workers.values():
