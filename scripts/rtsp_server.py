@@ -7,24 +7,37 @@ venv has no GObject bindings), so tests start it as a subprocess:
     /usr/bin/python3 scripts/rtsp_server.py --port 8554 --path /door --video clip.mp4 \
         [--user ada --password secret] [--fps 15]
 
-The file is decoded, looped forever and re-encoded as H.264 (x264, zero latency) for each
-client, as an IP camera would send it. Prints ``ready rtsp://127.0.0.1:PORT/PATH`` once serving.
+The file is cut into JPEG frames once (with ffmpeg), which GStreamer loops seamlessly forever
+(a container file would end and restart the stream), and re-encoded as H.264 (x264, zero
+latency) as an IP camera sends it; clients of one path share one encoder. Prints ``ready rtsp://127.0.0.1:PORT/PATH`` once serving.
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 
-def pipeline(video: Path, fps: int) -> str:
-    # multifilesrc loops the file; decodebin picks the demuxer and decoder.
+def frames_of(video: Path, fps: int, folder: Path) -> str:
+    """``video`` as numbered JPEG frames in ``folder`` at ``fps``; the multifilesrc pattern."""
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(video), "-vf", f"fps={fps}",
+         "-q:v", "3", str(folder / "%05d.jpg")],
+        check=True,
+    )  # fmt: skip
+    return str(folder / "%05d.jpg")
+
+
+def pipeline(pattern: str, fps: int) -> str:
     return (
-        f'( multifilesrc location="{video}" loop=true ! decodebin ! videoconvert ! videorate ! '
-        f"video/x-raw,framerate={fps}/1 ! x264enc tune=zerolatency speed-preset=ultrafast "
-        f"key-int-max={fps} ! rtph264pay name=pay0 pt=96 config-interval=1 )"
+        f'( multifilesrc location="{pattern}" index=1 loop=true '
+        f'caps="image/jpeg,framerate={fps}/1" ! jpegdec ! videoconvert ! '
+        f"x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} ! "
+        "rtph264pay name=pay0 pt=96 config-interval=1 )"
     )
 
 
@@ -52,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(pipeline(args.video.resolve(), args.fps))
+    frames = tempfile.TemporaryDirectory(prefix="rtsp-frames-")
+    factory.set_launch(pipeline(frames_of(args.video, args.fps, Path(frames.name)), args.fps))
     factory.set_shared(True)
     if args.user:
         auth = GstRtspServer.RTSPAuth()
@@ -74,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGINT, loop.quit)
     print(f"ready rtsp://127.0.0.1:{args.port}{args.path}", flush=True)
     loop.run()
+    frames.cleanup()
     return 0
 
 

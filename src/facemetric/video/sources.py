@@ -54,7 +54,10 @@ class Camera:
 
     @property
     def public_source(self) -> str:
-        """The source as it may be shown: without credentials."""
+        """The source as it may be shown: without credentials (a file: its name, no server
+        folders, as in every answer of the web app)."""
+        if self.kind == "file":
+            return Path(self.source.removeprefix("file://")).name
         return redact(self.source)
 
     @property
