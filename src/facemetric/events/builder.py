@@ -5,7 +5,8 @@ output: ``track_id``, ``identity``, ``similarity``, ``box``, ``top_k``) with the
 faces' embeddings. An event opens at a track's ``min_frames``-th sighting and stays open while
 the face is seen; it closes once nothing of it was seen for ``gap`` seconds. Missed frames do
 not split it: a track that the tracker lost and started again (a new track id) continues the
-open event of the same person (an unknown face: one whose box overlaps) within ``gap``.
+open event of the same person (an unknown face: an unknown one whose box overlaps) within
+``gap``.
 
 Each event keeps its best sighting: the highest similarity to the person decided, that frame's
 face chip, a small JPEG snapshot of that frame and (for unknown faces, to group them later) its
@@ -111,7 +112,7 @@ class EventBuilder:
             if person is not None and item.event.person == person:
                 return item
             overlaps = item.event.box is not None and iou(item.event.box, box) > 0.1
-            if overlaps and (person is None or item.event.person is None):
+            if overlaps and person is None and item.event.person is None:
                 return item
         return None
 
