@@ -99,7 +99,7 @@ def test_a_gap_closes_and_people_get_their_own_events() -> None:
         [[face("ada", 0.95)]] * 5
         + [[]] * 8
         + [[face("ada", 0.95)]] * 5
-        + [[face("bob", 0.93, (10, 10, 60, 70)), face(None, 0.5)]] * 5
+        + [[face("bob", 0.93, (10, 10, 60, 70)), face(None, 0.5, (250, 10, 300, 70))]] * 5
     )
     feed(builder, Tracker(), frames + [[]] * 10)
     people = sorted((e.person or "-", round(e.first_seen, 1)) for e in sink.closed)
