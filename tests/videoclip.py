@@ -107,3 +107,33 @@ def mjpeg_server(
     cmd += ["-i", str(clip), "-an", "-c:v", "mjpeg", "-q:v", "5", "-f", "mpjpeg", "-listen", "1",
             f"http://127.0.0.1:{port}/video.mjpg"]  # fmt: skip
     return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def build_gallery(db: Path, people: dict[str, tuple[list[Path], Path]]) -> None:
+    """Enrol each person's enrolment photos with the pretrained model into ``db``."""
+    from facemetric.recognize import Recognizer
+
+    recognizer = Recognizer.from_paths("dlib", db)
+    for name, (photos, _) in people.items():
+        images = [np.asarray(Image.open(p).convert("RGB")) for p in photos]
+        recognizer.enroll(name, images, [p.name for p in photos])
+    recognizer.close()
+
+
+def known_clip(
+    folder: Path, wild: Path, fps: int = 15, gap: float = 2.5, each: float = 2.5
+) -> tuple[Path, Path, list[Segment]]:
+    """Three known people and a stranger, one after another with empty scenes between, the
+    first person again at the end: (clip, gallery, truth)."""
+    chosen = pick_people(wild, 4)
+    names = list(chosen)
+    known = {n: chosen[n] for n in names[:3]}
+    db = folder / "gallery.db"
+    build_gallery(db, known)
+    order = [names[0], names[1], names[3], names[2], names[0]]
+    segments, t = [], 0.5
+    for name in order:
+        segments.append(Segment(name if name in known else None, t, t + each, chosen[name][1]))
+        t += each + gap
+    clip = make_clip(folder / "known.mp4", segments, fps=fps)
+    return clip, db, segments
