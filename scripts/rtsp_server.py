@@ -9,7 +9,8 @@ venv has no GObject bindings), so tests start it as a subprocess:
 
 The file is cut into JPEG frames once (with ffmpeg), which GStreamer loops seamlessly forever
 (a container file would end and restart the stream), and re-encoded as H.264 (x264, zero
-latency) as an IP camera sends it; clients of one path share one encoder. Prints ``ready rtsp://127.0.0.1:PORT/PATH`` once serving.
+latency) as an IP camera sends it; clients of one path share one encoder. Prints
+``ready rtsp://127.0.0.1:PORT/PATH`` once serving.
 """
 
 from __future__ import annotations
@@ -41,6 +42,24 @@ def pipeline(pattern: str, fps: int) -> str:
     )
 
 
+def _print_start(factory: object, media: object) -> None:
+    """Print when the stream's first frame (media time 0) leaves the payloader."""
+    import time
+
+    from gi.repository import Gst
+
+    pay = media.get_element().get_by_name("pay0")  # type: ignore[attr-defined]
+    printed = []
+
+    def probe(pad: object, info: object) -> object:
+        if not printed:
+            printed.append(True)
+            print(f"start {time.time():.6f}", flush=True)
+        return Gst.PadProbeReturn.REMOVE
+
+    pay.get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, probe)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
@@ -49,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=int, default=15)
     parser.add_argument("--user")
     parser.add_argument("--password")
+    parser.add_argument(
+        "--print-start",
+        action="store_true",
+        help="print 'start UNIX_TIME' when the first frame of a stream is sent (for delays)",
+    )
     args = parser.parse_args(argv)
     if not args.video.is_file():
         print(f"rtsp_server: {args.video}: not found", file=sys.stderr)
@@ -79,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         permissions.add_permission_for_role("user", "media.factory.access", True)
         permissions.add_permission_for_role("user", "media.factory.construct", True)
         factory.set_permissions(permissions)
+    if args.print_start:
+        factory.connect("media-configure", _print_start)
     server.get_mount_points().add_factory(args.path, factory)
     if server.attach(None) == 0:
         print(f"rtsp_server: cannot listen on 127.0.0.1:{args.port}", file=sys.stderr)

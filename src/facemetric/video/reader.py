@@ -48,12 +48,18 @@ class SourceError(Exception):
     """The source cannot be read as given (permanent: no point retrying)."""
 
 
+# A live stream's format is known from its first packets (RTSP: from its SDP): FFmpeg's default
+# probing reads 5 s of it first, which delays the first frame and every reconnection.
+LOW_DELAY = {"fflags": "nobuffer", "flags": "low_delay", "analyzeduration": "500000",
+             "probesize": "500000"}  # fmt: skip
+
+
 def open_options(camera: Camera) -> dict[str, Any]:
     """FFmpeg options per kind: RTSP over TCP (no lost packets, no smeared frames), low delay."""
     if camera.kind == "rtsp":
-        return {"options": {"rtsp_transport": "tcp", "fflags": "nobuffer", "flags": "low_delay"}}
+        return {"options": {"rtsp_transport": "tcp", **LOW_DELAY}}
     if camera.kind == "http":
-        return {"options": {"fflags": "nobuffer", "reconnect": "0"}}
+        return {"options": {"reconnect": "0", **LOW_DELAY}}
     if camera.kind == "device":
         return {"format": "v4l2"}
     return {}
