@@ -35,11 +35,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from videoclip import Segment, build_gallery, make_clip, pick_people  # noqa: E402
-
 from facemetric.events.model import Event  # noqa: E402
 from facemetric.video.pipeline import CameraWorker, PipelineOptions  # noqa: E402
 from facemetric.video.sources import Camera  # noqa: E402
+from videoclip import Segment, build_gallery, make_clip, pick_people  # noqa: E402
 
 WILD = REPO.parent / "shared" / "data" / "celeba-wild"
 
