@@ -68,7 +68,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         state = load_state(settings, admin_token, generated)
         app.state.web = state
         state.start_following()
-        app.state.cameras = cameras.start_cameras(settings, state)
+        app.state.cameras = cameras.start_cameras(settings, state, cameras.event_sinks(app))
         if generated:
             print(
                 f"facemetric serve: admin token for this run (set FACEMETRIC_ADMIN_TOKEN to "

@@ -70,8 +70,18 @@ class Cameras:
             self.hub.stop()
 
 
-def start_cameras(settings: WebSettings, state: WebState) -> Cameras:
-    """Start a reader and a recognising thread per configured camera."""
+def event_sinks(app: Any) -> list[EventSink]:
+    """Where the cameras' events go: the app's event outputs (history, MQTT, webhooks) once
+    they are open on ``app.state.events``; none otherwise."""
+    outputs = getattr(app.state, "events", None)
+    return [outputs] if outputs is not None else []
+
+
+def start_cameras(
+    settings: WebSettings, state: WebState, sinks: list[EventSink] | None = None
+) -> Cameras:
+    """Start a reader and a recognising thread per configured camera; their events go to
+    ``sinks`` (and to any sink added to ``Cameras.sinks`` later)."""
     from facemetric.video.pipeline import CameraHub, CameraWorker, PipelineOptions
 
     cameras = configured_cameras(settings)
@@ -91,6 +101,7 @@ def start_cameras(settings: WebSettings, state: WebState) -> Cameras:
         event_gap=settings.event_gap,
     )
     hub = CameraHub([])
+    hub.sinks.extend(sinks or [])
     workers = [CameraWorker(c, state.recognizer, hub.sinks, options) for c in cameras]
     hub.add(workers)
     hub.start()
