@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import shared_set
 from facemetric.cli import main
-from videoclip import Segment, known_clip
+from videoclip import Segment, known_clip, make_clip
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -87,3 +88,23 @@ def test_corrupt_and_missing_files_are_one_line(
     code = main(["watch", str(corrupt), "--db", str(tmp_path / "none.db")])
     err = capsys.readouterr().err
     assert code == 2 and "gallery not found" in err
+
+
+def test_damaged_frames_are_skipped_and_a_cut_file_is_one_line(
+    clip: tuple[Path, Path, list[Segment]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, db, _ = clip
+    whole = make_clip(tmp_path / "empty.mp4", [Segment(None, 0.0, 3.0)]).read_bytes()
+    rng = np.random.default_rng(1)
+    damaged = bytearray(whole)
+    frames_from, frames_to = whole.index(b"mdat") + 2000, whole.index(b"moov") - 64
+    for at in rng.integers(frames_from, frames_to, 30):  # frames' data, not the index
+        damaged[at : at + 40] = rng.bytes(40)
+    (tmp_path / "damaged.mp4").write_bytes(bytes(damaged))
+    code = main(["watch", str(tmp_path / "damaged.mp4"), "--db", str(db), "--model", "dlib"])
+    err = capsys.readouterr().err
+    assert code == 0 and "done" in err and "Traceback" not in err
+    (tmp_path / "cut.mp4").write_bytes(whole[: len(whole) // 2])  # its index was at the end
+    code = main(["watch", str(tmp_path / "cut.mp4"), "--db", str(db), "--model", "dlib"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("cut.mp4") == 1 and len(err.strip().splitlines()) == 1

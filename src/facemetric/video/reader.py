@@ -95,6 +95,7 @@ class CameraReader(threading.Thread):
         self.decoded = 0
         self.delivered = 0
         self.dropped = 0
+        self.bad_packets = 0
         self.width: int | None = None
         self.height: int | None = None
         self.duration: float | None = None  # a file's length in seconds, when known
@@ -162,6 +163,7 @@ class CameraReader(threading.Thread):
             "frames_decoded": self.decoded,
             "frames_delivered": self.delivered,
             "frames_dropped": self.dropped,
+            "bad_packets": self.bad_packets,
         }
 
     # ---- reader thread --------------------------------------------------------------------------
@@ -197,6 +199,10 @@ class CameraReader(threading.Thread):
                 except Exception as exc:  # network, decoder: retried
                     if self._halt.is_set():
                         break
+                    if self.camera.kind == "file":  # reading it again would fail again
+                        name = Path(self.camera.source).name
+                        self._set("failed", self._clean(f"{name}: {describe(exc)}"))
+                        return
                     self._set("reconnecting", self._clean(describe(exc)))
                 if was_live:
                     delay = self.backoff
@@ -238,7 +244,8 @@ class CameraReader(threading.Thread):
                     raise SourceError(f"{Path(self.camera.source).name}: no video stream in it")
                 raise ConnectionError("no video stream in the source")
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            # Frame threads hold frames back (latency); a live source decodes slice-parallel.
+            stream.thread_type = "SLICE" if self.mode == "live" else "AUTO"
             if stream.duration is not None and stream.time_base is not None:
                 self.duration = float(stream.duration * stream.time_base)
             elif container.duration:
@@ -249,7 +256,7 @@ class CameraReader(threading.Thread):
             first_pts: float | None = None
             budget = 1.0 / self.camera.fps
             next_budget = 0.0
-            for frame in container.decode(stream):
+            for frame in self._frames(container, stream):
                 if self._halt.is_set():
                     break
                 self.decoded += 1
@@ -279,6 +286,19 @@ class CameraReader(threading.Thread):
         finally:
             container.close()
         return live
+
+    def _frames(self, container: Any, stream: Any) -> Any:
+        """The stream's decoded frames; a packet the decoder cannot use (a corrupt frame) is
+        counted and skipped, as a player does; the container's own errors end the read."""
+        import av
+
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                self.bad_packets += 1
+                continue
+            yield from frames
 
     def _deliver(self, frame: Frame) -> None:
         with self._cond:

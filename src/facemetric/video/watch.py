@@ -10,6 +10,7 @@ their boxes and names (at the budget's frame rate).
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from dataclasses import dataclass, field
@@ -145,6 +146,8 @@ def watch(config: WatchConfig, out: IO[str] | None = None, err: IO[str] | None =
     if warning:
         print(f"facemetric watch: warning: {warning}", file=err)
     is_file = camera.kind == "file"
+    if is_file:  # its failure is the command's one error line, not a log line besides
+        logging.getLogger("facemetric.video.reader").setLevel(logging.ERROR)
     reader = CameraReader(camera, mode="all" if is_file else "live", time_origin=None)
     printer = PrintSink(out, config.json, None)
     options = PipelineOptions(
@@ -194,8 +197,10 @@ def watch(config: WatchConfig, out: IO[str] | None = None, err: IO[str] | None =
             except Exception as exc:  # a sink must not hide the run's own outcome
                 print(f"facemetric watch: {type(sink).__name__}: {exc}", file=err)
         recognizer.close()
-    if reader.state == "failed":
-        raise FacemetricError(f"{camera.public_source}: {reader.error}")
+    if reader.state == "failed":  # a file's reason names it already
+        raise FacemetricError(
+            reader.error if is_file else f"{camera.public_source}: {reader.error}"
+        )
     if reader.connects == 0 and reader.error:
         raise FacemetricError(f"{camera.public_source}: {reader.error}")
     elapsed = time.monotonic() - started
