@@ -23,6 +23,7 @@ from videoclip import Segment, build_gallery, ffmpeg, make_clip, mjpeg_server, p
 from webutil import REPO, free_port, running_server
 
 SYSTEM_PYTHON = "/usr/bin/python3"
+CHROMIUM = Path("/usr/bin/chromium")
 RTSP_SCRIPT = REPO / "scripts" / "rtsp_server.py"
 SECRET = "s3cr3t-pw"
 
@@ -214,6 +215,46 @@ def test_serve_with_cameras_good_wrong_and_corrupt(
         page = httpx.get(server.url + "/cameras")
         assert page.status_code == 200 and "cameras.js" in page.text
         assert httpx.get(server.url + "/api/health").status_code == 200  # still serving
+        if CHROMIUM.exists():
+            cameras_page_in_a_browser(server.url)
     log = server.log.read_text()
     assert "camera bad: reconnecting (Connection refused)" in log
     assert SECRET not in log and "ada:***@" in log
+
+
+def cameras_page_in_a_browser(url: str) -> None:
+    """The cameras view in chromium: the live camera's labelled picture shows, each other
+    camera its state and reason, the password nowhere, no CSP violation."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page()
+            violations: list[str] = []
+            page.on(
+                "console",
+                lambda m: violations.append(m.text) if "Content Security" in m.text else None,
+            )
+            page.goto(url + "/cameras")
+            door = page.locator('[data-camera="door"]')
+            expect(door.locator(".camera-state")).to_have_text("live", timeout=30_000)
+            page.wait_for_function(
+                """() => { const i = document.querySelector('[data-camera="door"] img');
+                           return i && i.naturalWidth === 640; }""",
+                timeout=30_000,
+            )
+            bad = page.locator('[data-camera="bad"]')
+            expect(bad.locator(".camera-state")).to_have_text("reconnecting")
+            expect(bad.locator(".camera-detail")).to_contain_text("Connection refused")
+            broken = page.locator('[data-camera="broken"]')
+            expect(broken.locator(".camera-state")).to_have_text("failed")
+            expect(page.locator('[data-camera="browser"]')).to_be_visible()
+            assert page.locator("#nav-cameras").get_attribute("class") == "active"
+            assert SECRET not in page.content()
+            assert page.locator("#live-page").is_hidden()  # the webcam page does not start
+            assert violations == []
+        finally:
+            browser.close()
