@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from facemetric.web.security import require_viewer
 
@@ -143,7 +144,7 @@ async def camera_frame(name: str, cameras: CamerasDep, _: ViewerDep) -> Response
         why = f": {worker.reader.error}" if worker.reader.error else ""
         raise HTTPException(503, f"camera {name!r} has no frame yet ({state}{why})")
     return Response(
-        latest.jpeg(),
+        await run_in_threadpool(latest.jpeg),  # encoding takes milliseconds: off the loop
         media_type="image/jpeg",
         headers={"Cache-Control": "no-store", "X-Frame-Time": f"{latest.frame.time:.3f}"},
     )
