@@ -22,6 +22,7 @@ from facemetric.video.sources import Camera
 from videoclip import Segment, build_gallery, ffmpeg, make_clip, mjpeg_server, pick_people
 from webutil import REPO, free_port, running_server
 
+pytestmark = pytest.mark.slow  # real servers, the pretrained model
 SYSTEM_PYTHON = "/usr/bin/python3"
 CHROMIUM = Path("/usr/bin/chromium")
 RTSP_SCRIPT = REPO / "scripts" / "rtsp_server.py"

@@ -13,7 +13,7 @@ from conftest import shared_set
 from facemetric.cli import main
 from videoclip import Segment, known_clip, make_clip
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = pytest.mark.slow  # the pretrained model over a 25 s clip
 
 
 @pytest.fixture(scope="module")
