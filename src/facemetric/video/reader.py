@@ -260,7 +260,11 @@ class CameraReader(threading.Thread):
                 if self._halt.is_set():
                     break
                 self.decoded += 1
-                media = float(frame.time) if frame.time is not None else self.decoded / 25.0
+                if frame.time is not None:
+                    media = float(frame.time)
+                else:  # no timestamps (MJPEG over HTTP): arrival time, or 25 a second in a file
+                    live_clock = time.monotonic() - start_mono
+                    media = live_clock if self.mode == "live" else self.decoded / 25.0
                 if first_pts is None:
                     first_pts = media
                 media -= first_pts

@@ -211,12 +211,19 @@ def watch(config: WatchConfig, out: IO[str] | None = None, err: IO[str] | None =
 
 
 def progress(reader: CameraReader, elapsed: float, events: int, final: bool = False) -> str:
-    """One progress line: media time read, share of the file, speed against real time."""
+    """One progress line: media time read, share of the file, speed against real time (a live
+    source: time followed and frames recognised a second)."""
+    head = "watch: done," if final else "watch:"
+    if reader.mode == "live":
+        rate = reader.delivered / elapsed if elapsed > 0 else 0.0
+        return (
+            f"{head} {reader.state} for {elapsed:.1f} s, {reader.delivered} frames recognised "
+            f"({rate:.1f}/s), {events} events ({redact(reader.camera.source)})"
+        )
     media = reader.media_time
     speed = media / elapsed if elapsed > 0 else 0.0
     share = f" ({100 * media / reader.duration:.0f}%)" if reader.duration else ""
     total = f"/{reader.duration:.1f}" if reader.duration else ""
-    head = "watch: done," if final else "watch:"
     return (
         f"{head} {media:.1f}{total} s{share} in {elapsed:.1f} s, {speed:.2f}x real time, "
         f"{reader.delivered} frames recognised, {events} events ({redact(reader.camera.source)})"
