@@ -169,7 +169,8 @@ def watch(config: WatchConfig, out: IO[str] | None = None, err: IO[str] | None =
             if frame is None:
                 if reader.done:
                     break
-                pipeline.idle(time.time())
+                if not is_file:  # a file's clock is its media time: only frames move it
+                    pipeline.idle(time.time())
                 if config.duration is not None and now - started >= config.duration:
                     break
                 continue
