@@ -96,6 +96,9 @@ class CameraReader(threading.Thread):
         self.delivered = 0
         self.dropped = 0
         self.bad_packets = 0
+        self.skipped = 0  # intra-only packets over the budget, never decoded
+        self._next_budget = 0.0
+        self._start_mono = time.monotonic()
         self.width: int | None = None
         self.height: int | None = None
         self.duration: float | None = None  # a file's length in seconds, when known
@@ -164,6 +167,7 @@ class CameraReader(threading.Thread):
             "frames_delivered": self.delivered,
             "frames_dropped": self.dropped,
             "bad_packets": self.bad_packets,
+            "packets_skipped": self.skipped,
         }
 
     # ---- reader thread --------------------------------------------------------------------------
@@ -255,7 +259,8 @@ class CameraReader(threading.Thread):
             start_mono = time.monotonic()
             first_pts: float | None = None
             budget = 1.0 / self.camera.fps
-            next_budget = 0.0
+            self._next_budget = next_budget = 0.0
+            self._start_mono = start_mono
             for frame in self._frames(container, stream):
                 if self._halt.is_set():
                     break
@@ -281,6 +286,7 @@ class CameraReader(threading.Thread):
                 if clock + 1e-6 < next_budget:
                     continue  # over the budget: never converted to pixels
                 next_budget = max(next_budget + budget, clock + budget / 2)
+                self._next_budget = next_budget
                 image = frame.to_ndarray(format="rgb24")
                 self.height, self.width = image.shape[:2]
                 self.media_time = media
@@ -296,7 +302,21 @@ class CameraReader(threading.Thread):
         counted and skipped, as a player does; the container's own errors end the read."""
         import av
 
+        # Intra-only codecs (MJPEG): a packet over the budget is not even decoded.
+        intra = bool(getattr(stream.codec_context.codec, "intra_only", False))
+        first: float | None = None
         for packet in container.demux(stream):
+            if intra:
+                at: float | None = None
+                if self.mode == "live":
+                    at = time.monotonic() - self._start_mono
+                elif packet.pts is not None and packet.time_base is not None:
+                    pts = float(packet.pts * packet.time_base)
+                    first = pts if first is None else first
+                    at = pts - first
+                if at is not None and self.decoded and at + 1e-6 < self._next_budget:
+                    self.skipped += 1
+                    continue
             try:
                 frames = packet.decode()
             except av.error.InvalidDataError:
