@@ -56,8 +56,10 @@ LOW_DELAY = {"fflags": "nobuffer", "flags": "low_delay", "analyzeduration": "500
 
 def open_options(camera: Camera) -> dict[str, Any]:
     """FFmpeg options per kind: RTSP over TCP (no lost packets, no smeared frames), low delay."""
-    if camera.kind == "rtsp":
+    if camera.kind == "rtsp" and camera.source.lower().startswith("rtsp"):
         return {"options": {"rtsp_transport": "tcp", **LOW_DELAY}}
+    if camera.kind == "rtsp":  # rtmp://: a stream of its own kind, no RTSP transport
+        return {"options": dict(LOW_DELAY)}
     if camera.kind == "http":
         return {"options": {"reconnect": "0", **LOW_DELAY}}
     if camera.kind == "device":
