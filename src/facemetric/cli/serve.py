@@ -29,6 +29,10 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         )
         if (value := getattr(args, key, None)) is not None
     }
+    if getattr(args, "camera", None):
+        given["cameras"] = list(args.camera)
+    if getattr(args, "cameras", None):
+        given["cameras_file"] = args.cameras
     if getattr(args, "allowed_hosts", None):
         given["allowed_hosts"] = [h.strip() for h in args.allowed_hosts.split(",") if h.strip()]
     try:
@@ -86,5 +90,17 @@ def register(sub: Any) -> None:
         metavar="NAMES",
         help="comma-separated host names answered besides the bound host and localhost "
         "(e.g. myhost.lan,192.168.1.5; '*' = any, open to DNS rebinding)",
+    )
+    p.add_argument(
+        "--camera",
+        action="append",
+        metavar="NAME=SOURCE",
+        help="a server-side camera (repeatable): rtsp://..., http(s)://... MJPEG, a video file "
+        "or /dev/videoN; its live labelled picture is on /cameras, its events in the history",
+    )
+    p.add_argument(
+        "--cameras",
+        metavar="FILE.toml",
+        help="more cameras from a TOML file ([[camera]] tables: name, source, optional fps)",
     )
     p.set_defaults(func=run_serve)

@@ -24,7 +24,7 @@ from facemetric import __version__
 from facemetric.data.image import ImageTooLargeError
 from facemetric.errors import ConfigError, FacemetricError, FaceNotFoundError, ImageReadError
 from facemetric.gallery.backend import StoreUnavailableError
-from facemetric.web import routes, stream
+from facemetric.web import cameras, routes, stream
 from facemetric.web.limits import ConnectionCount, ConnectionLimit
 from facemetric.web.security import (
     ALL_INTERFACES,
@@ -70,6 +70,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         state = load_state(settings, admin_token, generated)
         app.state.web = state
         state.start_following()
+        app.state.cameras = cameras.start_cameras(settings, state, cameras.event_sinks(app))
         if generated:
             print(
                 f"facemetric serve: admin token for this run (set FACEMETRIC_ADMIN_TOKEN to "
@@ -82,6 +83,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            app.state.cameras.stop()
             state.close()
 
     app = FastAPI(
@@ -128,6 +130,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     for router in routes.ROUTERS:
         app.include_router(router)
     app.include_router(stream.router)
+    app.include_router(cameras.router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
     def _page() -> Any:
@@ -135,6 +138,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
 
     app.add_api_route("/", _page, methods=["GET"], include_in_schema=False)
     app.add_api_route("/gallery", _page, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/cameras", _page, methods=["GET"], include_in_schema=False)
     return app
 
 
@@ -163,6 +167,8 @@ def serve(settings: WebSettings) -> None:
             f"choose one of {', '.join(available_detectors())}"
         )
     from facemetric.web.protocol import protocol_class
+
+    cameras.configured_cameras(settings)  # a bad --camera or cameras file: one line, exit 2
 
     sock = listening_socket(settings.host, settings.port)  # a busy port: one line, exit 2
     return_freed_memory()

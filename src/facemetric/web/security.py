@@ -240,3 +240,8 @@ class BodyLimits:
 
     def too_large(self) -> str:
         return f"request body over the {self.limit:,} byte limit (max_upload_bytes)"
+
+
+def require_viewer() -> None:
+    """The dependency every reader of who was seen passes (events, snapshots, live camera
+    pictures): one place for the viewer-token check, so each such route names it once."""

@@ -175,6 +175,37 @@ class WebSettings(BaseSettings):
     track_max_missed: int = Field(
         default=5, ge=0, description="Stabilisation: frames a track survives without its face."
     )
+    cameras: list[str] = Field(
+        default_factory=list,
+        description="Server-side cameras as NAME=SOURCE (JSON list; flag: --camera, repeatable): "
+        "rtsp://..., http(s)://... MJPEG, a video file (played in a loop at its own pace) or "
+        "/dev/videoN. Passwords in URLs are never shown.",
+    )
+    cameras_file: str | None = Field(
+        default=None,
+        description="A TOML file of cameras ([[camera]] tables: name, source, optional fps), "
+        "added to cameras.",
+    )
+    camera_fps: float = Field(
+        default=5.0,
+        gt=0.0,
+        le=120.0,
+        description="Frames a second each camera hands to the recogniser at most (its frame "
+        "budget; a camera in the TOML file may set its own). Other frames are dropped unread.",
+    )
+    camera_detect_size: int = Field(
+        default=640,
+        ge=64,
+        le=4096,
+        description="Cameras: longest side a frame is scaled to for face detection (faces on "
+        "a door camera are smaller than a webcam's).",
+    )
+    event_gap: float = Field(
+        default=2.0,
+        gt=0.0,
+        description="Seconds a face may go unseen before its event closes (a missed frame "
+        "never splits an event).",
+    )
 
     @field_validator("quality_floors")
     @classmethod

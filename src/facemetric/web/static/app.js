@@ -406,4 +406,4 @@ async function startGallery() {
 }
 
 if (location.pathname.startsWith("/gallery")) startGallery();
-else startLive();
+else if (!location.pathname.startsWith("/cameras")) startLive(); // cameras.js runs /cameras
