@@ -1,0 +1,199 @@
+"""Unknown faces arriving one by one: is grouping incremental, and as precise as a batch run?
+
+A stream of 2,000 faces of 100 people nobody enrolled (celeba-wild: the 100 people with at least
+20 photos, the largest face of each of 20 photos each, in a shuffled order) is kept one face at a
+time by ``UnknownKeeper`` into a fresh gallery, the way ``identify --keep-unknown`` and
+``serve --keep-unknown`` keep them (chip PNG, embedding, incremental grouping, retention). Printed:
+
+- the time per added face in buckets of 200 as the pool grows (grouping alone in memory, and the
+  whole keep: PNG chip + one write transaction on SQLite), which stays flat;
+- pairwise precision / recall / BCubed F of the incremental groups against the ground truth, and
+  the same for a batch run over the same faces (``facemetric.cluster.core.cluster_embeddings``
+  when that module is present, else scipy's average linkage at the same threshold).
+
+Embeddings and chips (dlib's pretrained model, RetinaFace) are computed once and cached in /tmp
+(research photos and what is computed from them stay out of the repository)::
+
+    .venv/bin/python benchmarks/unknown_stream.py
+    .venv/bin/python benchmarks/unknown_stream.py --people 50 --per-person 10   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("FACEMETRIC_SHARED_DATA", REPO.parent / "shared" / "data"))
+CACHE = Path(tempfile.gettempdir()) / "facemetric-unknown-stream"
+
+
+def embed_faces(people: int, per_person: int) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
+    """(vectors, labels, chip PNGs) of ``per_person`` faces of each of ``people`` people of
+    celeba-wild with enough photos; cached in /tmp."""
+    from facemetric.data.align import detect_and_align
+    from facemetric.data.detect import create_detector
+    from facemetric.data.image import load_image
+    from facemetric.gallery.records import FaceRecord, encode_png
+    from facemetric.models import load_embedder
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    cached = CACHE / f"celeba-wild-{people}x{per_person}.npz"
+    if cached.is_file():
+        with np.load(cached) as z:
+            blob, offsets = z["pngs"].tobytes(), z["offsets"]
+            pngs = [blob[a:b] for a, b in itertools.pairwise(offsets)]
+            return z["vectors"], z["labels"], pngs
+    root = DATA / "celeba-wild"
+    if not root.is_dir():
+        sys.exit(f"{root} not found: real face photos are needed (set FACEMETRIC_SHARED_DATA)")
+    folders = sorted(
+        d for d in root.iterdir() if d.is_dir() and len(list(d.iterdir())) >= per_person
+    )
+    embedder = load_embedder("dlib")
+    detector = create_detector("retinaface")
+    spec = embedder.spec
+    vectors, labels, pngs = [], [], []
+    for label, folder in enumerate(folders):
+        if label >= people:
+            break
+        taken = 0
+        for path in sorted(folder.iterdir()):
+            if taken == per_person:
+                break
+            image = load_image(path)
+            faces = detect_and_align(image, detector, spec.input_size, template=spec.alignment)
+            if not faces:
+                continue
+            record = FaceRecord.from_photo(image, faces[0], str(path))
+            vectors.append(embedder.embed(faces[0].crop[None])[0])
+            labels.append(label)
+            pngs.append(encode_png(record.chip))
+            taken += 1
+        print(f"  embedded {folder.name}: {taken} faces", file=sys.stderr)
+    vecs = np.asarray(vectors, np.float32)
+    offsets = np.cumsum([0, *(len(p) for p in pngs)])
+    np.savez(
+        cached,
+        vectors=vecs,
+        labels=np.asarray(labels, np.int64),
+        pngs=np.frombuffer(b"".join(pngs), np.uint8),
+        offsets=offsets,
+    )
+    return vecs, np.asarray(labels, np.int64), pngs
+
+
+def pair_scores(truth: np.ndarray, pred: np.ndarray) -> tuple[float, float, float]:
+    """Pairwise precision, recall and BCubed F; ``pred`` -1 = unsorted (a group of its own)."""
+    pred = pred.copy()
+    loose = pred < 0
+    pred[loose] = pred.max(initial=0) + 1 + np.arange(loose.sum())
+    same_t = truth[:, None] == truth[None, :]
+    same_p = pred[:, None] == pred[None, :]
+    off = ~np.eye(len(truth), dtype=bool)
+    tp = float((same_t & same_p & off).sum())
+    precision = tp / max(1.0, float((same_p & off).sum()))
+    recall = tp / max(1.0, float((same_t & off).sum()))
+    both = (same_t & same_p).sum(1)
+    bp = float(np.mean(both / same_p.sum(1)))
+    br = float(np.mean(both / same_t.sum(1)))
+    return precision, recall, 2 * bp * br / (bp + br)
+
+
+def batch_labels(vectors: np.ndarray, threshold: float) -> tuple[np.ndarray, str]:
+    try:
+        from facemetric.cluster.core import cluster_embeddings
+    except ImportError:
+        from scipy.cluster.hierarchy import fcluster, linkage
+
+        z = linkage(vectors.astype(np.float64), method="average", metric="cosine")
+        raw = fcluster(z, t=1.0 - threshold, criterion="distance")
+        return raw, "scipy average linkage"
+    return cluster_embeddings(vectors, threshold, method="average", min_size=1), (
+        "facemetric.cluster.core average"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--people", type=int, default=100)
+    parser.add_argument("--per-person", type=int, default=20)
+    parser.add_argument("--bucket", type=int, default=200, help="faces per timing bucket")
+    parser.add_argument("--threshold", type=float, default=None, help="grouping threshold")
+    parser.add_argument("--seed", type=int, default=0, help="order of the stream")
+    args = parser.parse_args()
+
+    from facemetric.gallery.records import decode_png
+    from facemetric.gallery.store import GalleryStore
+    from facemetric.unknown.grouping import DEFAULT_THRESHOLD, Grouper
+    from facemetric.unknown.keeper import UnknownKeeper
+
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    vectors, labels, pngs = embed_faces(args.people, args.per_person)
+    order = np.random.default_rng(args.seed).permutation(len(vectors))
+    vectors, labels = vectors[order], labels[order]
+    pngs = [pngs[i] for i in order]
+    n = len(vectors)
+    print(
+        f"{n} faces of {len(set(labels.tolist()))} people (celeba-wild, dlib model), "
+        f"threshold {threshold}; machine: {os.cpu_count()} CPUs shared with other jobs (loaded)"
+    )
+
+    # 1. grouping alone, in memory
+    grouper = Grouper(threshold)
+    times = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        grouper.add(i + 1, vectors[i])
+        times.append(time.perf_counter() - t0)
+    mem_labels = grouper.labels(list(range(1, n + 1)))
+
+    # 2. the whole keep: chip PNG + a write transaction per face, into a SQLite gallery
+    chips = [decode_png(p) for p in pngs]
+    with tempfile.TemporaryDirectory() as tmp:
+        store = GalleryStore(Path(tmp) / "gallery.db")
+        keeper = UnknownKeeper(store, "dlib-bench", threshold=threshold, interval=0.0)
+        keep_times = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            keeper.keep_chip(chips[i], vectors[i], source=f"stream/{i}")
+            keep_times.append(time.perf_counter() - t0)
+        kept = keeper.face_groups()
+        store.close()
+    stored_labels = np.array([kept[i] for i in sorted(kept)], np.int64)
+
+    print(f"\ntime per added face (median of each bucket of {args.bucket}, ms):")
+    print(f"{'faces':>11} {'grouping':>9} {'keep (PNG + SQLite write)':>26}")
+    for start in range(0, n, args.bucket):
+        g = statistics.median(times[start : start + args.bucket]) * 1e3
+        k = statistics.median(keep_times[start : start + args.bucket]) * 1e3
+        print(f"{start + 1:>5}-{min(n, start + args.bucket):>5} {g:>9.3f} {k:>26.2f}")
+
+    t0 = time.perf_counter()
+    batch, batch_name = batch_labels(vectors, threshold)
+    batch_s = time.perf_counter() - t0
+    print(f"\n{'':28} {'precision':>9} {'recall':>7} {'BCubed F':>9} {'groups>=2':>10}")
+    for name, lab in (
+        ("incremental (memory)", mem_labels),
+        ("incremental (kept, SQLite)", stored_labels),
+        (f"batch ({batch_name})", batch),
+    ):
+        p, r, f = pair_scores(labels, np.asarray(lab))
+        _, counts = np.unique(np.asarray(lab)[np.asarray(lab) >= 0], return_counts=True)
+        print(f"{name:28} {p:>9.4f} {r:>7.4f} {f:>9.4f} {int((counts >= 2).sum()):>10}")
+    print(
+        f"\nincremental grouping: {sum(times) * 1e3:.0f} ms for {n} faces in all; "
+        f"batch run once: {batch_s * 1e3:.0f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
