@@ -35,6 +35,26 @@ from facemetric.unknown.grouping import DEFAULT_THRESHOLD, Grouper
 log = logging.getLogger(__name__)
 
 AGE_CHECK_SECONDS = 60.0  # how often the age limit is applied while faces arrive
+MATCH_MARGIN = 0.01  # default grouping threshold: this much above the match threshold
+
+
+def grouping_threshold(match_threshold: float | None) -> float:
+    """The default grouping threshold for a model: a little above its match threshold (a group
+    is as sure as a match, for every pair on average); dlib's 0.930 gives 0.94, the lowest cut
+    that kept pairwise precision >= 0.98 in benchmarks/unknown_stream.py."""
+    if match_threshold is None:
+        return DEFAULT_THRESHOLD
+    return min(1.0, round(float(match_threshold) + MATCH_MARGIN, 4))
+
+
+def attach_keeper(recognizer: Any, threshold: float | None = None, **options: Any) -> UnknownKeeper:
+    """Have ``recognizer`` keep the faces it matches to nobody (``recognizer.unknown_keeper``)
+    in its own gallery; ``options``: ``UnknownKeeper``'s retention, interval and source."""
+    if threshold is None:
+        threshold = grouping_threshold(recognizer.threshold)
+    keeper = UnknownKeeper(recognizer.store, recognizer.model_key, threshold=threshold, **options)
+    recognizer.unknown_keeper = keeper
+    return keeper
 
 
 class UnknownKeeper:

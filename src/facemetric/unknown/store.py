@@ -349,6 +349,7 @@ class UnknownStore:
         """Retention: delete faces older than ``max_days`` and the oldest beyond ``max_faces``
         (rows and chips), then the groups left empty; returns the faces deleted."""
         with self.backend.write() as con:
+            bump(con)
             gone = prune(con, max_days, max_faces, time.time() if now is None else now)
         return len(gone)
 
