@@ -17,7 +17,7 @@ from facemetric.gallery.records import CHIP_SIZE, decode_png
 from facemetric.gallery.store import GalleryStore
 from facemetric.unknown import Grouper, UnknownKeeper, UnknownStore
 from facemetric.web.app import create_app
-from webutil import TOKEN, astronaut, web_settings
+from webutil import TOKEN, astronaut, encode, web_settings
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 KEY = "test-model"
@@ -269,6 +269,14 @@ def test_api_lists_names_merges_splits_dismisses(
     with TestClient(create_app(settings)) as client:
         body = client.get("/api/unknown").json()
         assert body["keeping"] is True and body["total_faces"] == 9
+        # a face nobody matches is kept once: the same stranger again within the interval is not
+        for _ in range(2):
+            r = client.post("/api/identify", files={"file": ("a.png", encode(astronaut(), "PNG"))})
+            assert r.status_code == 200 and r.json()["faces"][0]["is_match"] is False
+        body = client.get("/api/unknown").json()
+        assert body["total_faces"] == 10 and body["groups"][-1]["faces"][0]["source"] == "web"
+        client.post(f"/api/unknown/{body['groups'][-1]['id']}/dismiss", headers=AUTH)
+        body = client.get("/api/unknown").json()
         a, b, c = body["groups"]
         face = a["faces"][0]
         img = client.get(face["image_url"])
@@ -289,6 +297,3 @@ def test_api_lists_names_merges_splits_dismisses(
         r = client.post(f"/api/unknown/{c['id']}/name", json={"name": " "}, headers=AUTH)
         assert r.status_code == 422
         assert client.get("/unknown").status_code == 200
-
-
-

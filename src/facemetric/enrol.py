@@ -227,7 +227,9 @@ def _identify_each(
         except ImageReadError as exc:
             yield PhotoResult(path, None, [], exc.reason)
             continue
-        yield PhotoResult(path, image, recognizer.recognize(image, threshold, top_k, source=str(path)))
+        yield PhotoResult(
+            path, image, recognizer.recognize(image, threshold, top_k, source=str(path))
+        )
 
 
 def match_summary(m: FaceMatch) -> dict[str, Any]:

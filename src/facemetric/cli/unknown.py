@@ -119,7 +119,9 @@ def cmd_name(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     group = _pool(args).merge(args.into, args.others)
-    print(f"group {group.id}: {group.size} face(s) after merging {', '.join(map(str, args.others))}")
+    print(
+        f"group {group.id}: {group.size} face(s) after merging {', '.join(map(str, args.others))}"
+    )
     return 0
 
 

@@ -41,7 +41,7 @@ def attach(recognizer: Recognizer, settings: WebSettings) -> None:
         max_days=settings.unknown_days,
         max_faces=settings.unknown_max_faces,
         interval=settings.unknown_interval,
-        source="live",
+        source="web",
     )
 
 
