@@ -194,7 +194,7 @@ def main() -> None:
     t0 = time.perf_counter()
     batch, batch_name = batch_labels(vectors, threshold)
     batch_s = time.perf_counter() - t0
-    print(f"\n{'':30} {'precision':>9} {'recall':>7} {'BCubed F':>9} {'groups>=2':>10}")
+    print(f"\n{'':40} {'precision':>9} {'recall':>7} {'BCubed F':>9} {'groups>=2':>10}")
     for name, lab in (
         ("incremental (memory)", mem_labels),
         ("incremental, no local repair", greedy_labels),
@@ -203,7 +203,7 @@ def main() -> None:
     ):
         p, r, f = pair_scores(labels, np.asarray(lab))
         _, counts = np.unique(np.asarray(lab)[np.asarray(lab) >= 0], return_counts=True)
-        print(f"{name:30} {p:>9.4f} {r:>7.4f} {f:>9.4f} {int((counts >= 2).sum()):>10}")
+        print(f"{name:40} {p:>9.4f} {r:>7.4f} {f:>9.4f} {int((counts >= 2).sum()):>10}")
     print(
         f"\nincremental grouping: {sum(times) * 1e3:.0f} ms for {n} faces in all; "
         f"batch run once: {batch_s * 1e3:.0f} ms"

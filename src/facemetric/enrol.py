@@ -213,8 +213,10 @@ def identify_photos(
     top_k: int | None = None,
 ) -> Iterator[PhotoResult]:
     """Who is in each image of ``paths``, one at a time (an unreadable image comes back with
-    its ``error`` and the rest go on); ``GalleryError`` at once when the gallery is empty."""
-    require_faces(recognizer.store)
+    its ``error`` and the rest go on); ``GalleryError`` at once when the gallery is empty
+    (unless unknown faces are being kept: then an empty gallery is a start)."""
+    if getattr(recognizer, "unknown_keeper", None) is None:
+        require_faces(recognizer.store)
     return _identify_each(recognizer, list(paths), threshold, top_k)
 
 
