@@ -297,3 +297,43 @@ def test_api_lists_names_merges_splits_dismisses(
         r = client.post(f"/api/unknown/{c['id']}/name", json={"name": " "}, headers=AUTH)
         assert r.status_code == 422
         assert client.get("/unknown").status_code == 200
+
+
+def test_two_keepers_share_one_pool(gallery_at: str) -> None:
+    """Two servers on one database: each sees what the other kept before it writes."""
+    x, _ = blobs(2, 4, seed=13)
+    store_a, store_b = GalleryStore(gallery_at), GalleryStore(gallery_at)
+    a = UnknownKeeper(store_a, KEY, threshold=0.7, interval=0.0)
+    b = UnknownKeeper(store_b, KEY, threshold=0.7, interval=0.0)
+    for i, v in enumerate(x):
+        (a if i % 2 else b).keep_chip(chip(i), v, source=f"photo-{i}.jpg")
+    assert a.face_groups() == b.face_groups()
+    pool = UnknownStore(store_a)
+    assert sorted(g.size for g in pool.groups()) == [4, 4]
+    no_orphans(store_a)
+    store_a.close()
+    store_b.close()
+
+
+def test_identify_keep_unknown_starts_from_an_empty_gallery(
+    tmp_path: Path, untrained_tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    db = tmp_path / "gallery.db"
+    GalleryStore(db).close()
+    photo = tmp_path / "astronaut.png"
+    Image.fromarray(astronaut()).save(photo)
+    model = ["--model", str(untrained_tiny_checkpoint)]
+    assert main(["identify", str(photo), "--db", str(db), *model]) == 2  # empty: a mistake
+    assert "gallery is empty" in capsys.readouterr().err
+    code = main(["identify", str(photo), "--db", str(db), *model, "--keep-unknown"])
+    assert code == 0
+    assert main(["unknown", "list", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "1 group(s), 1 unknown face(s)" in out and "astronaut.png" in out
+    assert main(["unknown", "prune", "--db", str(db)]) == 2
+    assert main(["unknown", "prune", "--max-faces", "0", "--db", str(db)]) == 2
+    assert "--max-faces: must be at least 1" in capsys.readouterr().err
+    assert main(["identify", str(photo), "--known", str(tmp_path), *model, "--keep-unknown"]) == 2
+    assert "use it with --db" in capsys.readouterr().err

@@ -209,6 +209,10 @@ def cmd_identify(args: argparse.Namespace) -> int:
         return files
 
     opts = _options(args)
+    if getattr(args, "keep_unknown", False):
+        from facemetric.cli.unknown import check_keep_flags
+
+        check_keep_flags(args)
     if not args.known:  # a missing --db first, as the gallery store would say it
         from facemetric.gallery.store import GalleryStore
         from facemetric.paths import default_gallery_path

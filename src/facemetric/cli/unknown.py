@@ -14,6 +14,7 @@ DB_HELP = (
     "gallery: a SQLite file or postgresql://USER:PASSWORD@HOST:PORT/DBNAME (default: "
     "$FACEMETRIC_DB, else $FACEMETRIC_HOME/gallery.db)"
 )
+UNKNOWN_FLAGS = ("--unknown-days", "--unknown-max-faces")
 
 
 def add_keep_flags(p: argparse.ArgumentParser) -> None:
@@ -46,15 +47,24 @@ def add_keep_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def keep_unknown(args: argparse.Namespace, recognizer: Any) -> Any:
-    """Attach a keeper to ``recognizer`` from the flags (photos: no repeat interval)."""
-    from facemetric.unknown.keeper import attach_keeper
-
+def check_keep_flags(args: argparse.Namespace) -> None:
+    """``ConfigError`` for flags that cannot go with ``--keep-unknown`` (before any work)."""
     if getattr(args, "known", None):
         raise ConfigError(
             "--keep-unknown keeps faces in a gallery database: use it with --db, not --known"
         )
     check_retention(args.unknown_days, args.unknown_max_faces)
+    if args.unknown_threshold is not None and not -1.0 <= args.unknown_threshold <= 1.0:
+        raise ConfigError(
+            f"--unknown-threshold: a cosine similarity in [-1, 1], got {args.unknown_threshold}"
+        )
+
+
+def keep_unknown(args: argparse.Namespace, recognizer: Any) -> Any:
+    """Attach a keeper to ``recognizer`` from the flags (photos: no repeat interval)."""
+    from facemetric.unknown.keeper import attach_keeper
+
+    check_keep_flags(args)
     return attach_keeper(
         recognizer,
         threshold=args.unknown_threshold,
@@ -64,11 +74,13 @@ def keep_unknown(args: argparse.Namespace, recognizer: Any) -> Any:
     )
 
 
-def check_retention(days: float | None, max_faces: int | None) -> None:
+def check_retention(
+    days: float | None, max_faces: int | None, flags: tuple[str, str] = UNKNOWN_FLAGS
+) -> None:
     if days is not None and days <= 0:
-        raise ConfigError(f"--unknown-days: must be more than 0, got {days:g}")
+        raise ConfigError(f"{flags[0]}: must be more than 0, got {days:g}")
     if max_faces is not None and max_faces < 1:
-        raise ConfigError(f"--unknown-max-faces: must be at least 1, got {max_faces}")
+        raise ConfigError(f"{flags[1]}: must be at least 1, got {max_faces}")
 
 
 def _pool(args: argparse.Namespace) -> Any:
@@ -140,7 +152,7 @@ def cmd_dismiss(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    check_retention(args.days, args.max_faces)
+    check_retention(args.days, args.max_faces, ("--days", "--max-faces"))
     if args.days is None and args.max_faces is None:
         raise ConfigError("prune: give --days and/or --max-faces")
     gone = _pool(args).prune(args.days, args.max_faces)
