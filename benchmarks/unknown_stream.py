@@ -15,6 +15,7 @@ Embeddings and chips (dlib's pretrained model, RetinaFace) are computed once and
 (research photos and what is computed from them stay out of the repository)::
 
     .venv/bin/python benchmarks/unknown_stream.py
+    .venv/bin/python benchmarks/unknown_stream.py --postgres   # the keep into PostgreSQL too
     .venv/bin/python benchmarks/unknown_stream.py --people 50 --per-person 10   # quick
 """
 
@@ -129,6 +130,11 @@ def main() -> None:
     parser.add_argument("--bucket", type=int, default=200, help="faces per timing bucket")
     parser.add_argument("--threshold", type=float, default=None, help="grouping threshold")
     parser.add_argument("--seed", type=int, default=0, help="order of the stream")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="also keep the stream into a real PostgreSQL (fsync on; tests/pgserver.py)",
+    )
     args = parser.parse_args()
 
     from facemetric.gallery.records import decode_png
@@ -166,22 +172,41 @@ def main() -> None:
 
     # 2. the whole keep: chip PNG + a write transaction per face, into a SQLite gallery
     chips = [decode_png(p) for p in pngs]
-    with tempfile.TemporaryDirectory() as tmp:
-        store = GalleryStore(Path(tmp) / "gallery.db")
+
+    def keep_all(location: str | Path) -> tuple[list[float], np.ndarray]:
+        store = GalleryStore(location)
         keeper = UnknownKeeper(store, "dlib-bench", threshold=threshold, interval=0.0)
-        keep_times = []
+        spent = []
         for i in range(n):
             t0 = time.perf_counter()
             keeper.keep_chip(chips[i], vectors[i], source=f"stream/{i}")
-            keep_times.append(time.perf_counter() - t0)
+            spent.append(time.perf_counter() - t0)
         kept = keeper.face_groups()
         store.close()
-    stored_labels = np.array([kept[i] for i in sorted(kept)], np.int64)
+        return spent, np.array([kept[i] for i in sorted(kept)], np.int64)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        keep_times, stored_labels = keep_all(Path(tmp) / "gallery.db")
+    pg_times: list[float] = []
+    if args.postgres:
+        sys.path.insert(0, str(REPO / "tests"))
+        import pgserver
+
+        why = pgserver.available()
+        if why:
+            sys.exit(f"--postgres: {why}")
+        server = pgserver.PostgresServer(durable=True)
+        try:
+            pg_times, pg_labels = keep_all(server.new_database())
+        finally:
+            server.close()
+        if not np.array_equal(pg_labels, stored_labels):
+            print("note: the PostgreSQL pool grouped differently from the SQLite one")
 
     print(f"\ntime per added face (median of each bucket of {args.bucket}, ms):")
     print(
         f"{'faces':>11} {'groups':>7} {'grouping':>9} {'no repair':>10} "
-        f"{'keep (PNG + SQLite write)':>26}"
+        f"{'keep (PNG + SQLite write)':>26}" + (f" {'keep (PostgreSQL)':>18}" if pg_times else "")
     )
     for start in range(0, n, args.bucket):
         end = min(n, start + args.bucket)
@@ -189,7 +214,8 @@ def main() -> None:
         q = statistics.median(greedy_times[start:end]) * 1e3
         k = statistics.median(keep_times[start:end]) * 1e3
         groups = pool_groups[end - 1]
-        print(f"{start + 1:>5}-{end:>5} {groups:>7} {g:>9.3f} {q:>10.3f} {k:>26.2f}")
+        pg = f" {statistics.median(pg_times[start:end]) * 1e3:>18.2f}" if pg_times else ""
+        print(f"{start + 1:>5}-{end:>5} {groups:>7} {g:>9.3f} {q:>10.3f} {k:>26.2f}{pg}")
 
     t0 = time.perf_counter()
     batch, batch_name = batch_labels(vectors, threshold)

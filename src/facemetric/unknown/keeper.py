@@ -143,7 +143,10 @@ class UnknownKeeper:
         source = source if source is not None else self.source
         now = time.time()
         with self._lock:
-            self._sync()
+            if self._generation < 0:
+                self._sync()
+            # the write below reads the groups again if another process changed them; this
+            # early look (is it a repeat?) may be a moment behind
             group, _ = self._grouper.propose(x)
             if group is not None and self._repeat(group, source, now):
                 return None
