@@ -16,6 +16,7 @@ Embeddings and chips (dlib's pretrained model, RetinaFace) are computed once and
 
     .venv/bin/python benchmarks/unknown_stream.py
     .venv/bin/python benchmarks/unknown_stream.py --postgres   # the keep into PostgreSQL too
+    .venv/bin/python benchmarks/unknown_stream.py --sweep 0.92,0.93,0.94,0.95
     .venv/bin/python benchmarks/unknown_stream.py --people 50 --per-person 10   # quick
 """
 
@@ -131,6 +132,11 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=None, help="grouping threshold")
     parser.add_argument("--seed", type=int, default=0, help="order of the stream")
     parser.add_argument(
+        "--sweep",
+        metavar="T1,T2,...",
+        help="only compare incremental and batch grouping in memory at these thresholds",
+    )
+    parser.add_argument(
         "--postgres",
         action="store_true",
         help="also keep the stream into a real PostgreSQL (fsync on; tests/pgserver.py)",
@@ -152,6 +158,18 @@ def main() -> None:
         f"{n} faces of {len(set(labels.tolist()))} people (celeba-wild, dlib model), "
         f"threshold {threshold}; machine: {os.cpu_count()} CPUs shared with other jobs (loaded)"
     )
+
+    if args.sweep:
+        print(f"{'threshold':>9}  incremental P / R / F    batch P / R / F")
+        for t in (float(v) for v in args.sweep.split(",")):
+            g = Grouper(t)
+            for i in range(n):
+                g.add(i + 1, vectors[i])
+            inc = pair_scores(labels, np.asarray(g.labels(range(1, n + 1))))
+            bat = pair_scores(labels, np.asarray(batch_labels(vectors, t)[0]))
+            print(f"{t:>9.3f}  " + " / ".join(f"{v:.4f}" for v in inc) + "    "
+                  + " / ".join(f"{v:.4f}" for v in bat))  # fmt: skip
+        return
 
     # 1. grouping alone, in memory
     grouper = Grouper(threshold)
