@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from facemetric.errors import FacemetricError
 from facemetric.gallery.backend import Connection
 from facemetric.gallery.records import CHIP_TEMPLATE, FaceRecord, encode_png
 from facemetric.gallery.store import GalleryStore
@@ -104,6 +105,9 @@ class UnknownKeeper:
                 continue
             try:
                 face_id = self.keep(image, face, vector, source)
+            except FacemetricError as exc:  # the database away, ...: said, not a traceback
+                log.warning("could not keep an unknown face: %s", exc)
+                continue
             except Exception:  # keeping is a side job: it must not break recognition
                 log.exception("could not keep an unknown face")
                 continue

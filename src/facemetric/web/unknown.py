@@ -116,6 +116,17 @@ def _checked(fn: Any, *args: Any) -> Any:
         raise HTTPException(422, str(exc)) from None
 
 
+def enrolment(recognizer: Recognizer) -> Any:
+    """How a named group's faces are enrolled: through the enrolment checks every photo goes
+    through (``facemetric.screen.enrol_checked``) where that module exists, else straight
+    through the recognizer."""
+    try:
+        from facemetric.screen import enrol_checked  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return lambda name, records: recognizer.add_records(name, records).added
+    return lambda name, records: enrol_checked(recognizer, name, records)[0].added
+
+
 # ---- routes -----------------------------------------------------------------------------------
 @page_router.get("/unknown")
 async def unknown_page() -> FileResponse:
@@ -175,7 +186,7 @@ async def name_group(
     recognizer = state.recognizer
 
     def work() -> NamedPublic:
-        enrol = None if recognizer is None else (lambda n, r: recognizer.add_records(n, r).added)
+        enrol = None if recognizer is None else enrolment(recognizer)
         named = _checked(_pool(state).name, group_id, name, enrol)
         if recognizer is not None:
             recognizer.reload()
