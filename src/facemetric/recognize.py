@@ -333,21 +333,28 @@ class Recognizer:
         return self.add_records(name, records, skipped)
 
     def add_records(
-        self, name: str, records: list[FaceRecord], skipped: dict[str, str] | None = None
+        self,
+        name: str,
+        records: list[FaceRecord],
+        skipped: dict[str, str] | None = None,
+        vectors: np.ndarray | None = None,
     ) -> EnrolResult:
         """Store ``records`` for ``name`` (see ``enroll``); ``skipped``: photos left out so
-        far, by label, with why. ``GalleryError`` when nothing at all is usable."""
+        far, by label, with why; ``vectors``: their embeddings when already computed (the
+        quality checks embed them). ``GalleryError`` when nothing at all is usable."""
         skipped = dict(skipped or {})
         if not records:
             why = "; ".join(f"{k}: {v}" for k, v in skipped.items()) or "no photos"
             raise GalleryError(f"no usable face for {name!r}, nothing saved ({why})")
-        ids = self.add_faces(name, records)
+        ids = self.add_faces(name, records, vectors)
         return EnrolResult(name, ids, len(records) - len(ids), skipped)
 
-    def add_faces(self, name: str, records: list[FaceRecord]) -> list[int]:
+    def add_faces(
+        self, name: str, records: list[FaceRecord], vectors: np.ndarray | None = None
+    ) -> list[int]:
         """Store aligned faces of ``name`` with this model's embeddings (one transaction)."""
         with self._lock:  # the embedder is not re-entrant across threads
-            return self.store.add_faces(name, records, self.embedder)
+            return self.store.add_faces(name, records, self.embedder, vectors=vectors)
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:

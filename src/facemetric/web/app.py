@@ -25,9 +25,11 @@ from facemetric.data.image import ImageTooLargeError
 from facemetric.errors import ConfigError, FacemetricError, FaceNotFoundError, ImageReadError
 from facemetric.gallery.backend import StoreUnavailableError
 from facemetric.web import routes, stream, unknown
+from facemetric.web.limits import ConnectionCount, ConnectionLimit
 from facemetric.web.security import (
     ALL_INTERFACES,
     BodyLimits,
+    SameOriginWrites,
     SecurityHeaders,
     TrustedHost,
     trusted_hosts,
@@ -89,8 +91,10 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.admin_token = admin_token
-    # The last added runs first: security headers wrap the host check, which wraps the body
-    # limits, which wrap CORS (so a refused host or body still gets the headers).
+    app.state.connections = ConnectionCount(settings.max_connections)
+    # The last added runs first: security headers wrap the connection limit, which wraps the
+    # host check, then the origin check of writes, the body limits and CORS (so whatever is
+    # refused still gets the headers).
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -99,11 +103,13 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(BodyLimits, limit=settings.max_upload_bytes, timeout=settings.body_timeout)
+    app.add_middleware(SameOriginWrites, allowed=settings.cors_origins)  # before any body
     app.add_middleware(
         TrustedHost,
         hosts=trusted_hosts(settings.host, settings.allowed_hosts),
         any_host="*" in settings.allowed_hosts,
     )
+    app.add_middleware(ConnectionLimit, count=app.state.connections)  # streams included
     app.add_middleware(SecurityHeaders, same_origin_resources=not settings.cors_origins)
 
     @app.exception_handler(FacemetricError)
@@ -182,11 +188,13 @@ def serve(settings: WebSettings) -> None:
         host=settings.host,
         port=settings.port,
         log_level="warning",
-        # h11, not httptools: it bounds the request head's size; the subclass bounds its time.
-        http=protocol_class(settings.header_timeout),
+        # h11, not httptools: the subclass bounds the request head's time and whole size.
+        http=protocol_class(settings.header_timeout, settings.max_header_bytes),
         h11_max_incomplete_event_size=settings.max_header_bytes,
         timeout_keep_alive=settings.keep_alive_timeout,
-        limit_concurrency=settings.max_connections,
+        # The app counts streams and requests together (web.limits); uvicorn's own count of
+        # sockets is only a backstop, well above it, so /api/health answers with every slot taken.
+        limit_concurrency=2 * settings.max_connections + 16,
         # Moderately oversized frames get an error answer; far larger ones close the socket (1009).
         ws_max_size=4 * settings.max_frame_bytes,
     )

@@ -105,7 +105,9 @@ class WebSettings(BaseSettings):
     max_connections: int = Field(
         default=100,
         ge=1,
-        description="Most connections (streams included) served at once; more get 503.",
+        description="Most connections served at once, streams and HTTP requests counted "
+        "together: a stream over it is closed at once with code 1013 and a reason, a request "
+        "gets 503; /api/health is always answered.",
     )
     stream_idle_timeout: float = Field(
         default=60.0,
@@ -133,6 +135,16 @@ class WebSettings(BaseSettings):
         description="Match threshold on cosine similarity; default: the model's calibrated one.",
     )
     top_k: int = Field(default=3, ge=1, le=20, description="Gallery candidates returned per face.")
+    enrol_quality: Literal["refuse", "flag", "off"] = Field(
+        default="refuse",
+        description="Enrolment photos below the quality floors: refuse them (with the reason), "
+        "flag them (saved, with the reason) or off (no checks). See docs/quality.md.",
+    )
+    quality_floors: dict[str, float] = Field(
+        default_factory=dict,
+        description="Quality floors that differ from the defaults (JSON object), of "
+        "min_eye_px, min_sharpness, max_yaw, min_score, min_consistency; 0 turns one off.",
+    )
     workers: int = Field(
         default=2,
         ge=1,
@@ -163,7 +175,6 @@ class WebSettings(BaseSettings):
     track_max_missed: int = Field(
         default=5, ge=0, description="Stabilisation: frames a track survives without its face."
     )
-
     keep_unknown: bool = Field(
         default=False,
         description="Keep the faces that match nobody (chip, time, embedding) in the gallery, "
@@ -188,6 +199,21 @@ class WebSettings(BaseSettings):
         description="Grouping threshold of unknown faces (average cosine similarity within a "
         "group); default: the match threshold + 0.01.",
     )
+
+    @field_validator("quality_floors")
+    @classmethod
+    def _known_floors(cls, value: dict[str, float]) -> dict[str, float]:
+        from facemetric.data.quality import QualityFloors
+        from facemetric.errors import ConfigError
+
+        unknown = set(value) - set(QualityFloors().to_dict())
+        if unknown:
+            raise ValueError(f"quality_floors: unknown floor(s) {', '.join(sorted(unknown))}")
+        try:
+            QualityFloors(**value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("detector")
     @classmethod
