@@ -55,7 +55,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add ``cluster`` to the top-level parser."""
-    from facemetric.cli.gallery import DB_HELP, _common
+    from facemetric.cli.gallery import _common
 
     p = sub.add_parser(
         "cluster",
@@ -94,8 +94,12 @@ def register(sub: Any) -> None:
         action="store_true",
         help="CSV, one row per face: " + ",".join(CSV_COLUMNS_HELP),
     )
-    p.add_argument("--db", metavar="PATH", help="name the groups that match people of this "
-                   "gallery; " + DB_HELP)  # fmt: skip
+    p.add_argument(
+        "--db",
+        metavar="PATH",
+        help="a gallery (SQLite file or postgresql://...) whose people name the groups that "
+        "match them (default: none, groups are person-001, person-002, ...)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     _common(p, db=False)
     p.set_defaults(func=cmd_cluster)

@@ -162,7 +162,7 @@ def find_photos(root: Path, exclude: Iterable[Path] = ()) -> list[Path]:
     if not root.is_dir():
         raise DatasetError(f"{root}: no such file or folder")
     skip = [p.resolve() for p in exclude]
-    out = []
+    out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
         dirnames[:] = sorted(
