@@ -337,3 +337,20 @@ def test_identify_keep_unknown_starts_from_an_empty_gallery(
     assert "--max-faces: must be at least 1" in capsys.readouterr().err
     assert main(["identify", str(photo), "--known", str(tmp_path), *model, "--keep-unknown"]) == 2
     assert "use it with --db" in capsys.readouterr().err
+
+
+def test_live_stream_keeps_a_stranger_once_per_interval(
+    tmp_path: Path, untrained_tiny_checkpoint: Path
+) -> None:
+    from webutil import frame_640x480
+
+    settings = web_settings(tmp_path, untrained_tiny_checkpoint, keep_unknown=True)
+    frame = encode(frame_640x480(astronaut()), quality=80)
+    with TestClient(create_app(settings)) as client, client.websocket_connect("/ws/stream") as ws:
+        assert ws.receive_json()["type"] == "hello"
+        for _ in range(5):  # five frames of the same stranger
+            ws.send_bytes(frame)
+            answer = ws.receive_json()
+            assert answer["type"] == "result" and answer["faces"][0]["is_match"] is False
+        body = client.get("/api/unknown").json()
+        assert body["total_faces"] == 1 and body["groups"][0]["faces"][0]["source"] == "web"
