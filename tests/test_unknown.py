@@ -354,3 +354,11 @@ def test_live_stream_keeps_a_stranger_once_per_interval(
             assert answer["type"] == "result" and answer["faces"][0]["is_match"] is False
         body = client.get("/api/unknown").json()
         assert body["total_faces"] == 1 and body["groups"][0]["faces"][0]["source"] == "web"
+
+
+def test_repair_stays_bounded_next_to_a_large_group() -> None:
+    x, _ = blobs(1, 40, spread=0.03, seed=17)
+    grouper = Grouper(0.7, repair_limit=10)
+    for i, v in enumerate(x):
+        grouper.add(i, v)
+    assert [len(m) for m in grouper.groups.values()] == [40]

@@ -15,7 +15,8 @@ cost 1-1.5 points of pairwise precision here), so each new face also *repairs* l
 faces of the few open groups nearest it (``neighbours``, within ``margin`` below the threshold)
 and the new face are clustered again by exact average linkage, and each resulting cluster keeps
 the id of the old group it shares most faces with. That costs O(faces of those groups squared),
-bounded by group sizes, not by the pool, and matched batch precision and recall to 0.001.
+bounded by group sizes (at most ``repair_limit`` faces; a face near larger groups joins them
+greedily), not by the pool, and matched batch precision and recall to 0.001.
 
 Groups the user has touched (merged, split off, dismissed) are *frozen*: new faces may still join
 them, but they are never merged automatically, so a split is never undone by the next face.
@@ -35,6 +36,7 @@ from facemetric.errors import ConfigError
 DEFAULT_THRESHOLD = 0.94
 NEIGHBOURS = 4  # groups re-clustered with a new face (local repair)
 MARGIN = 0.03  # ... those within this much below the threshold of it
+REPAIR_LIMIT = 300  # most faces re-clustered at once; beyond, a face joins greedily
 
 
 @dataclass
@@ -61,12 +63,14 @@ class Grouper:
         dim: int | None = None,
         neighbours: int = NEIGHBOURS,
         margin: float = MARGIN,
+        repair_limit: int = REPAIR_LIMIT,
     ) -> None:
         if not -1.0 <= float(threshold) <= 1.0:
             raise ConfigError(f"unknown threshold: a cosine similarity in [-1, 1], got {threshold}")
         self.threshold = float(threshold)
         self.neighbours = int(neighbours)
         self.margin = float(margin)
+        self.repair_limit = int(repair_limit)
         self._dim = dim
         self._sums = np.zeros((0, dim or 0), np.float64)
         self._counts = np.zeros(0, np.int64)
@@ -207,6 +211,8 @@ class Grouper:
             for i in np.argsort(-sims)[: self.neighbours]
             if sims[i] >= self.threshold - self.margin
         ]
+        while near and int(counts[near].sum()) + 1 > self.repair_limit:
+            near.pop()  # the farthest first: the cost stays bounded however large groups grow
         if not near:
             return None
         old = [int(self._slot_group[i]) for i in near]
