@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facemetric.errors import ConfigError, FacemetricError, FaceNotFoundError, GalleryError
+from facemetric.gallery.index import check_index_name
 from facemetric.gallery.live import LiveGallery
 from facemetric.gallery.records import FaceRecord
 from facemetric.gallery.store import GalleryStore, model_key
@@ -115,7 +116,7 @@ class Recognizer:
         self._threshold = threshold
         self.top_k = top_k
         self.flip = flip
-        self.index_name = index
+        self.index_name = check_index_name(index)
         self.model_key = model_key(embedder)
         self._lock = threading.RLock()
         self._detect_lock = threading.Lock()

@@ -119,7 +119,8 @@ class GalleryHealth(BaseModel):
     database: str  # ok | unavailable
     generation: int | None = None  # the store generation this server's copy is up to date with
     following: bool = False  # a follower thread keeps the copy up to date
-    index: str | None = None  # the search index in use
+    index: str | None = None  # the search index in use: exact | faiss | hnsw | ivf
+    index_entries: int | None = None  # faces it holds
     error: str | None = None  # why the database cannot be reached now
 
 
@@ -265,7 +266,7 @@ def gallery_health(state: WebState) -> tuple[int, int, GalleryHealth]:
     if live is not None:
         status = live.status()
         info.generation, info.following = status.generation, status.following
-        info.index = status.index.get("kind")
+        info.index, info.index_entries = status.index.get("kind"), status.index.get("entries")
         return status.people, status.faces, info
     if error is not None:
         return 0, 0, info
