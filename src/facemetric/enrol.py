@@ -233,8 +233,10 @@ def identify_photos(
     top_k: int | None = None,
 ) -> Iterator[PhotoResult]:
     """Who is in each image of ``paths``, one at a time (an unreadable image comes back with
-    its ``error`` and the rest go on); ``GalleryError`` at once when the gallery is empty."""
-    require_faces(recognizer.store)
+    its ``error`` and the rest go on); ``GalleryError`` at once when the gallery is empty
+    (unless unknown faces are being kept: then an empty gallery is a start)."""
+    if getattr(recognizer, "unknown_keeper", None) is None:
+        require_faces(recognizer.store)
     return _identify_each(recognizer, list(paths), threshold, top_k)
 
 
@@ -247,7 +249,9 @@ def _identify_each(
         except ImageReadError as exc:
             yield PhotoResult(path, None, [], exc.reason)
             continue
-        yield PhotoResult(path, image, recognizer.recognize(image, threshold, top_k))
+        yield PhotoResult(
+            path, image, recognizer.recognize(image, threshold, top_k, source=str(path))
+        )
 
 
 def match_summary(m: FaceMatch) -> dict[str, Any]:

@@ -121,6 +121,8 @@ class Recognizer:
         self._lock = threading.RLock()
         self._detect_lock = threading.Lock()
         self._gallery: LiveGallery | None = None
+        # faces that match nobody go to it when set (facemetric.unknown.UnknownKeeper)
+        self.unknown_keeper: Any = None
 
     @classmethod
     def from_paths(
@@ -266,8 +268,11 @@ class Recognizer:
         threshold: float | None = None,
         top_k: int | None = None,
         detect_size: int | None = None,
+        source: str | None = None,
     ) -> list[FaceMatch]:
         """Every face in ``image`` (HxWx3 uint8 RGB) with who it is; [] when there is none.
+        Faces that match nobody are kept by ``unknown_keeper`` when one is set (``source``:
+        where the image came from).
 
         ``detect_size`` scales the image down to that longest side for detection only (webcam
         frames: 320 is 2.6x faster than 640 for RetinaFace here); crops come from full size."""
@@ -292,6 +297,9 @@ class Recognizer:
                     nearest=best.identity if best else None,
                 )
             )
+        if self.unknown_keeper is not None:
+            matched = [r.is_match for r in results]
+            self.unknown_keeper.keep_unmatched(image, faces, emb, matched, source)
         return results
 
     def face_record(

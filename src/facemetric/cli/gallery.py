@@ -222,6 +222,10 @@ def cmd_identify(args: argparse.Namespace) -> int:
         return files
 
     opts = _options(args)
+    if getattr(args, "keep_unknown", False):
+        from facemetric.cli.unknown import check_keep_flags
+
+        check_keep_flags(args)
     if not args.known:  # a missing --db first, as the gallery store would say it
         from facemetric.gallery.store import GalleryStore
         from facemetric.paths import default_gallery_path
@@ -238,6 +242,10 @@ def cmd_identify(args: argparse.Namespace) -> int:
         rec = _recognizer(opts)
         files = images()
     _warn_uncalibrated(rec)
+    if getattr(args, "keep_unknown", False):
+        from facemetric.cli.unknown import keep_unknown
+
+        keep_unknown(args, rec)
     results = identify_photos(rec, files, opts.threshold, opts.top_k)
     writer = csv.writer(sys.stdout, lineterminator="\n") if args.csv else None
     if writer is not None:
@@ -450,6 +458,9 @@ def register(sub: Any) -> None:
         "under $FACEMETRIC_HOME/known and updated when photos change",
     )
     _common(p, db=False)
+    from facemetric.cli.unknown import add_keep_flags
+
+    add_keep_flags(p)
     p.set_defaults(func=cmd_identify)
 
     p = sub.add_parser(

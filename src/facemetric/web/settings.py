@@ -206,6 +206,30 @@ class WebSettings(BaseSettings):
         description="Seconds a face may go unseen before its event closes (a missed frame "
         "never splits an event).",
     )
+    keep_unknown: bool = Field(
+        default=False,
+        description="Keep the faces that match nobody (chip, time, embedding) in the gallery, "
+        "grouped into suggested people for the Unknown faces page (/unknown).",
+    )
+    unknown_days: float = Field(
+        default=30.0, gt=0, description="Unknown faces older than this many days are deleted."
+    )
+    unknown_max_faces: int = Field(
+        default=10_000, ge=1, description="Most unknown faces kept; the oldest go first."
+    )
+    unknown_interval: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds before another face of the same unknown group from the same "
+        "source is kept (a stream shows a stranger in every frame).",
+    )
+    unknown_threshold: float | None = Field(
+        default=None,
+        ge=-1.0,
+        le=1.0,
+        description="Grouping threshold of unknown faces (average cosine similarity within a "
+        "group); default: the match threshold + 0.01.",
+    )
 
     @field_validator("quality_floors")
     @classmethod
