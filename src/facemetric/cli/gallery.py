@@ -186,7 +186,7 @@ def _known_recognizer(opts: GalleryOptions, folder: str) -> Any:
 def _print_text(result: Any) -> None:
     print(f"{result.path}: {len(result.matches)} face(s)")
     for j, m in enumerate(result.matches, 1):
-        who = m.identity if m.is_match else "unknown"
+        who = m.identity if m.is_match else f"unknown, {m.reason or 'no match'}"
         top = ", ".join(f"{c.identity} {c.similarity:.4f}" for c in m.top_k) or "-"
         box = ",".join(f"{v:.0f}" for v in m.box)
         print(f"  face {j} [{box}]: {who} ({m.similarity:.4f})  top: {top}")

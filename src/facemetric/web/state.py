@@ -98,7 +98,10 @@ class WebState:
         if self.settings.threshold is not None:
             return self.settings.threshold
         if self.recognizer is not None:
-            return float(self.recognizer.threshold)
+            try:  # the open-set decision's, calibrated for this gallery's size
+                return float(self.recognizer.decision_threshold)
+            except StoreUnavailableError:
+                return float(self.recognizer.threshold)
         return 0.5
 
     def start_following(self) -> None:
