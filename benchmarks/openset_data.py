@@ -4,7 +4,8 @@ Each set is embedded the way the product does (RetinaFace, the model's own chips
 by ``embed_folder`` and kept in ``/tmp/facemetric-openset/<set>.npz`` (``FACEMETRIC_BENCH_CACHE``
 moves it), so later runs take seconds. Run it directly to fill the cache::
 
-    .venv/bin/python benchmarks/openset_data.py ../shared/data/celeba-wild ../shared/data/celeba-crops
+    .venv/bin/python benchmarks/openset_data.py ../shared/data/celeba-wild \\
+        ../shared/data/celeba-crops
 """
 
 from __future__ import annotations
