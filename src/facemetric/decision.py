@@ -9,13 +9,19 @@ from the gallery itself, and set again whenever the gallery changes:
 
 1. **Calibration** (``calibrate``): every reference face of person *a* (up to ``max_probes``
    of them) is scored against every other person *b* (up to ``max_people``) the way a probe is
-   scored (the mean of *b*'s best ``agree`` references): all these are impostor scores, one
-   stranger against one person, and need no stranger photos. A Gaussian is fitted to their
-   upper tail (through its 90% and 99% quantiles, so the bulk of the distribution does not pull
-   it) and the threshold is where the chance that a stranger beats *one* person is
-   ``p = 1 - (1 - FPIR) ** (1 / N)``: then the chance that they beat any of the N people is the
-   FPIR. The threshold never goes below the model's own per-pair threshold (``floor``), which
-   is what a gallery too small to say anything (< ``MIN_SCORES`` impostor scores) gets.
+   scored (the mean of *b*'s best ``agree`` references). Each such face is a stranger to all
+   the other people, so no stranger photos are needed. Two estimates come from these scores:
+   *direct* (leave one person out): the lowest threshold at which at most FPIR of these faces
+   would be named under the margin rule; *tail*: a Gaussian fitted to the upper tail of all
+   the (face, other person) scores (through its 90% and 99% quantiles, so the bulk does not
+   pull it), at the score a stranger beats *one* person with chance
+   ``p = 1 - (1 - FPIR) ** (1 / N)``, so that they beat any of the N people with chance FPIR.
+   The direct one is exact but noisy for a small gallery (1% of 60 faces), the tail one stable
+   but cautious (it ignores the margin): the threshold weighs the direct estimate by its
+   sample, ``min(1, faces / LOO_PROBES)``, the tail by the rest. It is never below the model's
+   own per-pair threshold (``floor``), which is what a gallery too small to say anything
+   (< ``MIN_SCORES`` scores, or one person) gets. A gallery of more than ``max_people``
+   people is sampled and relies on the tail alone.
 2. **Decision** (``decide``), per face: each person's score is the mean of their best
    ``agree`` reference similarities (one look-alike photo is not enough); a person whose
    *negative* faces (corrections: "this is not Ada") are closer to the face than their best
@@ -29,7 +35,6 @@ Each ``Decision`` says which rule decided (``reason``) with the figures behind i
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
@@ -47,6 +52,7 @@ EMPTY_GALLERY = "empty_gallery"
 REASONS = (MATCH, BELOW_THRESHOLD, AMBIGUOUS_MARGIN, CLOSER_TO_NEGATIVE, EMPTY_GALLERY)
 
 MIN_SCORES = 50  # impostor scores below which the gallery cannot calibrate (the floor rules)
+LOO_PROBES = 1000  # probes from which the direct estimate is trusted alone (1% = 10 of them)
 TAIL_QUANTILES = (0.90, 0.99)  # where the Gaussian is fitted to the impostor tail
 
 
@@ -87,6 +93,9 @@ class Calibration:
     scores: int = 0  # impostor scores it was fitted on
     fitted: float | None = None  # the gallery's own estimate before the floor
     generation: int = -1  # the gallery generation it was computed for
+    tail: float | None = None  # the Gaussian tail's threshold
+    direct: float | None = None  # the leave-one-person-out threshold
+    weight: float = 0.0  # how much the direct estimate counts
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +106,9 @@ class Calibration:
             "floor": round(self.floor, 4),
             "scores": self.scores,
             "fitted": None if self.fitted is None else round(self.fitted, 4),
+            "tail": None if self.tail is None else round(self.tail, 4),
+            "direct": None if self.direct is None else round(self.direct, 4),
+            "weight": round(self.weight, 3),
         }
 
 
@@ -162,20 +174,30 @@ def per_person_chance(fpir: float, people: int) -> float:
     return 1.0 - (1.0 - fpir) ** (1.0 / max(1, people))
 
 
-def impostor_scores(
+def impostor_matrix(
     vectors: np.ndarray, labels: np.ndarray, agree: int, probes: np.ndarray, people: np.ndarray
 ) -> np.ndarray:
-    """Scores of reference rows ``probes`` against each person of ``people`` (label values)
-    that is not their own: a person's score as ``decide`` computes it."""
-    out: list[np.ndarray] = []
+    """(len(probes), len(people)): each reference row of ``probes`` scored against each person
+    of ``people`` (label values) as ``decide`` scores a face; NaN against their own person."""
+    out = np.full((len(probes), len(people)), np.nan)
     q = vectors[probes]
-    for person in people:
+    for j, person in enumerate(people):
         cols = vectors[labels == person]
-        sims = q @ cols.T  # (P, n_refs)
         k = min(agree, cols.shape[0])
-        best = -np.sort(-sims, axis=1)[:, :k].mean(axis=1)
-        out.append(best[labels[probes] != person])
-    return np.concatenate(out) if out else np.zeros(0)
+        best = -np.sort(-(q @ cols.T), axis=1)[:, :k].mean(axis=1)
+        out[:, j] = np.where(labels[probes] == person, np.nan, best)
+    return out
+
+
+def leave_one_out_threshold(matrix: np.ndarray, fpir: float, margin: float) -> float:
+    """The lowest threshold at which at most ``fpir`` of the probes (each a stranger to every
+    other person) would be named under the margin rule."""
+    filled = np.where(np.isnan(matrix), -2.0, matrix)
+    top = -np.sort(-filled, axis=1)[:, :2]
+    s1 = top[:, 0]
+    s2 = top[:, 1] if top.shape[1] > 1 else np.full(len(s1), -2.0)
+    named_at = np.where(s1 - s2 >= margin, s1, -2.0)  # would be named at any threshold <= s1
+    return float(np.quantile(named_at, 1.0 - fpir))
 
 
 def calibrate(
@@ -196,16 +218,22 @@ def calibrate(
         return _with(base, generation=generation)
     rng = np.random.default_rng(settings.seed)
     rows = np.arange(len(codes))
-    probes = rows if len(rows) <= settings.max_probes else rng.choice(rows, settings.max_probes)
+    if len(rows) > settings.max_probes:
+        rows = rng.choice(rows, settings.max_probes, replace=False)
     people = np.arange(n_people)
     if n_people > settings.max_people:
         people = rng.choice(people, settings.max_people, replace=False)
     vecs = np.asarray(vectors, np.float32)
-    scores = impostor_scores(vecs, np.asarray(codes), settings.agree, probes, people)
+    matrix = impostor_matrix(vecs, np.asarray(codes), settings.agree, rows, people)
+    scores = matrix[~np.isnan(matrix)]
     if scores.size < MIN_SCORES:
         return _with(base, scores=int(scores.size), generation=generation)
-    fitted = tail_threshold(scores, per_person_chance(settings.fpir, n_people))
-    fitted = min(fitted, 1.0)
+    tail = min(tail_threshold(scores, per_person_chance(settings.fpir, n_people)), 1.0)
+    # The direct estimate needs every person (a max over a sample of people is too low) and
+    # is trusted in proportion to its probes, fully from LOO_PROBES on.
+    weight = 0.0 if len(people) < n_people else min(1.0, len(rows) / LOO_PROBES)
+    direct = leave_one_out_threshold(matrix, settings.fpir, settings.margin) if weight else tail
+    fitted = weight * direct + (1.0 - weight) * tail
     return Calibration(
         max(fitted, float(floor)),
         settings.fpir,
@@ -215,6 +243,9 @@ def calibrate(
         int(scores.size),
         fitted,
         generation,
+        tail=tail,
+        direct=direct if weight else None,
+        weight=weight,
     )
 
 
@@ -301,13 +332,3 @@ class Decider:
             neg_near,
             source,
         )
-
-
-def expected_false_alarms(threshold: float, scores: np.ndarray, people: int) -> float:
-    """The FPIR the fitted tail predicts for ``threshold`` over ``people`` people (for reports)."""
-    lo, hi = np.quantile(scores, TAIL_QUANTILES)
-    z_lo, z_hi = (NormalDist().inv_cdf(q) for q in TAIL_QUANTILES)
-    sigma = max(float(hi - lo) / (z_hi - z_lo), 1e-6)
-    mu = float(lo) - sigma * z_lo
-    p = 1.0 - NormalDist(mu, sigma).cdf(threshold)
-    return 1.0 - math.pow(1.0 - p, people)
