@@ -1,4 +1,5 @@
-"""CLI for the gallery stage: ``gallery build|add|remove|list|export|reembed``, ``identify``
+"""CLI for the gallery stage: ``gallery build|add|remove|list|export|reembed`` (corrections:
+``facemetric.cli.gallery_corrections``), ``identify``
 and ``export MODEL --onnx``. Handlers only parse arguments and call plain functions."""
 
 from __future__ import annotations
@@ -366,6 +367,9 @@ def register(sub: Any) -> None:
     from facemetric.cli import gallery_store
 
     gallery_store.register(gsub, DB_HELP)
+    from facemetric.cli import gallery_corrections
+
+    gallery_corrections.register(gsub, _common, DB_HELP)
 
     p = gsub.add_parser(
         "reembed",

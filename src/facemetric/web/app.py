@@ -24,7 +24,7 @@ from facemetric import __version__
 from facemetric.data.image import ImageTooLargeError
 from facemetric.errors import ConfigError, FacemetricError, FaceNotFoundError, ImageReadError
 from facemetric.gallery.backend import StoreUnavailableError
-from facemetric.web import routes, stream
+from facemetric.web import corrections, routes, stream
 from facemetric.web.security import (
     ALL_INTERFACES,
     BodyLimits,
@@ -122,6 +122,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     for router in routes.ROUTERS:
         app.include_router(router)
     app.include_router(stream.router)
+    app.include_router(corrections.router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
     def _page() -> Any:

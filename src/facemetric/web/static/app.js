@@ -79,6 +79,8 @@ const live = {
   grab: document.createElement("canvas"),
   answers: [],
   stopped: false,
+  sent: null, // the frame in flight
+  shown: null, // the frame whose answer is on screen (what a correction is about)
 };
 
 async function startLive() {
@@ -159,6 +161,7 @@ async function sendFrame() {
   const ws = live.ws;
   if (!ws || ws.readyState !== WebSocket.OPEN) return;
   const blob = await grabJpeg(live.video, live.grab);
+  live.sent = blob;
   if (blob && ws.readyState === WebSocket.OPEN) ws.send(await blob.arrayBuffer());
 }
 
@@ -172,6 +175,7 @@ function showResult(msg) {
   }
   $("#server-ms").textContent = msg.server_ms.toFixed(0);
   $("#threshold").textContent = fmt(msg.threshold);
+  live.shown = live.sent;
   drawBoxes(msg);
   listFaces(msg.faces);
 }
@@ -222,6 +226,8 @@ function listFaces(faces) {
       el("div", { class: "similarity", text: `similarity ${fmt(face.similarity)}` }),
       el("div", { class: "nearest muted", text: face.nearest ? `most similar: ${face.nearest}` : "gallery is empty" }),
     );
+    info.append(el("div", { class: "reason muted", text: reasonText(face) }));
+    info.append(correctionButtons(face, live.shown));
     const others = (face.top_k || []).filter((c) => c.identity !== face.nearest);
     if (others.length) {
       const candidates = el("ol", { class: "candidates" });
@@ -231,6 +237,50 @@ function listFaces(faces) {
     card.append(picture, info);
     list.append(card);
   }
+}
+
+// Why an answer is what it is, from the decision's reason code.
+function reasonText(face) {
+  const d = face.decision || {};
+  switch (face.reason) {
+    case "match": return `why: ${face.identity} reaches the gallery's threshold ${fmt(d.threshold)}`;
+    case "below_threshold": return `why: below the gallery's threshold ${fmt(d.threshold)}`;
+    case "ambiguous_margin": return `why: too close to ${d.second} (lead ${fmt(d.margin)}, needs ${fmt(d.margin_needed)})`;
+    case "closer_to_negative": return `why: marked "not ${d.nearest}" before: closer to that correction`;
+    case "steadying": return "why: matched in this frame, waiting for the next ones to agree";
+    case "empty_gallery": return "why: the gallery is empty";
+    default: return face.reason ? `why: ${face.reason}` : "";
+  }
+}
+
+// "Not NAME" / "Confirm" on an answer: the frame it was for goes to /api/corrections.
+function correctionButtons(face, frame) {
+  const box = el("div", { class: "corrections" });
+  const name = face.is_match ? face.identity : face.nearest;
+  if (!name || !frame) return box;
+  const send = async (kind) => {
+    if (!token()) { $("#conn").textContent = "corrections need the admin token (Gallery page)"; return; }
+    const form = new FormData();
+    form.append("person", name);
+    form.append("kind", kind);
+    form.append("box", face.box.join(","));
+    form.append("file", new File([frame], "frame.jpg", { type: "image/jpeg" }));
+    try {
+      const done = await api("/api/corrections", { method: "POST", body: form, headers: authHeaders() });
+      $("#conn").textContent = `correction ${done.id} saved: ${kind === "wrong" ? "not" : "is"} ${name}`;
+    } catch (err) {
+      $("#conn").textContent = `correction not saved: ${err.message}`;
+    }
+  };
+  // pointerdown, not click: the card is drawn again with every answer.
+  const button = (text, kind) => {
+    const b = el("button", { type: "button", class: `correct-${kind}`, text });
+    b.addEventListener("pointerdown", () => send(kind));
+    return b;
+  };
+  if (face.is_match) box.append(button(`Not ${name}`, "wrong"), button("Confirm", "confirmed"));
+  else box.append(button(`This is ${name}`, "confirmed"));
+  return box;
 }
 
 // ---- gallery page ---------------------------------------------------------------------------------
