@@ -64,7 +64,7 @@ async def add_correction(
     except ConfigError as exc:
         raise HTTPException(422, str(exc)) from None
     recognizer = state.require_recognizer()
-    async for label, image in decoded_photos(state, [file]):
+    async for label, image in decoded_photos(state, [file]):  # noqa: B007 - one photo
         sx, sy = image.scale  # the answer's boxes are in the photo's own pixels
         scaled = None
         if face_box is not None:
