@@ -263,6 +263,15 @@ class Recognizer:
         size, or the one given)."""
         return self.decider().active_threshold
 
+    @property
+    def last_threshold(self) -> float:
+        """The decision threshold last calibrated (the given one, or the model's before any
+        search): never reads the database, for answers built on the event loop."""
+        if self._threshold is not None:
+            return float(self._threshold)
+        cal = self._calibration
+        return float(cal.threshold) if cal is not None else float(self.embedder.threshold)
+
     def _negatives_now(self, gallery: LiveGallery) -> dict[str, np.ndarray]:
         if not self.decision_settings.use_negatives:
             return {}

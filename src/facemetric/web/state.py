@@ -98,10 +98,8 @@ class WebState:
         if self.settings.threshold is not None:
             return self.settings.threshold
         if self.recognizer is not None:
-            try:  # the open-set decision's, calibrated for this gallery's size
-                return float(self.recognizer.decision_threshold)
-            except StoreUnavailableError:
-                return float(self.recognizer.threshold)
+            # the open-set decision's, calibrated for this gallery's size (as last computed)
+            return float(self.recognizer.last_threshold)
         return 0.5
 
     def start_following(self) -> None:
@@ -112,6 +110,7 @@ class WebState:
             return
         try:
             self.recognizer.gallery.current()
+            self.recognizer.calibration_now()  # the decision's threshold for this gallery
         except StoreUnavailableError as exc:
             print(f"facemetric serve: {exc}; retrying", file=sys.stderr, flush=True)
         self.recognizer.gallery.follow()

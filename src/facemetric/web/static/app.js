@@ -318,6 +318,31 @@ async function loadPeople() {
   }
 }
 
+// Every correction ("not NAME" / "confirmed"), newest first, each with its undo.
+async function loadCorrections() {
+  const corrections = await api("/api/corrections");
+  const list = $("#corrections");
+  list.replaceChildren();
+  $("#corrections-empty").hidden = corrections.length > 0;
+  for (const c of corrections) {
+    const undo = el("button", { type: "button", text: "Undo" });
+    undo.addEventListener("click", async () => {
+      try {
+        await api(`/api/corrections/${c.id}`, { method: "DELETE", headers: authHeaders() });
+        enrolMessage(`Undid correction ${c.id}.`);
+        await loadCorrections();
+        await loadPeople();
+      } catch (err) {
+        enrolMessage(`Could not undo correction ${c.id}: ${err.message}`, true);
+      }
+    });
+    const what = c.kind === "wrong" ? `not ${c.person}` : `confirmed ${c.person}`;
+    const picture = c.image_url ? el("img", { src: c.image_url, alt: what, loading: "lazy", class: "thumb" }) : "";
+    list.append(el("li", { "data-correction": c.id }, picture,
+      el("span", { text: ` #${c.id} ${what} (${c.similarity == null ? "–" : fmt(c.similarity)}) ${c.created} ` }), undo));
+  }
+}
+
 async function removePerson(name) {
   if (!confirm(`Remove ${name} and all their reference faces?`)) return;
   try {
@@ -436,6 +461,7 @@ async function startGallery() {
     const health = await api("/api/health");
     if (health.status === "no_model") banner(`${health.message} (enrolment needs a model).`, "error");
     await loadPeople();
+    await loadCorrections();
   } catch (err) {
     banner(`The server does not answer: ${err.message}`, "error");
   }
