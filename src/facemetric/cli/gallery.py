@@ -27,6 +27,16 @@ class GalleryOptions:
     detector: str = "retinaface"
     threshold: float | None = None
     top_k: int = 3
+    margin: float | None = None  # the open-set decision's settings (None: shipped defaults)
+    fpir: float | None = None
+    agree: int | None = None
+
+    def decision(self) -> Any:
+        """The decision's settings with the flags given (``facemetric.decision``)."""
+        from facemetric.decision import DecisionSettings
+
+        given = {"margin": self.margin, "fpir": self.fpir, "agree": self.agree}
+        return DecisionSettings(**{k: v for k, v in given.items() if v is not None})
 
 
 def _options(args: argparse.Namespace) -> GalleryOptions:
@@ -37,6 +47,9 @@ def _options(args: argparse.Namespace) -> GalleryOptions:
         detector=getattr(args, "detector", "retinaface"),
         threshold=getattr(args, "threshold", None),
         top_k=getattr(args, "top_k", 3),
+        margin=getattr(args, "margin", None),
+        fpir=getattr(args, "fpir", None),
+        agree=getattr(args, "agree", None),
     )
 
 
@@ -61,6 +74,7 @@ def _recognizer(opts: GalleryOptions, create: bool = False) -> Any:
         create=create,
         threshold=opts.threshold,
         top_k=opts.top_k,
+        decision=opts.decision(),
     )
 
 
@@ -168,7 +182,9 @@ def _known_recognizer(opts: GalleryOptions, folder: str) -> Any:
     if opts.top_k < 1:
         raise ConfigError(f"--top-k: must be at least 1, got {opts.top_k}")
     embedder = load_embedder(opts.model, engine=opts.engine)  # type: ignore[arg-type]
-    known = known_gallery(folder, embedder, opts.detector, opts.threshold, opts.top_k)
+    known = known_gallery(
+        folder, embedder, opts.detector, opts.threshold, opts.top_k, opts.decision()
+    )
     counts = f"{known.people} people, {known.faces} faces"
     if known.reused:
         print(f"{folder}: {counts} (cached gallery, unchanged)", file=sys.stderr)
@@ -396,7 +412,23 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--threshold",
         type=float,
-        help="match threshold on cosine similarity (default: the model's calibrated one)",
+        help="match threshold on person scores (default: calibrated for the gallery's size "
+        "from its own faces, never below the model's per-pair threshold)",
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        help="how far the best person must lead the next to be named (default 0.01)",
+    )
+    p.add_argument(
+        "--fpir",
+        type=float,
+        help="stranger photos named per search the threshold is calibrated for (default 0.01)",
+    )
+    p.add_argument(
+        "--agree",
+        type=int,
+        help="a person's score: the mean of their best AGREE references (default 2)",
     )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="one JSON list, one object per image")
