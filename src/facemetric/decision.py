@@ -336,10 +336,10 @@ class Decider:
 
 def open_set_rates(
     mated: np.ndarray,
-    mated_labels: Sequence[Any],
+    mated_labels: Sequence[Any] | np.ndarray,
     strangers: np.ndarray,
     gallery: np.ndarray,
-    gallery_labels: Sequence[Any],
+    gallery_labels: Sequence[Any] | np.ndarray,
     floor: float,
     settings: DecisionSettings | None = None,
 ) -> dict[str, Any]:

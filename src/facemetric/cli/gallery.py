@@ -35,7 +35,7 @@ class GalleryOptions:
         """The decision's settings with the flags given (``facemetric.decision``)."""
         from facemetric.decision import DecisionSettings
 
-        given = {"margin": self.margin, "fpir": self.fpir, "agree": self.agree}
+        given: dict[str, Any] = {"margin": self.margin, "fpir": self.fpir, "agree": self.agree}
         return DecisionSettings(**{k: v for k, v in given.items() if v is not None})
 
 
