@@ -133,6 +133,19 @@ class WebSettings(BaseSettings):
         description="Match threshold on cosine similarity; default: the model's calibrated one.",
     )
     top_k: int = Field(default=3, ge=1, le=20, description="Gallery candidates returned per face.")
+    fpir: float = Field(
+        default=0.01,
+        gt=0.0,
+        lt=1.0,
+        description="Stranger faces named per search that the open-set decision's threshold is "
+        "calibrated for, at the gallery's size (docs/openset.md).",
+    )
+    margin: float = Field(
+        default=0.01,
+        ge=0.0,
+        lt=1.0,
+        description="How far the best person's score must lead the next person's to be named.",
+    )
     workers: int = Field(
         default=2,
         ge=1,

@@ -160,8 +160,16 @@ def load_state(settings: WebSettings, admin_token: str, token_generated: bool) -
         model_error_detail = str(exc)
         model_error = public_message(model_error_detail)
     else:
+        from facemetric.decision import DecisionSettings
+
+        decision = DecisionSettings(fpir=settings.fpir, margin=settings.margin)
         recognizer = Recognizer(
-            embedder, store, detector, threshold=settings.threshold, top_k=settings.top_k
+            embedder,
+            store,
+            detector,
+            threshold=settings.threshold,
+            top_k=settings.top_k,
+            decision=decision,
         )
     return WebState(
         settings=settings,
