@@ -159,3 +159,50 @@ def test_corrections_cli(
     assert json.loads(out[: out.rindex("]") + 1])[0]["faces"][0]["identity"] == "Eileen"
     code, out = run("gallery", "undo", str(made["id"]), "--db", common[1])
     assert code == 2 and "unknown" in out
+
+
+class VectorModel:
+    """Stands in for a model whose embeddings are given (no pixels are embedded)."""
+
+    def __init__(self) -> None:
+        from facemetric.models import ModelSpec
+
+        self.spec = ModelSpec(backbone="tiny", embedding_dim=4, input_size=16)
+        self.threshold = 0.5
+        self.meta: dict = {}
+        self.checkpoint_path = Path("<vectors>")
+        self.model_key = "vectors-test"
+
+
+def test_corrections_store_on_each_backend(gallery_at: str) -> None:
+    """Add, list, undo on SQLite and PostgreSQL; a follower sees the negative come and go."""
+    from facemetric.gallery.live import LiveGallery
+    from facemetric.gallery.records import FaceRecord
+
+    model = VectorModel()
+    store = GalleryStore(gallery_at)
+    rng = np.random.default_rng(0)
+    chip = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    store.add_faces("Ada", [chip], model.model_key, vectors=np.eye(4, dtype=np.float32)[:1])
+    live = LiveGallery(store, model, compute_missing=False)  # type: ignore[arg-type]
+    live.refresh()
+    corrections = CorrectionStore(store)
+    other = FaceRecord.from_crop(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    vec = np.array([0.0, 1.0, 0.0, 0.0], np.float32)
+    made = corrections.add("wrong", "Ada", other, model, vec, 0.93, "test", "look-alike")  # type: ignore[arg-type]
+    with pytest.raises(Exception, match="'Bob' is not in the gallery"):
+        corrections.add("wrong", "Bob", other, model, vec)  # type: ignore[arg-type]
+    with pytest.raises(Exception, match="correction kind"):
+        corrections.add("maybe", "Ada", other, model, vec)  # type: ignore[arg-type]
+    assert live.refresh() and set(live.negatives()) == {"Ada"}
+    np.testing.assert_allclose(live.negatives()["Ada"], vec[None])
+    (listed,) = corrections.list()
+    assert listed == corrections.get(made.id) and listed.note == "look-alike"
+    assert listed.similarity == pytest.approx(0.93) and listed.person == "Ada"
+    assert len(live) == 1  # a negative is not a reference
+    corrections.undo(made.id)
+    assert live.refresh() and live.negatives() == {}
+    assert corrections.list() == [] and store.faces_of("Ada", None)[0].kind == "reference"
+    with pytest.raises(CorrectionNotFoundError):
+        corrections.get(made.id)
+    store.close()
