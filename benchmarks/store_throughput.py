@@ -21,9 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from facemetric.gallery.copy import copy_gallery
-from facemetric.gallery.records import CHIP_SIZE, FaceRecord, encode_png
-from facemetric.gallery.store import GalleryStore
+from facemetric.gallery.copy import copy_gallery  # noqa: E402
+from facemetric.gallery.records import CHIP_SIZE, FaceRecord, encode_png  # noqa: E402
+from facemetric.gallery.store import GalleryStore  # noqa: E402
 
 DIM = 128
 
@@ -57,9 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--faces", type=int, default=20_000, help="faces enrolled per store")
     parser.add_argument("--per-person", type=int, default=20)
-    parser.add_argument(
-        "--copy-faces", type=int, default=100_000, help="faces of the copied gallery"
-    )
+    parser.add_argument("--copy-faces", type=int, default=100_000, help="faces of the copied gallery")
     parser.add_argument("--encode-faces", type=int, default=1000, help="faces enrolled from pixels")
     args = parser.parse_args()
 
