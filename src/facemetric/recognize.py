@@ -153,6 +153,7 @@ class Recognizer:
         self._calibration: Calibration | None = None
         self._calibrated_for: tuple[int, int] | None = None
         self._calibrated_at = -2
+        self._calibrate_lock = threading.Lock()
         self._negatives: tuple[int, dict[str, np.ndarray]] = (-2, {})
 
     @classmethod
@@ -227,17 +228,18 @@ class Recognizer:
         with self._lock:
             if self._calibration is not None and self._calibrated_at == generation:
                 return self._calibration
-        refs = gallery.reference_faces()
-        signature = (sum(len(v) for v in refs.values()), sum(sum(v) for v in refs.values()))
-        with self._lock:
-            if self._calibration is not None and self._calibrated_for == signature:
-                self._calibrated_at = generation  # only negatives or embeddings changed
-                return self._calibration
-        cal = self._calibrate(gallery, refs)
-        with self._lock:
-            self._calibration, self._calibrated_for = cal, signature
-            self._calibrated_at = generation
-        return cal
+        with self._calibrate_lock:  # one thread calibrates, the others then reuse it
+            refs = gallery.reference_faces()
+            signature = (sum(len(v) for v in refs.values()), sum(sum(v) for v in refs.values()))
+            with self._lock:
+                if self._calibration is not None and self._calibrated_for == signature:
+                    self._calibrated_at = generation  # only negatives or embeddings changed
+                    return self._calibration
+            cal = self._calibrate(gallery, refs)
+            with self._lock:
+                self._calibration, self._calibrated_for = cal, signature
+                self._calibrated_at = generation
+            return cal
 
     def _calibrate(self, gallery: LiveGallery, refs: dict[str, list[int]]) -> Calibration:
         settings = self.decision_settings
