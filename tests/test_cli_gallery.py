@@ -74,7 +74,16 @@ def test_build_list_identify_remove_export_reembed(
     first, second = json.loads(out)
     assert first["image"] == photo and second["faces"] == []
     (face,) = first["faces"]
-    assert set(face) == {"box", "identity", "similarity", "is_match", "top_k"}
+    assert set(face) == {
+        "box",
+        "identity",
+        "similarity",
+        "is_match",
+        "reason",
+        "top_k",
+        "decision",
+    }
+    assert face["reason"] == "match" and face["decision"]["identity"] == "eileen"
     assert face["identity"] == "eileen" and face["is_match"] and face["similarity"] > 0.99
     assert Image.open(tmp_path / "ann-1.jpg").size == (512, 512)
 

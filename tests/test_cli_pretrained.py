@@ -81,7 +81,8 @@ def test_dlib_in_every_command_that_takes_a_model(
     code, out, _ = run(capsys, "identify", str(photo), "--db", db, "--model", "dlib", "--json")
     assert code == 0
     face = json.loads(out)[0]["faces"][0]
-    assert face["identity"] == person and face["is_match"] and face["similarity"] > 0.99
+    assert face["identity"] == person and face["is_match"]
+    assert face["top_k"][0]["best"] > 0.99  # its own photo; the score averages 2 references
     # export --onnx
     code, out, _ = run(capsys, "export", "dlib", "--onnx", "--out", str(tmp_path / "d.onnx"))
     assert code == 0 and (tmp_path / "d.onnx").is_file()

@@ -13,6 +13,7 @@ import pytest
 from conftest import shared_set
 from facemetric.data.detect import create_detector
 from facemetric.data.image import load_image
+from facemetric.decision import DecisionSettings
 from facemetric.errors import ConfigError, GalleryError, ImageReadError
 from facemetric.gallery.store import GalleryStore
 from facemetric.models import ModelSpec, load_embedder
@@ -48,7 +49,9 @@ def people(detector: Any) -> dict[str, list[np.ndarray]]:
 @pytest.fixture
 def recognizer(tmp_path: Path, untrained_tiny_checkpoint: Path, detector: Any) -> Recognizer:
     embedder = load_embedder(untrained_tiny_checkpoint, engine="torch")
-    return Recognizer(embedder, GalleryStore(tmp_path / "g.db"), detector, top_k=3)
+    # An untrained model finds every face alike: no margin, so plumbing is tested, not accuracy.
+    loose = DecisionSettings(margin=0.0)
+    return Recognizer(embedder, GalleryStore(tmp_path / "g.db"), detector, top_k=3, decision=loose)
 
 
 def side_by_side(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -79,7 +82,11 @@ def test_enrolled_people_are_found_and_strangers_are_unknown(
         "is_match",
         "gallery_face_id",
         "top_k",
+        "nearest",
+        "reason",
+        "decision",
     }
+    assert d["reason"] == "match" and d["decision"]["identity"] == a
     assert len(d["landmarks"]) == 5 and len(d["box"]) == 4
 
     # A person who is not enrolled is reported as unknown, not as the nearest person.
@@ -211,16 +218,23 @@ def test_per_person_top_k_matches_brute_force(tmp_path: Path, k: int) -> None:
     rec = Recognizer(lookup, store, detector=None, top_k=k)  # type: ignore[arg-type]
     queries = lookup.table[40:]
     results = rec.match(queries, threshold=0.3)
+    agree, margin = rec.decision_settings.agree, rec.decision_settings.margin
     for q, (cands, ok) in zip(queries, results, strict=True):
-        best: dict[str, tuple[float, int]] = {}
+        sims: dict[str, list[tuple[float, int]]] = {}
         for face_id, (name, row) in owner.items():
-            s = float(q @ lookup.table[row])
-            if name not in best or s > best[name][0]:
-                best[name] = (s, face_id)
-        want = sorted(best.items(), key=lambda t: -t[1][0])[:k]
+            sims.setdefault(name, []).append((float(q @ lookup.table[row]), face_id))
+        # a person's score: the mean of their best `agree` faces; shown with their best face
+        scored = {
+            name: (float(np.mean([s for s, _ in sorted(v, reverse=True)[:agree]])), max(v))
+            for name, v in sims.items()
+        }
+        ranked = sorted(scored.items(), key=lambda t: -t[1][0])
+        want = ranked[:k]
         assert [c.identity for c in cands] == [n for n, _ in want]
-        assert [c.face_id for c in cands] == [f for _, (_, f) in want]
+        assert [c.face_id for c in cands] == [b[1] for _, (_, b) in want]
         np.testing.assert_allclose(
             [c.similarity for c in cands], [s for _, (s, _) in want], atol=1e-5
         )
-        assert ok == (want[0][1][0] >= 0.3)
+        np.testing.assert_allclose([c.best for c in cands], [b[0] for _, (_, b) in want], atol=1e-5)
+        lead = ranked[0][1][0] - ranked[1][1][0]
+        assert ok == (ranked[0][1][0] >= 0.3 and lead >= margin)

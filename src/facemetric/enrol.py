@@ -257,7 +257,8 @@ def _identify_each(
 def match_summary(m: FaceMatch) -> dict[str, Any]:
     """The JSON of one face as ``facemetric identify --json`` prints it."""
     d = m.to_dict()
-    return {k: d[k] for k in ("box", "identity", "similarity", "is_match", "top_k")}
+    keys = ("box", "identity", "similarity", "is_match", "reason", "top_k", "decision")
+    return {k: d[k] for k in keys}
 
 
 def photo_summary(result: PhotoResult) -> dict[str, Any]:

@@ -62,6 +62,7 @@ def known_gallery(
     detector: str = "retinaface",
     threshold: float | None = None,
     top_k: int = 3,
+    decision: Any = None,
 ) -> KnownGallery:
     """The recognizer over the cached gallery of ``folder`` (``folder/person/**`` images),
     built or brought up to date first (see the module docstring).
@@ -87,7 +88,12 @@ def known_gallery(
                 Path(f"{db}{suffix}").unlink(missing_ok=True)
             store, old = GalleryStore(db, create=True), None
         rec = Recognizer(
-            embedder, store, create_detector(detector), threshold=threshold, top_k=top_k
+            embedder,
+            store,
+            create_detector(detector),
+            threshold=threshold,
+            top_k=top_k,
+            decision=decision,
         )
         if old is not None and old["people"] == listing:
             return KnownGallery(rec, root, db, reused=True, skipped=dict(old["skipped"]))

@@ -2,9 +2,11 @@
 
 One object serves the CLI and the web app: detect every face, align it, embed all faces of the
 frame in one batch, search the gallery and report, per face, the best identities (one candidate per
-person, their best face). A face is someone only when the similarity reaches the threshold (the
-model's calibrated one unless overridden): otherwise it is reported as unknown, never as the
-nearest person. Thread-safe: the web app calls it from several worker threads.
+person, scored by the mean of their best references). Whether a face is someone is the open-set
+decision of ``facemetric.decision`` (a threshold calibrated for the gallery's size, the margin to
+the next person, the person's negative faces), recalibrated whenever the gallery's references
+change; otherwise it is reported as unknown, never as the nearest person, with the reason.
+Thread-safe: the web app calls it from several worker threads.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from facemetric.decision import Calibration, Decider, Decision, DecisionSettings, calibrate
 from facemetric.errors import ConfigError, FacemetricError, FaceNotFoundError, GalleryError
 from facemetric.gallery.index import check_index_name
 from facemetric.gallery.live import LiveGallery
@@ -39,16 +42,25 @@ class EnrolResult:
 
 @dataclass(frozen=True)
 class Candidate:
+    """One person for a face: ``similarity`` is the person's score (the mean of their best
+    references, what the decision compares), ``best`` their closest reference's similarity."""
+
     identity: str
     similarity: float
     face_id: int
+    best: float | None = None
+    negative: float | None = None  # similarity of the person's closest negative face
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "identity": self.identity,
             "similarity": round(float(self.similarity), 4),
             "face_id": int(self.face_id),
+            "best": round(float(self.similarity if self.best is None else self.best), 4),
         }
+        if self.negative is not None:
+            out["negative"] = round(float(self.negative), 4)
+        return out
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,11 @@ class FaceMatch:
     gallery_face_id: int | None
     top_k: list[Candidate] = field(default_factory=list)
     nearest: str | None = None  # the best candidate even when below the threshold
+    decision: Decision | None = None  # why it is (or is not) a match
+
+    @property
+    def reason(self) -> str | None:
+        return None if self.decision is None else self.decision.reason
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -75,24 +92,35 @@ class FaceMatch:
             "is_match": bool(self.is_match),
             "gallery_face_id": self.gallery_face_id,
             "top_k": [c.to_dict() for c in self.top_k],
+            "nearest": self.nearest,
+            "reason": self.reason,
+            "decision": None if self.decision is None else self.decision.to_dict(),
         }
 
 
 def per_person_top_k(
-    sims: np.ndarray, face_ids: np.ndarray, gallery: LiveGallery, k: int
+    sims: np.ndarray, face_ids: np.ndarray, gallery: LiveGallery, k: int, agree: int = 1
 ) -> list[Candidate]:
-    """The best ``k`` people for one query from its face hits (best first), best face each."""
-    out: list[Candidate] = []
-    seen: set[str] = set()
+    """The best ``k`` people for one query from its face hits, by person score (the mean of
+    their best ``agree`` references; a reference beyond the hits counts as the lowest hit, an
+    upper bound), each with their best face."""
+    hits: dict[str, list[tuple[float, int]]] = {}
     for sim, face_id in zip(sims, face_ids, strict=True):
         name = gallery.person_of(int(face_id)) if face_id >= 0 else None
-        if name is None or name in seen:
-            continue
-        seen.add(name)
-        out.append(Candidate(name, float(sim), int(face_id)))
-        if len(out) == k:
-            break
-    return out
+        if name is not None:
+            hits.setdefault(name, []).append((float(sim), int(face_id)))
+    if not hits:
+        return []
+    lowest = float(min(s for s, f in zip(sims, face_ids, strict=True) if f >= 0))
+    scored: list[Candidate] = []
+    for name, found in hits.items():
+        best_sim, best_face = found[0]
+        want = min(agree, max(1, gallery.face_count(name)))
+        values = [s for s, _ in found[:want]]
+        values += [min(lowest, values[-1])] * (want - len(values))
+        scored.append(Candidate(name, float(np.mean(values)), best_face, best_sim))
+    scored.sort(key=lambda c: -c.similarity)
+    return scored[:k]
 
 
 class Recognizer:
@@ -107,6 +135,7 @@ class Recognizer:
         top_k: int = 3,
         flip: bool = False,
         index: str = "auto",
+        decision: DecisionSettings | None = None,
     ) -> None:
         if top_k < 1:
             raise ConfigError(f"top_k: must be at least 1, got {top_k}")
@@ -123,6 +152,12 @@ class Recognizer:
         self._gallery: LiveGallery | None = None
         # faces that match nobody go to it when set (facemetric.unknown.UnknownKeeper)
         self.unknown_keeper: Any = None
+        self.decision_settings = decision or DecisionSettings()
+        self._calibration: Calibration | None = None
+        self._calibrated_for: tuple[int, int] | None = None
+        self._calibrated_at = -2
+        self._calibrate_lock = threading.Lock()
+        self._negatives: tuple[int, dict[str, np.ndarray]] = (-2, {})
 
     @classmethod
     def from_paths(
@@ -187,6 +222,70 @@ class Recognizer:
             f"{model} --identify PEOPLE --calibrate (PEOPLE: a folder of person/photo.jpg)"
         )
 
+    # ---- the open-set decision -------------------------------------------------------------------
+    def calibration_now(self) -> Calibration:
+        """The decision's calibration for the gallery as it is now (computed again when its
+        references changed: people added or removed, faces added)."""
+        gallery = self._current()
+        generation = gallery.generation
+        with self._lock:
+            if self._calibration is not None and self._calibrated_at == generation:
+                return self._calibration
+        with self._calibrate_lock:  # one thread calibrates, the others then reuse it
+            refs = gallery.reference_faces()
+            signature = (sum(len(v) for v in refs.values()), sum(sum(v) for v in refs.values()))
+            with self._lock:
+                if self._calibration is not None and self._calibrated_for == signature:
+                    self._calibrated_at = generation  # only negatives or embeddings changed
+                    return self._calibration
+            cal = self._calibrate(gallery, refs)
+            with self._lock:
+                self._calibration, self._calibrated_for = cal, signature
+                self._calibrated_at = generation
+            return cal
+
+    def _calibrate(self, gallery: LiveGallery, refs: dict[str, list[int]]) -> Calibration:
+        settings = self.decision_settings
+        floor = float(self.embedder.threshold)
+        ids = [i for v in refs.values() for i in v]
+        if len(refs) < 2:
+            return calibrate(np.zeros((0, 1)), [], floor, settings, gallery.generation)
+        rng = np.random.default_rng(settings.seed)
+        names = sorted(refs)
+        if len(names) > settings.max_people:  # bounded work for a large gallery
+            names = sorted(rng.choice(names, settings.max_people, replace=False).tolist())
+            ids = [i for n in names for i in refs[n]]
+        rows = self.store.embeddings(self.model_key, compute_missing=False, face_ids=ids)
+        return calibrate(rows.vectors, rows.names, floor, settings, gallery.generation)
+
+    def decider(self) -> Decider:
+        """The decision as it stands for the current gallery (and a ``threshold`` given)."""
+        return Decider(self.calibration_now(), self.decision_settings, self._threshold)
+
+    @property
+    def decision_threshold(self) -> float:
+        """The threshold person scores must reach in this gallery now (calibrated for its
+        size, or the one given)."""
+        return self.decider().active_threshold
+
+    @property
+    def last_threshold(self) -> float:
+        """The decision threshold last calibrated (the given one, or the model's before any
+        search): never reads the database, for answers built on the event loop."""
+        if self._threshold is not None:
+            return float(self._threshold)
+        cal = self._calibration
+        return float(cal.threshold) if cal is not None else float(self.embedder.threshold)
+
+    def _negatives_now(self, gallery: LiveGallery) -> dict[str, np.ndarray]:
+        if not self.decision_settings.use_negatives:
+            return {}
+        generation, cached = self._negatives
+        if generation != gallery.generation:
+            cached = gallery.negatives()
+            self._negatives = (gallery.generation, cached)
+        return cached
+
     @property
     def input_size(self) -> int:
         return int(self.embedder.spec.input_size)
@@ -247,19 +346,47 @@ class Recognizer:
         self, embeddings: np.ndarray, threshold: float | None = None, top_k: int | None = None
     ) -> list[tuple[list[Candidate], bool]]:
         """Per embedding: the best people (one per person) and whether the best one matches."""
-        t = self.threshold if threshold is None else float(threshold)
+        return [(c, d.is_match) for c, d in self.decide(embeddings, threshold, top_k)]
+
+    def decide(
+        self, embeddings: np.ndarray, threshold: float | None = None, top_k: int | None = None
+    ) -> list[tuple[list[Candidate], Decision]]:
+        """Per embedding: the best people (one per person, best first; the named one first
+        when the decision named someone) and the decision."""
         k = self.top_k if top_k is None else int(top_k)
         if k < 1:
             raise ConfigError(f"top_k: must be at least 1, got {k}")
         gallery = self._current()
+        decider = self.decider()
+        if threshold is not None:
+            decider.threshold = float(threshold)
         if len(gallery) == 0 or len(embeddings) == 0:
-            return [([], False) for _ in range(len(embeddings))]
-        # k people are among the k * (most faces of one person) best faces.
-        sims, ids = gallery.search(embeddings, min(len(gallery), k * gallery.faces_per_person))
+            return [([], decider.decide([])) for _ in range(len(embeddings))]
+        # The decision looks at a few more people than it shows (vetoes, the margin).
+        people = max(k, 3)
+        sims, ids = gallery.search(embeddings, min(len(gallery), people * gallery.faces_per_person))
+        agree = self.decision_settings.agree
+        negatives = self._negatives_now(gallery)
         out = []
-        for s, r in zip(sims, ids, strict=True):
-            cands = per_person_top_k(s, r, gallery, k)
-            out.append((cands, bool(cands) and cands[0].similarity >= t))
+        for q, s, r in zip(np.asarray(embeddings, np.float32), sims, ids, strict=True):
+            cands = per_person_top_k(s, r, gallery, people, agree)
+            neg = {
+                c.identity: float(np.max(negatives[c.identity] @ q))
+                for c in cands
+                if c.identity in negatives
+            }
+            cands = [
+                Candidate(c.identity, c.similarity, c.face_id, c.best, neg.get(c.identity))
+                for c in cands
+            ]
+            decision = decider.decide(
+                [(c.identity, c.similarity) for c in cands],
+                neg,
+                {c.identity: float(c.best or c.similarity) for c in cands},
+            )
+            if decision.identity is not None and cands[0].identity != decision.identity:
+                cands.sort(key=lambda c: c.identity != decision.identity)
+            out.append((cands[:k], decision))
         return out
 
     def recognize(
@@ -276,12 +403,24 @@ class Recognizer:
 
         ``detect_size`` scales the image down to that longest side for detection only (webcam
         frames: 320 is 2.6x faster than 640 for RetinaFace here); crops come from full size."""
+        return self.recognize_embedded(image, threshold, top_k, detect_size, source)[0]
+
+    def recognize_embedded(
+        self,
+        image: np.ndarray,
+        threshold: float | None = None,
+        top_k: int | None = None,
+        detect_size: int | None = None,
+        source: str | None = None,
+    ) -> tuple[list[FaceMatch], np.ndarray]:
+        """``recognize`` and the faces' embeddings (events keep an unknown face's)."""
         faces = self.detect(image, detect_size)
         if not faces:
-            return []
+            return [], np.zeros((0, int(self.embedder.spec.embedding_dim)), np.float32)
         emb = self.embed(np.stack([f.crop for f in faces]))
         results = []
-        for face, (cands, ok) in zip(faces, self.match(emb, threshold, top_k), strict=True):
+        for face, (cands, decision) in zip(faces, self.decide(emb, threshold, top_k), strict=True):
+            ok = decision.is_match
             best = cands[0] if cands else None
             det = face.detection
             results.append(
@@ -289,18 +428,19 @@ class Recognizer:
                     box=tuple(float(v) for v in det.box),  # type: ignore[arg-type]
                     landmarks=np.asarray(det.landmarks, np.float32),
                     score=float(det.score),
-                    identity=best.identity if ok and best else None,
+                    identity=decision.identity,
                     similarity=best.similarity if best else -1.0,
                     is_match=ok,
                     gallery_face_id=best.face_id if ok and best else None,
                     top_k=cands,
-                    nearest=best.identity if best else None,
+                    nearest=decision.nearest,
+                    decision=decision,
                 )
             )
         if self.unknown_keeper is not None:
             matched = [r.is_match for r in results]
             self.unknown_keeper.keep_unmatched(image, faces, emb, matched, source)
-        return results
+        return results, emb
 
     def face_record(
         self, image: np.ndarray, source: str | None = None, content_sha256: str | None = None

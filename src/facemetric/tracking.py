@@ -102,7 +102,13 @@ class Tracker:
         track.box = tuple(face["box"])
         track.missed = 0
         track.frames += 1
-        current = {c["identity"]: float(c["similarity"]) for c in face.get("top_k", [])}
+        # A person the frame's decision set aside (closer to their negatives) scores nothing.
+        vetoed = set((face.get("decision") or {}).get("vetoed") or ())
+        current = {
+            c["identity"]: float(c["similarity"])
+            for c in face.get("top_k", [])
+            if c["identity"] not in vetoed
+        }
         ids = {c["identity"]: c.get("face_id") for c in face.get("top_k", [])}
         # An identity outside this frame's top-k scores at most the lowest listed similarity.
         floor = min(current.values()) if current else -1.0
@@ -122,7 +128,8 @@ class Tracker:
             name, similarity = track.label, track.averages[track.label]
         steady = dict(face)
         steady.update(
-            raw={k: face.get(k) for k in ("identity", "similarity", "is_match")},
+            raw={k: face.get(k) for k in ("identity", "similarity", "is_match", "reason")},
+            reason=self._reason(track, face),
             track_id=track.id,
             nearest=name,
             identity=track.label,
@@ -131,6 +138,15 @@ class Tracker:
             gallery_face_id=track.face_ids.get(name) if name is not None else None,
         )
         return steady
+
+    @staticmethod
+    def _reason(track: Track, face: dict[str, Any]) -> str | None:
+        """Why the steadied label is what it is: ``match``, the frame's own reason, or
+        ``steadying`` (the frame matched, the track's average has not cleared the bar yet)."""
+        if track.label is not None:
+            return "match"
+        frame = face.get("reason")
+        return "steadying" if frame == "match" else frame
 
     def margins(self, threshold: float) -> tuple[float, float]:
         """(up, down): how far the average must clear ``threshold`` to become a match, and fall

@@ -1,4 +1,5 @@
-"""CLI for the gallery stage: ``gallery build|add|remove|list|export|reembed``, ``identify``
+"""CLI for the gallery stage: ``gallery build|add|remove|list|export|reembed`` (corrections:
+``facemetric.cli.gallery_corrections``), ``identify``
 and ``export MODEL --onnx``. Handlers only parse arguments and call plain functions."""
 
 from __future__ import annotations
@@ -26,6 +27,16 @@ class GalleryOptions:
     detector: str = "retinaface"
     threshold: float | None = None
     top_k: int = 3
+    margin: float | None = None  # the open-set decision's settings (None: shipped defaults)
+    fpir: float | None = None
+    agree: int | None = None
+
+    def decision(self) -> Any:
+        """The decision's settings with the flags given (``facemetric.decision``)."""
+        from facemetric.decision import DecisionSettings
+
+        given: dict[str, Any] = {"margin": self.margin, "fpir": self.fpir, "agree": self.agree}
+        return DecisionSettings(**{k: v for k, v in given.items() if v is not None})
 
 
 def _options(args: argparse.Namespace) -> GalleryOptions:
@@ -36,6 +47,9 @@ def _options(args: argparse.Namespace) -> GalleryOptions:
         detector=getattr(args, "detector", "retinaface"),
         threshold=getattr(args, "threshold", None),
         top_k=getattr(args, "top_k", 3),
+        margin=getattr(args, "margin", None),
+        fpir=getattr(args, "fpir", None),
+        agree=getattr(args, "agree", None),
     )
 
 
@@ -60,6 +74,7 @@ def _recognizer(opts: GalleryOptions, create: bool = False) -> Any:
         create=create,
         threshold=opts.threshold,
         top_k=opts.top_k,
+        decision=opts.decision(),
     )
 
 
@@ -180,7 +195,9 @@ def _known_recognizer(opts: GalleryOptions, folder: str) -> Any:
     if opts.top_k < 1:
         raise ConfigError(f"--top-k: must be at least 1, got {opts.top_k}")
     embedder = load_embedder(opts.model, engine=opts.engine)  # type: ignore[arg-type]
-    known = known_gallery(folder, embedder, opts.detector, opts.threshold, opts.top_k)
+    known = known_gallery(
+        folder, embedder, opts.detector, opts.threshold, opts.top_k, opts.decision()
+    )
     counts = f"{known.people} people, {known.faces} faces"
     if known.reused:
         print(f"{folder}: {counts} (cached gallery, unchanged)", file=sys.stderr)
@@ -199,7 +216,7 @@ def _known_recognizer(opts: GalleryOptions, folder: str) -> Any:
 def _print_text(result: Any) -> None:
     print(f"{result.path}: {len(result.matches)} face(s)")
     for j, m in enumerate(result.matches, 1):
-        who = m.identity if m.is_match else "unknown"
+        who = m.identity if m.is_match else f"unknown, {m.reason or 'no match'}"
         top = ", ".join(f"{c.identity} {c.similarity:.4f}" for c in m.top_k) or "-"
         box = ",".join(f"{v:.0f}" for v in m.box)
         print(f"  face {j} [{box}]: {who} ({m.similarity:.4f})  top: {top}")
@@ -408,6 +425,9 @@ def register(sub: Any) -> None:
 
     gallery_store.register(gsub, DB_HELP)
     gallery_check.register(gsub, DB_HELP, _common)
+    from facemetric.cli import gallery_corrections
+
+    gallery_corrections.register(gsub, _common, DB_HELP)
 
     p = gsub.add_parser(
         "reembed",
@@ -434,7 +454,23 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--threshold",
         type=float,
-        help="match threshold on cosine similarity (default: the model's calibrated one)",
+        help="match threshold on person scores (default: calibrated for the gallery's size "
+        "from its own faces, never below the model's per-pair threshold)",
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        help="how far the best person must lead the next to be named (default 0.01)",
+    )
+    p.add_argument(
+        "--fpir",
+        type=float,
+        help="stranger photos named per search the threshold is calibrated for (default 0.01)",
+    )
+    p.add_argument(
+        "--agree",
+        type=int,
+        help="a person's score: the mean of their best AGREE references (default 2)",
     )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="one JSON list, one object per image")

@@ -130,6 +130,14 @@ def render_markdown(doc: dict[str, Any]) -> str:
             f"| strangers matched at threshold {fmt(ident.get('match_threshold'))} | "
             f"{ident.get('strangers_matched', '-')} of {ident.get('strangers', '-')} |",
         ]
+        dec = ident.get("decision")
+        if dec:
+            lines += [
+                f"| open-set decision: named right (TPIR) | {fmt(dec.get('tpir'))} |",
+                f"| open-set decision: strangers named (FPIR) | {fmt(dec.get('fpir'))} "
+                f"({dec.get('strangers_named')} of {dec.get('strangers')}) |",
+                f"| open-set decision: threshold for this gallery | {fmt(dec.get('threshold'))} |",
+            ]
         cal = ident.get("calibration")
         if cal and not ver:
             how = "at the EER" if cal.get("method") == "eer" else f"for FAR {cal['target_far']:g}"

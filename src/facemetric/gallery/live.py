@@ -244,6 +244,15 @@ class LiveGallery:
     def __len__(self) -> int:
         return len(self._person_of)
 
+    def reference_faces(self) -> dict[str, list[int]]:
+        """Each person's reference face ids (a copy: the decision's calibration samples it)."""
+        with self._lock:
+            return {name: sorted(ids) for name, ids in self._faces_of.items()}
+
+    def face_count(self, name: str) -> int:
+        """How many reference faces ``name`` has (0: not in the gallery)."""
+        return len(self._faces_of.get(name, ()))
+
     @property
     def people(self) -> list[str]:
         return sorted(self._faces_of)

@@ -44,34 +44,19 @@ class PipelineOptions:
 
 
 def recognise(
-    recognizer: Recognizer, image: np.ndarray, threshold: float | None, detect_size: int | None
+    recognizer: Recognizer,
+    image: np.ndarray,
+    threshold: float | None,
+    detect_size: int | None,
+    source: str | None = None,
 ) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
     """Every face of ``image`` as ``FaceMatch.to_dict()`` plus its embedding (events keep an
-    unknown face's embedding). The decision is ``Recognizer.match``'s, as everywhere."""
-    from facemetric.recognize import FaceMatch
-
-    faces = recognizer.detect(image, detect_size)
-    if not faces:
-        return [], []
-    emb = recognizer.embed(np.stack([f.crop for f in faces]))
-    out = []
-    for face, (cands, ok) in zip(faces, recognizer.match(emb, threshold), strict=True):
-        best = cands[0] if cands else None
-        det = face.detection
-        out.append(
-            FaceMatch(
-                box=tuple(float(v) for v in det.box),  # type: ignore[arg-type]
-                landmarks=np.asarray(det.landmarks, np.float32),
-                score=float(det.score),
-                identity=best.identity if ok and best else None,
-                similarity=best.similarity if best else -1.0,
-                is_match=ok,
-                gallery_face_id=best.face_id if ok and best else None,
-                top_k=cands,
-                nearest=best.identity if best else None,
-            ).to_dict()
-        )
-    return out, list(emb)
+    unknown face's embedding). The decision is ``Recognizer.decide``'s, as everywhere, and
+    faces that match nobody go to the recogniser's unknown-face keeper when one is set."""
+    results, emb = recognizer.recognize_embedded(
+        image, threshold, detect_size=detect_size, source=source
+    )
+    return [r.to_dict() for r in results], list(emb)
 
 
 @dataclass
@@ -151,13 +136,18 @@ class CameraPipeline:
     @property
     def threshold(self) -> float:
         o = self.options.threshold
-        return float(self.recognizer.threshold if o is None else o)
+        # the open-set decision's threshold for this gallery, as last calibrated
+        return float(self.recognizer.last_threshold if o is None else o)
 
     def step(self, frame: Frame) -> list[dict[str, Any]]:
         """Recognise ``frame``, update the tracks and events; returns the steadied faces."""
         start = time.perf_counter()
         faces, embeddings = recognise(
-            self.recognizer, frame.image, self.options.threshold, self.options.detect_size
+            self.recognizer,
+            frame.image,
+            self.options.threshold,
+            self.options.detect_size,
+            source=f"camera:{self.camera.name}",
         )
         steady = self.tracker.update(faces, self.threshold)
         self.builder.update(steady, frame.time, frame.image, embeddings)

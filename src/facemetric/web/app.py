@@ -24,7 +24,7 @@ from facemetric import __version__
 from facemetric.data.image import ImageTooLargeError
 from facemetric.errors import ConfigError, FacemetricError, FaceNotFoundError, ImageReadError
 from facemetric.gallery.backend import StoreUnavailableError
-from facemetric.web import cameras, routes, stream, unknown
+from facemetric.web import cameras, corrections, routes, stream, unknown
 from facemetric.web.limits import ConnectionCount, ConnectionLimit
 from facemetric.web.security import (
     ALL_INTERFACES,
@@ -133,6 +133,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     app.include_router(cameras.router)
     for router in unknown.ROUTERS:
         app.include_router(router)
+    app.include_router(corrections.router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
     def _page() -> Any:

@@ -145,6 +145,19 @@ class WebSettings(BaseSettings):
         description="Quality floors that differ from the defaults (JSON object), of "
         "min_eye_px, min_sharpness, max_yaw, min_score, min_consistency; 0 turns one off.",
     )
+    fpir: float = Field(
+        default=0.01,
+        gt=0.0,
+        lt=1.0,
+        description="Stranger faces named per search that the open-set decision's threshold is "
+        "calibrated for, at the gallery's size (docs/openset.md).",
+    )
+    margin: float = Field(
+        default=0.01,
+        ge=0.0,
+        lt=1.0,
+        description="How far the best person's score must lead the next person's to be named.",
+    )
     workers: int = Field(
         default=2,
         ge=1,

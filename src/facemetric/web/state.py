@@ -98,7 +98,8 @@ class WebState:
         if self.settings.threshold is not None:
             return self.settings.threshold
         if self.recognizer is not None:
-            return float(self.recognizer.threshold)
+            # the open-set decision's, calibrated for this gallery's size (as last computed)
+            return float(self.recognizer.last_threshold)
         return 0.5
 
     def start_following(self) -> None:
@@ -109,6 +110,7 @@ class WebState:
             return
         try:
             self.recognizer.gallery.current()
+            self.recognizer.calibration_now()  # the decision's threshold for this gallery
         except StoreUnavailableError as exc:
             print(f"facemetric serve: {exc}; retrying", file=sys.stderr, flush=True)
         self.recognizer.gallery.follow()
@@ -158,8 +160,16 @@ def load_state(settings: WebSettings, admin_token: str, token_generated: bool) -
         model_error_detail = str(exc)
         model_error = public_message(model_error_detail)
     else:
+        from facemetric.decision import DecisionSettings
+
+        decision = DecisionSettings(fpir=settings.fpir, margin=settings.margin)
         recognizer = Recognizer(
-            embedder, store, detector, threshold=settings.threshold, top_k=settings.top_k
+            embedder,
+            store,
+            detector,
+            threshold=settings.threshold,
+            top_k=settings.top_k,
+            decision=decision,
         )
         if settings.keep_unknown:
             from facemetric.web.unknown import attach

@@ -79,6 +79,8 @@ const live = {
   grab: document.createElement("canvas"),
   answers: [],
   stopped: false,
+  sent: null, // the frame in flight
+  shown: null, // the frame whose answer is on screen (what a correction is about)
 };
 
 async function startLive() {
@@ -160,6 +162,7 @@ async function sendFrame() {
   const ws = live.ws;
   if (!ws || ws.readyState !== WebSocket.OPEN) return;
   const blob = await grabJpeg(live.video, live.grab);
+  live.sent = blob;
   if (blob && ws.readyState === WebSocket.OPEN) ws.send(await blob.arrayBuffer());
 }
 
@@ -173,6 +176,7 @@ function showResult(msg) {
   }
   $("#server-ms").textContent = msg.server_ms.toFixed(0);
   $("#threshold").textContent = fmt(msg.threshold);
+  live.shown = live.sent;
   drawBoxes(msg);
   listFaces(msg.faces);
 }
@@ -223,6 +227,8 @@ function listFaces(faces) {
       el("div", { class: "similarity", text: `similarity ${fmt(face.similarity)}` }),
       el("div", { class: "nearest muted", text: face.nearest ? `most similar: ${face.nearest}` : "gallery is empty" }),
     );
+    info.append(el("div", { class: "reason muted", text: reasonText(face) }));
+    info.append(correctionButtons(face, live.shown));
     const others = (face.top_k || []).filter((c) => c.identity !== face.nearest);
     if (others.length) {
       const candidates = el("ol", { class: "candidates" });
@@ -232,6 +238,50 @@ function listFaces(faces) {
     card.append(picture, info);
     list.append(card);
   }
+}
+
+// Why an answer is what it is, from the decision's reason code.
+function reasonText(face) {
+  const d = face.decision || {};
+  switch (face.reason) {
+    case "match": return `why: ${face.identity} reaches the gallery's threshold ${fmt(d.threshold)}`;
+    case "below_threshold": return `why: below the gallery's threshold ${fmt(d.threshold)}`;
+    case "ambiguous_margin": return `why: too close to ${d.second} (lead ${fmt(d.margin)}, needs ${fmt(d.margin_needed)})`;
+    case "closer_to_negative": return `why: marked "not ${d.nearest}" before: closer to that correction`;
+    case "steadying": return "why: matched in this frame, waiting for the next ones to agree";
+    case "empty_gallery": return "why: the gallery is empty";
+    default: return face.reason ? `why: ${face.reason}` : "";
+  }
+}
+
+// "Not NAME" / "Confirm" on an answer: the frame it was for goes to /api/corrections.
+function correctionButtons(face, frame) {
+  const box = el("div", { class: "corrections" });
+  const name = face.is_match ? face.identity : face.nearest;
+  if (!name || !frame) return box;
+  const send = async (kind) => {
+    if (!token()) { $("#conn").textContent = "corrections need the admin token (Gallery page)"; return; }
+    const form = new FormData();
+    form.append("person", name);
+    form.append("kind", kind);
+    form.append("box", face.box.join(","));
+    form.append("file", new File([frame], "frame.jpg", { type: "image/jpeg" }));
+    try {
+      const done = await api("/api/corrections", { method: "POST", body: form, headers: authHeaders() });
+      $("#conn").textContent = `correction ${done.id} saved: ${kind === "wrong" ? "not" : "is"} ${name}`;
+    } catch (err) {
+      $("#conn").textContent = `correction not saved: ${err.message}`;
+    }
+  };
+  // pointerdown, not click: the card is drawn again with every answer.
+  const button = (text, kind) => {
+    const b = el("button", { type: "button", class: `correct-${kind}`, text });
+    b.addEventListener("pointerdown", () => send(kind));
+    return b;
+  };
+  if (face.is_match) box.append(button(`Not ${name}`, "wrong"), button("Confirm", "confirmed"));
+  else box.append(button(`This is ${name}`, "confirmed"));
+  return box;
 }
 
 // ---- gallery page ---------------------------------------------------------------------------------
@@ -266,6 +316,31 @@ async function loadPeople() {
     const thumbs = el("div", { class: "thumbs" });
     for (const face of person.faces) thumbs.append(el("img", { src: face.image_url, alt: person.name, loading: "lazy" }));
     list.append(el("li", {}, head, thumbs));
+  }
+}
+
+// Every correction ("not NAME" / "confirmed"), newest first, each with its undo.
+async function loadCorrections() {
+  const corrections = await api("/api/corrections");
+  const list = $("#corrections");
+  list.replaceChildren();
+  $("#corrections-empty").hidden = corrections.length > 0;
+  for (const c of corrections) {
+    const undo = el("button", { type: "button", text: "Undo" });
+    undo.addEventListener("click", async () => {
+      try {
+        await api(`/api/corrections/${c.id}`, { method: "DELETE", headers: authHeaders() });
+        enrolMessage(`Undid correction ${c.id}.`);
+        await loadCorrections();
+        await loadPeople();
+      } catch (err) {
+        enrolMessage(`Could not undo correction ${c.id}: ${err.message}`, true);
+      }
+    });
+    const what = c.kind === "wrong" ? `not ${c.person}` : `confirmed ${c.person}`;
+    const picture = c.image_url ? el("img", { src: c.image_url, alt: what, loading: "lazy", class: "thumb" }) : "";
+    list.append(el("li", { "data-correction": c.id }, picture,
+      el("span", { text: ` #${c.id} ${what} (${c.similarity == null ? "–" : fmt(c.similarity)}) ${c.created} ` }), undo));
   }
 }
 
@@ -400,6 +475,7 @@ async function startGallery() {
     const health = await api("/api/health");
     if (health.status === "no_model") banner(`${health.message} (enrolment needs a model).`, "error");
     await loadPeople();
+    await loadCorrections();
   } catch (err) {
     banner(`The server does not answer: ${err.message}`, "error");
   }

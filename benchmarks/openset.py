@@ -1,0 +1,172 @@
+"""Open-set identification at several gallery sizes: the shipped decision beside the old rule.
+
+People the model never saw (../shared/data; the dlib model was not trained on them): for a
+gallery of N people, 2N people are drawn, N of them (with at least 4 photos) enrolled with 3
+photos each and the other N kept as strangers; probes are every other photo of the enrolled
+people and every photo of the strangers. Each rule is applied to the same scores:
+
+- ``best >= 0.9301``: the old rule (the model's per-pair threshold, FAR 1e-3 per pair);
+- the issue's other rules (margin 0.02; mean of 2 best >= 0.94 + margin; best >= 0.95);
+- ``decision``: ``facemetric.decision`` with the shipped ``DecisionSettings`` (FPIR 1% per
+  search, calibrated on the enrolled references only, never on the strangers).
+
+Printed per size: enrolled probes named right (TPIR) and stranger photos named (FPIR), the
+mean over ``--trials`` draws. Embeddings come from ``benchmarks/openset_data.py``'s cache::
+
+    .venv/bin/python benchmarks/openset.py --sizes 20 70 500 max --trials 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from facemetric.decision import Decider, DecisionSettings, calibrate
+from openset_data import cached_embeddings, identities
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+OLD = 0.9301  # the dlib model's per-pair threshold (FAR 1e-3)
+REFS = 3
+
+
+def person_scores(sims: np.ndarray, labels: np.ndarray, people: int, agree: int) -> np.ndarray:
+    """(Q, P): each probe's score for each person, the mean of their best ``agree`` refs."""
+    out = np.full((sims.shape[0], people), -2.0, np.float32)
+    for p in range(people):
+        cols = sims[:, labels == p]
+        out[:, p] = -np.sort(-cols, axis=1)[:, :agree].mean(axis=1)
+    return out
+
+
+def draw(
+    ids: np.ndarray, n: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(reference rows, their person 0..n-1, probe rows, probe person or -1 for strangers)."""
+    people = rng.permutation(np.unique(ids))
+    counts = {p: int((ids == p).sum()) for p in people}
+    enrolled = [p for p in people if counts[p] > REFS][:n]
+    chosen = set(enrolled)
+    strangers = [p for p in people if p not in chosen][:n]
+    refs, rlab, probes, plab = [], [], [], []
+    for j, p in enumerate(enrolled):
+        rows = rng.permutation(np.flatnonzero(ids == p))
+        refs += rows[:REFS].tolist()
+        rlab += [j] * REFS
+        probes += rows[REFS:].tolist()
+        plab += [j] * (len(rows) - REFS)
+    for p in strangers:
+        rows = np.flatnonzero(ids == p)
+        probes += rows.tolist()
+        plab += [-1] * len(rows)
+    return np.array(refs), np.array(rlab), np.array(probes), np.array(plab)
+
+
+Rule = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def rates(named: np.ndarray, who: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    enrolled = truth >= 0
+    tpir = float((named & (who == truth) & enrolled).sum() / max(1, enrolled.sum()))
+    fpir = float((named & ~enrolled).sum() / max(1, (~enrolled).sum()))
+    return tpir, fpir
+
+
+def evaluate_size(
+    x: np.ndarray, ids: np.ndarray, n: int, seed: int, settings: DecisionSettings
+) -> dict[str, tuple[float, float]]:
+    rng = np.random.default_rng(seed)
+    refs, rlab, probes, plab = draw(ids, n, rng)
+    sims = x[probes] @ x[refs].T
+    best1 = person_scores(sims, rlab, n, 1)
+    best2 = person_scores(sims, rlab, n, 2)
+    out: dict[str, tuple[float, float]] = {}
+
+    def top2(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        order = np.argsort(-scores, axis=1)[:, :2]
+        rows = np.arange(len(scores))
+        return order[:, 0], scores[rows, order[:, 0]], scores[rows, order[:, 1]]
+
+    who1, s1, t1 = top2(best1)
+    who2, m1, m2 = top2(best2)
+    out["best >= 0.9301 (old rule)"] = rates(s1 >= OLD, who1, plab)
+    out["best >= 0.9301 + margin 0.02"] = rates((s1 >= OLD) & (s1 - t1 >= 0.02), who1, plab)
+    out["mean of 2 >= 0.94 + margin 0.02"] = rates((m1 >= 0.94) & (m1 - m2 >= 0.02), who2, plab)
+    out["best >= 0.95"] = rates(s1 >= 0.95, who1, plab)
+
+    cal = calibrate(x[refs], rlab, OLD, settings)
+    decider = Decider(cal, settings)
+    scores = best2 if settings.agree == 2 else person_scores(sims, rlab, n, settings.agree)
+    named = np.zeros(len(probes), bool)
+    who = np.full(len(probes), -1)
+    top = np.argsort(-scores, axis=1)[:, :4]
+    for i in range(len(probes)):
+        cands = [(int(p), float(scores[i, p])) for p in top[i]]
+        d = decider.decide([(str(p), s) for p, s in cands])
+        if d.identity is not None:
+            named[i], who[i] = True, int(d.identity)
+    out[f"decision (FPIR {settings.fpir:g}, T={cal.threshold:.4f})"] = rates(named, who, plab)
+    # The model's ceiling for this score: the threshold chosen on the strangers themselves.
+    m1s, m2s = scores[np.arange(len(scores)), top[:, 0]], scores[np.arange(len(scores)), top[:, 1]]
+    ok = m1s - m2s >= settings.margin
+    stranger = np.where(ok & (plab < 0), m1s, -2.0)[plab < 0]
+    oracle = float(np.quantile(stranger, 1 - settings.fpir)) + 1e-9
+    out["ceiling: same score, T set on the strangers"] = rates(
+        ok & (m1s >= oracle), top[:, 0], plab
+    )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", nargs="+", default=["20", "70", "500", "max"])
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--data", type=Path, default=DATA)
+    args = parser.parse_args()
+    settings = DecisionSettings()
+    wild = cached_embeddings(args.data / "celeba-wild")
+    crops = cached_embeddings(args.data / "celeba-crops")
+    sets = {
+        "celeba-wild": (wild.embeddings, identities(wild)),
+        "celeba-wild+crops": (
+            np.concatenate([wild.embeddings, crops.embeddings]),
+            np.concatenate([identities(wild), identities(crops)]),
+        ),
+    }
+    for size in args.sizes:
+        x, ids = sets["celeba-wild+crops"]
+        name = "celeba-wild+crops"
+        if size != "max" and int(size) * 2 <= len(np.unique(sets["celeba-wild"][1])):
+            name = "celeba-wild"
+            x, ids = sets[name]
+        counts = np.unique(ids, return_counts=True)[1]
+        most = min(int((counts > REFS).sum()), len(counts) // 2)
+        n = most if size == "max" else min(int(size), most)
+        start = time.perf_counter()
+        table: dict[str, list[tuple[float, float]]] = {}
+        for trial in range(args.trials):
+            for rule, r in evaluate_size(x, ids, n, trial, settings).items():
+                key = rule.split(", T=")[0] if rule.startswith("decision") else rule
+                table.setdefault(key, []).append(r)
+                if rule.startswith("decision"):
+                    table.setdefault("thresholds", []).append((float(rule[-7:-1]), 0.0))
+        print(
+            f"\n{n} people enrolled ({name}, {args.trials} draws, "
+            f"{time.perf_counter() - start:.0f} s on a shared, loaded machine)"
+        )
+        print(f"  {'rule':<42} {'named right':>12} {'strangers named':>16}")
+        for rule, values in table.items():
+            if rule == "thresholds":
+                continue
+            tp = np.mean([v[0] for v in values])
+            fp = np.mean([v[1] for v in values])
+            print(f"  {rule:<42} {tp:>11.1%} {fp:>15.1%}")
+        ts = [t for t, _ in table["thresholds"]]
+        print(f"  decision thresholds per draw: {', '.join(f'{t:.4f}' for t in ts)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,391 @@
+"""The match decision: is this face one of the gallery's people, and why (or why not).
+
+One function decides for ``identify``, the API, the live page and events alike
+(``Decider.decide``). A threshold calibrated per pair of faces (the model's: FAR 1e-3 per pair)
+turns into a false-alarm rate per *search* that grows with every person enrolled: a stranger
+searched against N people has N chances to look like someone. So the threshold here is set for
+a false positive identification rate per search (FPIR, default 1%) *at the gallery's size*,
+from the gallery itself, and set again whenever the gallery changes:
+
+1. **Calibration** (``calibrate``): every reference face of person *a* (up to ``max_probes``
+   of them) is scored against every other person *b* (up to ``max_people``) the way a probe is
+   scored (the mean of *b*'s best ``agree`` references). Each such face is a stranger to all
+   the other people, so no stranger photos are needed. Two estimates come from these scores:
+   *direct* (leave one person out): the lowest threshold at which at most FPIR of these faces
+   would be named under the margin rule; *tail*: a Gaussian fitted to the upper tail of all
+   the (face, other person) scores (through its 90% and 99% quantiles, so the bulk does not
+   pull it), at the score a stranger beats *one* person with chance
+   ``p = 1 - (1 - FPIR) ** (1 / N)``, so that they beat any of the N people with chance FPIR.
+   The direct one is exact but noisy for a small gallery (1% of 60 faces), the tail one stable
+   but cautious (it ignores the margin): the threshold weighs the direct estimate by its
+   sample, ``min(1, faces / LOO_PROBES)``, the tail by the rest. It is never below the model's
+   own per-pair threshold (``floor``), which is what a gallery too small to say anything
+   (< ``MIN_SCORES`` scores, or one person) gets. A gallery of more than ``max_people``
+   people is sampled and relies on the tail alone.
+2. **Decision** (``decide``), per face: each person's score is the mean of their best
+   ``agree`` reference similarities (one look-alike photo is not enough); a person whose
+   *negative* faces (corrections: "this is not Ada") are closer to the face than their best
+   reference is set aside (``closer_to_negative``); the best remaining person is named only
+   when their score reaches the threshold (else ``below_threshold``) and leads the next
+   person by ``margin`` (else ``ambiguous_margin``).
+
+Each ``Decision`` says which rule decided (``reason``) with the figures behind it
+(``to_dict``). Measured on ../shared/data in ``docs/openset.md`` (``benchmarks/openset.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+
+from facemetric.errors import ConfigError
+
+MATCH = "match"
+BELOW_THRESHOLD = "below_threshold"
+AMBIGUOUS_MARGIN = "ambiguous_margin"
+CLOSER_TO_NEGATIVE = "closer_to_negative"
+EMPTY_GALLERY = "empty_gallery"
+REASONS = (MATCH, BELOW_THRESHOLD, AMBIGUOUS_MARGIN, CLOSER_TO_NEGATIVE, EMPTY_GALLERY)
+
+MIN_SCORES = 50  # impostor scores below which the gallery cannot calibrate (the floor rules)
+LOO_PROBES = 1000  # probes from which the direct estimate is trusted alone (1% = 10 of them)
+TAIL_QUANTILES = (0.90, 0.99)  # where the Gaussian is fitted to the impostor tail
+
+
+@dataclass(frozen=True)
+class DecisionSettings:
+    """How matches are decided (the shipped defaults; ``serve``/``identify`` flags override).
+
+    ``fpir``: stranger photos named per search; ``agree``: references averaged per person;
+    ``margin``: how far the best person must lead the next; ``use_negatives``: corrections
+    count; ``max_probes``/``max_people``: the sample calibration scores (bounded work)."""
+
+    fpir: float = 0.01
+    agree: int = 2
+    margin: float = 0.01
+    use_negatives: bool = True
+    max_probes: int = 2000
+    max_people: int = 2000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.fpir < 1.0:
+            raise ConfigError(f"fpir: must be between 0 and 1, got {self.fpir}")
+        if self.agree < 1:
+            raise ConfigError(f"agree: must be at least 1, got {self.agree}")
+        if not 0.0 <= self.margin < 1.0:
+            raise ConfigError(f"margin: must be in [0, 1), got {self.margin}")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The threshold a gallery of ``people`` people gets for ``fpir``, and how it was found."""
+
+    threshold: float
+    fpir: float
+    people: int
+    source: str  # gallery (fitted on its own references) | floor (too small: the model's) | given
+    floor: float
+    scores: int = 0  # impostor scores it was fitted on
+    fitted: float | None = None  # the gallery's own estimate before the floor
+    generation: int = -1  # the gallery generation it was computed for
+    tail: float | None = None  # the Gaussian tail's threshold
+    direct: float | None = None  # the leave-one-person-out threshold
+    weight: float = 0.0  # how much the direct estimate counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "threshold": round(self.threshold, 4),
+            "fpir": self.fpir,
+            "people": self.people,
+            "source": self.source,
+            "floor": round(self.floor, 4),
+            "scores": self.scores,
+            "fitted": None if self.fitted is None else round(self.fitted, 4),
+            "tail": None if self.tail is None else round(self.tail, 4),
+            "direct": None if self.direct is None else round(self.direct, 4),
+            "weight": round(self.weight, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Who a face is (``identity`` None: nobody) and why."""
+
+    identity: str | None
+    reason: str
+    score: float  # the named (or best eligible) person's score
+    threshold: float
+    nearest: str | None  # the best person before any rule
+    second: str | None = None
+    second_score: float | None = None
+    margin: float | None = None  # score - second_score
+    margin_needed: float = 0.0
+    vetoed: tuple[str, ...] = ()  # people set aside: closer to their negatives
+    negative_similarity: float | None = None  # of the nearest person's closest negative
+    calibration: str = "floor"
+
+    @property
+    def is_match(self) -> bool:
+        return self.reason == MATCH
+
+    def to_dict(self) -> dict[str, Any]:
+        def r(v: float | None) -> float | None:
+            return None if v is None else round(float(v), 4)
+
+        return {
+            "is_match": self.is_match,
+            "reason": self.reason,
+            "identity": self.identity,
+            "nearest": self.nearest,
+            "score": r(self.score),
+            "threshold": r(self.threshold),
+            "second": self.second,
+            "second_score": r(self.second_score),
+            "margin": r(self.margin),
+            "margin_needed": r(self.margin_needed),
+            "vetoed": list(self.vetoed),
+            "negative_similarity": r(self.negative_similarity),
+            "calibration": self.calibration,
+        }
+
+
+def person_score(sims: np.ndarray, agree: int) -> float:
+    """A person's score from their references' similarities: the mean of the best ``agree``."""
+    s = np.sort(np.asarray(sims, np.float64))[::-1][:agree]
+    return float(s.mean()) if s.size else -1.0
+
+
+def tail_threshold(scores: np.ndarray, p: float) -> float:
+    """The score a Gaussian fitted to the upper tail of ``scores`` exceeds with chance ``p``."""
+    lo, hi = np.quantile(scores, TAIL_QUANTILES)
+    z_lo, z_hi = (NormalDist().inv_cdf(q) for q in TAIL_QUANTILES)
+    sigma = max(float(hi - lo) / (z_hi - z_lo), 1e-6)
+    mu = float(lo) - sigma * z_lo
+    return mu + sigma * NormalDist().inv_cdf(1.0 - p)
+
+
+def per_person_chance(fpir: float, people: int) -> float:
+    """The chance of beating one person that makes ``fpir`` over ``people`` people."""
+    return 1.0 - (1.0 - fpir) ** (1.0 / max(1, people))
+
+
+def impostor_matrix(
+    vectors: np.ndarray, labels: np.ndarray, agree: int, probes: np.ndarray, people: np.ndarray
+) -> np.ndarray:
+    """(len(probes), len(people)): each reference row of ``probes`` scored against each person
+    of ``people`` (label values) as ``decide`` scores a face; NaN against their own person."""
+    out = np.full((len(probes), len(people)), np.nan)
+    q = vectors[probes]
+    for j, person in enumerate(people):
+        cols = vectors[labels == person]
+        k = min(agree, cols.shape[0])
+        best = -np.sort(-(q @ cols.T), axis=1)[:, :k].mean(axis=1)
+        out[:, j] = np.where(labels[probes] == person, np.nan, best)
+    return out
+
+
+def leave_one_out_threshold(matrix: np.ndarray, fpir: float, margin: float) -> float:
+    """The lowest threshold at which at most ``fpir`` of the probes (each a stranger to every
+    other person) would be named under the margin rule."""
+    filled = np.where(np.isnan(matrix), -2.0, matrix)
+    top = -np.sort(-filled, axis=1)[:, :2]
+    s1 = top[:, 0]
+    s2 = top[:, 1] if top.shape[1] > 1 else np.full(len(s1), -2.0)
+    named_at = np.where(s1 - s2 >= margin, s1, -2.0)  # would be named at any threshold <= s1
+    return float(np.quantile(named_at, 1.0 - fpir))
+
+
+def calibrate(
+    vectors: np.ndarray,
+    labels: Sequence[Any] | np.ndarray,
+    floor: float,
+    settings: DecisionSettings | None = None,
+    generation: int = -1,
+) -> Calibration:
+    """The threshold for ``settings.fpir`` per search over the people of ``labels`` (one label
+    per reference row of ``vectors``), never below ``floor``; see the module's docstring."""
+    settings = settings or DecisionSettings()
+    lab = np.asarray(labels)
+    names, codes = np.unique(lab, return_inverse=True) if len(lab) else (np.zeros(0), lab)
+    n_people = len(names)
+    base = Calibration(float(floor), settings.fpir, n_people, "floor", float(floor))
+    if n_people < 2:
+        return _with(base, generation=generation)
+    rng = np.random.default_rng(settings.seed)
+    rows = np.arange(len(codes))
+    if len(rows) > settings.max_probes:
+        rows = rng.choice(rows, settings.max_probes, replace=False)
+    people = np.arange(n_people)
+    if n_people > settings.max_people:
+        people = rng.choice(people, settings.max_people, replace=False)
+    vecs = np.asarray(vectors, np.float32)
+    matrix = impostor_matrix(vecs, np.asarray(codes), settings.agree, rows, people)
+    scores = matrix[~np.isnan(matrix)]
+    if scores.size < MIN_SCORES:
+        return _with(base, scores=int(scores.size), generation=generation)
+    tail = min(tail_threshold(scores, per_person_chance(settings.fpir, n_people)), 1.0)
+    # The direct estimate needs every person (a max over a sample of people is too low) and
+    # is trusted in proportion to its probes, fully from LOO_PROBES on.
+    weight = 0.0 if len(people) < n_people else min(1.0, len(rows) / LOO_PROBES)
+    direct = leave_one_out_threshold(matrix, settings.fpir, settings.margin) if weight else tail
+    fitted = weight * direct + (1.0 - weight) * tail
+    return Calibration(
+        max(fitted, float(floor)),
+        settings.fpir,
+        n_people,
+        "gallery",
+        float(floor),
+        int(scores.size),
+        fitted,
+        generation,
+        tail=tail,
+        direct=direct if weight else None,
+        weight=weight,
+    )
+
+
+def _with(cal: Calibration, **changes: Any) -> Calibration:
+    from dataclasses import replace
+
+    return replace(cal, **changes)
+
+
+@dataclass
+class Decider:
+    """Decides faces against one gallery's calibration (``threshold`` given: that one instead)."""
+
+    calibration: Calibration
+    settings: DecisionSettings = field(default_factory=DecisionSettings)
+    threshold: float | None = None  # an explicit override (--threshold)
+
+    @property
+    def active_threshold(self) -> float:
+        return float(self.threshold) if self.threshold is not None else self.calibration.threshold
+
+    def decide(
+        self,
+        scores: Sequence[tuple[str, float]],
+        negatives: Mapping[str, float] | None = None,
+        best_reference: Mapping[str, float] | None = None,
+    ) -> Decision:
+        """Decide from each person's score (best first: ``(name, score)``), the similarity of
+        each person's closest negative face (``negatives``) and of their closest reference
+        (``best_reference``; default: the score)."""
+        t = self.active_threshold
+        source = "given" if self.threshold is not None else self.calibration.source
+        if not scores:
+            return Decision(None, EMPTY_GALLERY, -1.0, t, None, calibration=source)
+        ranked = sorted(scores, key=lambda c: -c[1])
+        nearest = ranked[0][0]
+        negatives = negatives or {}
+        best_reference = best_reference or {}
+        vetoed: list[str] = []
+        eligible = []
+        for name, score in ranked:
+            neg = negatives.get(name)
+            if (
+                self.settings.use_negatives
+                and neg is not None
+                and neg >= best_reference.get(name, score)
+            ):
+                vetoed.append(name)
+                continue
+            eligible.append((name, score))
+        neg_near = negatives.get(nearest)
+        if not eligible:
+            return Decision(
+                None,
+                CLOSER_TO_NEGATIVE,
+                ranked[0][1],
+                t,
+                nearest,
+                vetoed=tuple(vetoed),
+                negative_similarity=neg_near,
+                calibration=source,
+            )
+        name, score = eligible[0]
+        second, second_score = eligible[1] if len(eligible) > 1 else (None, None)
+        margin = None if second_score is None else score - second_score
+        need = self.settings.margin
+        if score < t:
+            reason = CLOSER_TO_NEGATIVE if vetoed and vetoed[0] == nearest else BELOW_THRESHOLD
+        elif margin is not None and margin < need:
+            reason = AMBIGUOUS_MARGIN
+        else:
+            reason = MATCH
+        return Decision(
+            name if reason == MATCH else None,
+            reason,
+            score,
+            t,
+            nearest,
+            second,
+            second_score,
+            margin,
+            need,
+            tuple(vetoed),
+            neg_near,
+            source,
+        )
+
+
+def open_set_rates(
+    mated: np.ndarray,
+    mated_labels: Sequence[Any] | np.ndarray,
+    strangers: np.ndarray,
+    gallery: np.ndarray,
+    gallery_labels: Sequence[Any] | np.ndarray,
+    floor: float,
+    settings: DecisionSettings | None = None,
+) -> dict[str, Any]:
+    """The decision on a gallery of ``gallery`` references (calibrated on them alone) for
+    enrolled probes ``mated`` and ``strangers``: TPIR (probes named right), FPIR (strangers
+    named) and why the rest were not named (what ``facemetric evaluate`` reports)."""
+    settings = settings or DecisionSettings()
+    g_lab = np.asarray(gallery_labels)
+    names, codes = np.unique(g_lab, return_inverse=True)
+    decider = Decider(calibrate(gallery, codes, floor, settings), settings)
+    gal = np.asarray(gallery, np.float32)
+
+    def answers(probes: np.ndarray) -> list[Decision]:
+        if len(probes) == 0:
+            return []
+        sims = np.asarray(probes, np.float32) @ gal.T
+        scores = np.full((len(probes), len(names)), -2.0)
+        for p in range(len(names)):
+            cols = sims[:, codes == p]
+            k = min(settings.agree, cols.shape[1])
+            scores[:, p] = -np.sort(-cols, axis=1)[:, :k].mean(axis=1)
+        top = np.argsort(-scores, axis=1)[:, :4]
+        return [
+            decider.decide([(str(names[p]), float(scores[i, p])) for p in top[i]])
+            for i in range(len(probes))
+        ]
+
+    on_mated = answers(mated)
+    on_strangers = answers(strangers)
+    m_lab = [str(v) for v in mated_labels]
+    right = sum(d.identity == m for d, m in zip(on_mated, m_lab, strict=True))
+    named = sum(d.is_match for d in on_strangers)
+    reasons: dict[str, int] = {}
+    for d in on_mated:
+        if not d.is_match:
+            reasons[d.reason] = reasons.get(d.reason, 0) + 1
+    return {
+        "threshold": round(decider.active_threshold, 4),
+        "calibration": decider.calibration.to_dict(),
+        "tpir": right / len(on_mated) if on_mated else None,
+        "fpir": named / len(on_strangers) if on_strangers else None,
+        "probes": len(on_mated),
+        "strangers": len(on_strangers),
+        "strangers_named": named,
+        "probes_named_wrong": sum(
+            d.is_match and d.identity != m for d, m in zip(on_mated, m_lab, strict=True)
+        ),
+        "probes_not_named": reasons,
+    }
