@@ -191,7 +191,7 @@ def tune(x: np.ndarray, truth: np.ndarray, target: float) -> dict[str, dict]:
         ]
         t, s = max(ok, key=lambda r: r[1]["bcubed_f"])
         best[method] = {"threshold": t, "tuning": s}
-        print(f"tune {method:16s} t={t:.2f} P={s['pairwise_precision']:.4f} "
+        print(f"tune {method:16s} t={t:.3f} P={s['pairwise_precision']:.4f} "
               f"F={s['bcubed_f']:.4f}", file=sys.stderr)  # fmt: skip
     return best
 
