@@ -121,12 +121,15 @@ class FacePipeline:
     """Detect, align and embed every face of a photo, as ``Recognizer`` does; the detector
     loads only when a photo has to be read (a fully cached run never loads it)."""
 
-    def __init__(self, embedder: Any, detector: str | Any = "retinaface") -> None:
+    def __init__(
+        self, embedder: Any, detector: str | Any = "retinaface", flip: bool = False
+    ) -> None:
         from facemetric.gallery.keys import model_key
 
         self.embedder = embedder
         self._detector = detector
-        self.model_key = model_key(embedder)
+        self.flip = flip  # each face also embedded mirrored, the two averaged
+        self.model_key = model_key(embedder) + ("+flip" if flip else "")
 
     @property
     def detector(self) -> Any:
@@ -145,7 +148,7 @@ class FacePipeline:
         )
         if not found:
             return PhotoFaces([], [], np.zeros((0, 0), np.float32))
-        emb = self.embedder.embed(np.stack([f.crop for f in found]))
+        emb = self.embedder.embed(np.stack([f.crop for f in found]), flip=self.flip)
         boxes = [tuple(float(v) for v in f.detection.box) for f in found]
         return PhotoFaces(
             boxes,  # type: ignore[arg-type]
