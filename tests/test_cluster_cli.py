@@ -54,7 +54,7 @@ def pipeline():  # type: ignore[no-untyped-def]
     from facemetric.cluster.library import FacePipeline
     from facemetric.models import load_embedder
 
-    return FacePipeline(load_embedder("dlib"), "retinaface")
+    return FacePipeline(load_embedder("dlib"), "retinaface", flip=True)  # as the CLI does
 
 
 @pytest.fixture(scope="module")

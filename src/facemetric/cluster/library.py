@@ -25,13 +25,22 @@ from typing import Any
 import numpy as np
 
 from facemetric.cluster.cache import EmbeddingCache, PhotoFaces
-from facemetric.cluster.core import DEFAULT_METHOD, cluster_embeddings
+from facemetric.cluster.core import DEFAULT_METHOD, DEFAULT_THRESHOLDS, cluster_embeddings
 from facemetric.data.image import is_image_path, load_image
 from facemetric.errors import ConfigError, DatasetError, ImageReadError
 
 CACHE_NAME = ".facemetric-cluster.sqlite"
 MANIFEST_NAME = "cluster.json"
 UNSORTED_FOLDER = "unsorted"
+# Thresholds for embeddings of each face averaged with its mirror image (``flip``, the default
+# here): chosen on the same CFP tuning set as ``core.DEFAULT_THRESHOLDS`` (the best BCubed F with
+# pairwise precision >= 0.99 there; benchmarks/cluster_quality.py --flip).
+FLIP_THRESHOLDS: dict[str, float] = {
+    "average": 0.94,
+    "complete": 0.91,
+    "chinese_whispers": 0.945,
+    "hdbscan": 0.88,
+}
 CSV_COLUMNS = ("image", "face", "x1", "y1", "x2", "y2", "group", "person", "similarity")
 
 
@@ -50,6 +59,16 @@ class ClusterConfig:
     copy: bool = False
     db: str | None = None
     progress: bool = True
+    flip: bool = True  # each face embedded with its mirror image too (higher F at equal precision)
+
+    def resolved_threshold(self) -> float:
+        """The threshold given, else the method's default for these embeddings."""
+        if self.threshold is not None:
+            return float(self.threshold)
+        table = FLIP_THRESHOLDS if self.flip else DEFAULT_THRESHOLDS
+        if self.method not in table:
+            raise ConfigError(f"--method: unknown clustering method {self.method!r}")
+        return table[self.method]
 
 
 @dataclass(frozen=True)
@@ -332,12 +351,12 @@ def cluster_library(
         )
     if pipeline is None:
         if recognizer is not None:
-            pipeline = FacePipeline(recognizer.embedder, recognizer.detector)
+            pipeline = FacePipeline(recognizer.embedder, recognizer.detector, config.flip)
         else:
             from facemetric.models import load_embedder
 
             embedder = load_embedder(config.model, engine=config.engine)  # type: ignore[arg-type]
-            pipeline = FacePipeline(embedder, config.detector)
+            pipeline = FacePipeline(embedder, config.detector, config.flip)
     out.mkdir(parents=True, exist_ok=True)
     with EmbeddingCache(out / CACHE_NAME, pipeline.model_key) as cache:
         found, report = embed_photos(pipeline, photos, cache, config.progress, on_skip)
@@ -349,7 +368,8 @@ def cluster_library(
         if index
         else np.zeros((0, dim), np.float32)
     )
-    labels = cluster_embeddings(emb, config.threshold, config.method, config.min_size)
+    threshold = config.resolved_threshold()
+    labels = cluster_embeddings(emb, threshold, config.method, config.min_size)
     persons: list[str | None] = [None] * len(index)
     sims: list[float | None] = [None] * len(index)
     if recognizer is not None and len(index):
@@ -376,7 +396,8 @@ def cluster_library(
     manifest = {
         "photos": str(root.resolve()),
         "method": config.method,
-        "threshold": config.threshold,
+        "threshold": threshold,
+        "flip": pipeline.flip,
         "min_size": config.min_size,
         "model_key": pipeline.model_key,
         "folders": sorted(groups),
