@@ -54,7 +54,7 @@ def pipeline():  # type: ignore[no-untyped-def]
     from facemetric.cluster.library import FacePipeline
     from facemetric.models import load_embedder
 
-    return FacePipeline(load_embedder("dlib"), "retinaface")
+    return FacePipeline(load_embedder("dlib"), "retinaface", flip=True)  # as the CLI does
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +180,17 @@ def test_db_names_the_group_of_a_known_person(library: Path, pipeline, tmp_path:
     assert "Ada Lovelace" in named
     assert (tmp_path / "out" / "Ada Lovelace").is_dir()
     store.close()
+
+
+def test_groups_take_a_known_name_only_with_a_majority() -> None:
+    import numpy as np
+
+    from facemetric.cluster.folders import folder_name, name_groups
+
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, -1])
+    persons = ["Ada", "Ada", None, "Bob", None, "Ada", "Ada", "Cy"]
+    names = name_groups(labels, persons, known=True)
+    # group 1 is half Bob: not a majority; group 2 is Ada too and gets a second folder
+    assert names == {-1: "unsorted", 0: "Ada", 1: "person-002", 2: "Ada-2"}
+    assert name_groups(labels, persons, known=False)[0] == "person-001"
+    assert folder_name("../a/b") == "_a_b" and folder_name("...") == "person"

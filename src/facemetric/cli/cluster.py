@@ -36,6 +36,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         copy=args.copy,
         db=args.db,
         progress=not args.no_progress,
+        flip=not args.no_flip,
     )
 
     def skipped(photo: Path, why: str) -> None:
@@ -79,7 +80,8 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--threshold",
         type=float,
-        help="cosine similarity at which faces go together (default: the method's own)",
+        help="cosine similarity at which faces go together (default: the method's own, "
+        "average 0.94)",
     )
     p.add_argument(
         "--min-size",
@@ -99,6 +101,12 @@ def register(sub: Any) -> None:
         metavar="PATH",
         help="a gallery (SQLite file or postgresql://...) whose people name the groups that "
         "match them (default: none, groups are person-001, person-002, ...)",
+    )
+    p.add_argument(
+        "--no-flip",
+        action="store_true",
+        help="embed each face once (default: averaged with its mirror image, which groups more "
+        "faces at the same precision and costs a second pass of the network)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     _common(p, db=False)

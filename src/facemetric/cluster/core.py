@@ -41,9 +41,9 @@ _REGISTRY: dict[str, ClusterFn] = {}
 # strangers at 0.8-0.9, hence the high values.
 DEFAULT_THRESHOLDS: dict[str, float] = {
     "average": 0.935,
-    "complete": 0.92,
+    "complete": 0.915,
     "chinese_whispers": 0.945,
-    "hdbscan": 0.90,
+    "hdbscan": 0.88,
 }
 DEFAULT_METHOD = "average"
 UNSORTED = -1

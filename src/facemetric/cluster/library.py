@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +22,21 @@ from typing import Any
 import numpy as np
 
 from facemetric.cluster.cache import EmbeddingCache, PhotoFaces
-from facemetric.cluster.core import DEFAULT_METHOD, cluster_embeddings
+from facemetric.cluster.core import DEFAULT_METHOD, DEFAULT_THRESHOLDS, cluster_embeddings
+from facemetric.cluster.folders import MANIFEST_NAME, UNSORTED_FOLDER, name_groups, write_folders
 from facemetric.data.image import is_image_path, load_image
 from facemetric.errors import ConfigError, DatasetError, ImageReadError
 
 CACHE_NAME = ".facemetric-cluster.sqlite"
-MANIFEST_NAME = "cluster.json"
-UNSORTED_FOLDER = "unsorted"
+# Thresholds for embeddings of each face averaged with its mirror image (``flip``, the default
+# here): chosen on the same CFP tuning set as ``core.DEFAULT_THRESHOLDS`` (the best BCubed F with
+# pairwise precision >= 0.99 there; benchmarks/cluster_quality.py --flip).
+FLIP_THRESHOLDS: dict[str, float] = {
+    "average": 0.94,
+    "complete": 0.91,
+    "chinese_whispers": 0.945,
+    "hdbscan": 0.88,
+}
 CSV_COLUMNS = ("image", "face", "x1", "y1", "x2", "y2", "group", "person", "similarity")
 
 
@@ -50,6 +55,16 @@ class ClusterConfig:
     copy: bool = False
     db: str | None = None
     progress: bool = True
+    flip: bool = True  # each face embedded with its mirror image too (higher F at equal precision)
+
+    def resolved_threshold(self) -> float:
+        """The threshold given, else the method's default for these embeddings."""
+        if self.threshold is not None:
+            return float(self.threshold)
+        table = FLIP_THRESHOLDS if self.flip else DEFAULT_THRESHOLDS
+        if self.method not in table:
+            raise ConfigError(f"--method: unknown clustering method {self.method!r}")
+        return table[self.method]
 
 
 @dataclass(frozen=True)
@@ -121,12 +136,15 @@ class FacePipeline:
     """Detect, align and embed every face of a photo, as ``Recognizer`` does; the detector
     loads only when a photo has to be read (a fully cached run never loads it)."""
 
-    def __init__(self, embedder: Any, detector: str | Any = "retinaface") -> None:
+    def __init__(
+        self, embedder: Any, detector: str | Any = "retinaface", flip: bool = False
+    ) -> None:
         from facemetric.gallery.keys import model_key
 
         self.embedder = embedder
         self._detector = detector
-        self.model_key = model_key(embedder)
+        self.flip = flip  # each face also embedded mirrored, the two averaged
+        self.model_key = model_key(embedder) + ("+flip" if flip else "")
 
     @property
     def detector(self) -> Any:
@@ -145,7 +163,7 @@ class FacePipeline:
         )
         if not found:
             return PhotoFaces([], [], np.zeros((0, 0), np.float32))
-        emb = self.embedder.embed(np.stack([f.crop for f in found]))
+        emb = self.embedder.embed(np.stack([f.crop for f in found]), flip=self.flip)
         boxes = [tuple(float(v) for v in f.detection.box) for f in found]
         return PhotoFaces(
             boxes,  # type: ignore[arg-type]
@@ -217,85 +235,12 @@ def embed_photos(
     return out, report
 
 
-# ---- naming groups ----------------------------------------------------------------------------
-_UNSAFE = re.compile(r"[\x00-\x1f/\\:]+")
-
-
-def folder_name(name: str) -> str:
-    """A person's name as a folder name (no separators, never hidden, never empty)."""
-    clean = _UNSAFE.sub("_", name).strip().lstrip(".")
-    return clean or "person"
-
-
-def name_groups(labels: np.ndarray, persons: list[str | None], known: bool) -> dict[int, str]:
-    """Folder names per label: the known person most of a group's faces match (more than half
-    of them), else ``person-NNN`` (1 = the largest group); -1 is ``unsorted``."""
-    names: dict[int, str] = {-1: UNSORTED_FOLDER}
-    used = {UNSORTED_FOLDER}
-    n_groups = int(labels.max()) + 1 if len(labels) and labels.max() >= 0 else 0
-    for g in range(n_groups):
-        members = np.flatnonzero(labels == g)
-        base = f"person-{g + 1:03d}"
-        if known:
-            votes = Counter(persons[i] for i in members if persons[i] is not None)
-            if votes:
-                who, n = votes.most_common(1)[0]
-                if who is not None and n * 2 > len(members):
-                    base = folder_name(who)
-        name, k = base, 2
-        while name in used:
-            name, k = f"{base}-{k}", k + 1
-        used.add(name)
-        names[g] = name
-    return names
-
-
 # ---- the whole job ----------------------------------------------------------------------------
 def _relative(photo: Path, root: Path) -> str:
     try:
         return str(photo.relative_to(root)) if root.is_dir() else photo.name
     except ValueError:
         return str(photo)
-
-
-def _clear_previous(out: Path) -> None:
-    """Remove the group folders a previous run wrote (as its manifest lists them)."""
-    manifest = out / MANIFEST_NAME
-    if not manifest.is_file():
-        return
-    try:
-        folders = json.loads(manifest.read_text()).get("folders", [])
-    except (OSError, ValueError, AttributeError):
-        return
-    for name in folders:
-        target = out / str(name)
-        if target.parent == out and target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-
-
-def write_folders(
-    out: Path, root: Path, faces: list[ClusteredFace], copy: bool
-) -> dict[str, list[str]]:
-    """One folder per group with each photo once (a link, or a copy with ``copy``)."""
-    groups: dict[str, list[str]] = {}
-    for face in faces:
-        photos = groups.setdefault(face.group, [])
-        if face.image not in photos:
-            photos.append(face.image)
-    _clear_previous(out)
-    for group, photos in groups.items():
-        folder = out / group
-        folder.mkdir(parents=True, exist_ok=True)
-        for rel in photos:
-            src = (root / rel if root.is_dir() else root).resolve()
-            dst = folder / rel.replace(os.sep, "__")
-            if dst.is_symlink() or dst.exists():
-                dst.unlink()
-            if copy:
-                shutil.copy2(src, dst)
-            else:
-                dst.symlink_to(src)
-    return groups
 
 
 def cluster_library(
@@ -329,12 +274,12 @@ def cluster_library(
         )
     if pipeline is None:
         if recognizer is not None:
-            pipeline = FacePipeline(recognizer.embedder, recognizer.detector)
+            pipeline = FacePipeline(recognizer.embedder, recognizer.detector, config.flip)
         else:
             from facemetric.models import load_embedder
 
             embedder = load_embedder(config.model, engine=config.engine)  # type: ignore[arg-type]
-            pipeline = FacePipeline(embedder, config.detector)
+            pipeline = FacePipeline(embedder, config.detector, config.flip)
     out.mkdir(parents=True, exist_ok=True)
     with EmbeddingCache(out / CACHE_NAME, pipeline.model_key) as cache:
         found, report = embed_photos(pipeline, photos, cache, config.progress, on_skip)
@@ -346,7 +291,8 @@ def cluster_library(
         if index
         else np.zeros((0, dim), np.float32)
     )
-    labels = cluster_embeddings(emb, config.threshold, config.method, config.min_size)
+    threshold = config.resolved_threshold()
+    labels = cluster_embeddings(emb, threshold, config.method, config.min_size)
     persons: list[str | None] = [None] * len(index)
     sims: list[float | None] = [None] * len(index)
     if recognizer is not None and len(index):
@@ -373,7 +319,8 @@ def cluster_library(
     manifest = {
         "photos": str(root.resolve()),
         "method": config.method,
-        "threshold": config.threshold,
+        "threshold": threshold,
+        "flip": pipeline.flip,
         "min_size": config.min_size,
         "model_key": pipeline.model_key,
         "folders": sorted(groups),
