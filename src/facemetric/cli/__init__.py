@@ -16,7 +16,7 @@ from facemetric import __version__
 from facemetric.errors import FacemetricError
 
 # Modules registering subcommands, in the order of the data flow.
-STAGES = ("data", "models", "train", "evaluate", "gallery", "serve")
+STAGES = ("data", "models", "train", "evaluate", "gallery", "serve", "events")
 
 
 def build_parser() -> argparse.ArgumentParser:
