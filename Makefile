@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data/celeba-wild
 WORK ?= work/demo
-APT_PACKAGES := chromium ffmpeg libtcmalloc-minimal4 postgresql
+APT_PACKAGES := chromium ffmpeg libtcmalloc-minimal4 postgresql mosquitto
 STAMP := $(VENV)/.installed
 
 .PHONY: setup apt demo test lint typecheck pytest clean
