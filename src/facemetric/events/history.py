@@ -287,6 +287,16 @@ class EventStore:
             n, size = con.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM events").fetchone()
         return int(n), int(size)
 
+    def facets(self) -> tuple[list[str], list[str]]:
+        """The cameras and the people (by name) that have events."""
+        with self.backend.read() as con:
+            cameras = [str(r[0]) for r in con.execute("SELECT DISTINCT camera FROM events")]
+            people = [
+                str(r[0])
+                for r in con.execute("SELECT DISTINCT person FROM events WHERE person IS NOT NULL")
+            ]
+        return sorted(cameras), sorted(people)
+
     def get(self, event_id: int) -> StoredEvent:
         with self.backend.read() as con:
             row = con.execute(

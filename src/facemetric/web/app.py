@@ -24,13 +24,15 @@ from facemetric import __version__
 from facemetric.data.image import ImageTooLargeError
 from facemetric.errors import ConfigError, FacemetricError, FaceNotFoundError, ImageReadError
 from facemetric.gallery.backend import StoreUnavailableError
-from facemetric.web import routes, stream
+from facemetric.web import events, routes, stream
 from facemetric.web.security import (
     ALL_INTERFACES,
     BodyLimits,
     SecurityHeaders,
     TrustedHost,
+    resolve_viewer_token,
     trusted_hosts,
+    viewer_token_needed,
 )
 from facemetric.web.settings import WebSettings
 from facemetric.web.state import (
@@ -62,11 +64,13 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     """Build the web app; the model and gallery are loaded when it starts, not here."""
     settings = settings if settings is not None else WebSettings()
     admin_token, generated = resolve_admin_token(settings)
+    viewer_token, viewer_generated = resolve_viewer_token(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = load_state(settings, admin_token, generated)
         app.state.web = state
+        app.state.events = events.open_event_outputs(settings, state.store)
         state.start_following()
         if generated:
             print(
@@ -75,11 +79,19 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
                 file=sys.stderr,
                 flush=True,
             )
+        if viewer_generated and app.state.viewer_required:
+            print(
+                f"facemetric serve: viewer token for this run (events, snapshots, camera "
+                f"pictures; set FACEMETRIC_VIEWER_TOKEN to choose one): {viewer_token}",
+                file=sys.stderr,
+                flush=True,
+            )
         if state.model_error_detail:
             print(f"facemetric serve: {state.model_error_detail}", file=sys.stderr, flush=True)
         try:
             yield
         finally:
+            app.state.events.close()
             state.close()
 
     app = FastAPI(
@@ -89,6 +101,8 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.admin_token = admin_token
+    app.state.viewer_token = viewer_token
+    app.state.viewer_required = viewer_token_needed(settings)
     # The last added runs first: security headers wrap the host check, which wraps the body
     # limits, which wrap CORS (so a refused host or body still gets the headers).
     if settings.cors_origins:
@@ -122,6 +136,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     for router in routes.ROUTERS:
         app.include_router(router)
     app.include_router(stream.router)
+    app.include_router(events.router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
     def _page() -> Any:
@@ -129,6 +144,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
 
     app.add_api_route("/", _page, methods=["GET"], include_in_schema=False)
     app.add_api_route("/gallery", _page, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/events", _page, methods=["GET"], include_in_schema=False)
     return app
 
 
