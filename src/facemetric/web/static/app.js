@@ -392,4 +392,4 @@ async function startGallery() {
 }
 
 if (location.pathname.startsWith("/gallery")) startGallery();
-else startLive();
+else if (!location.pathname.startsWith("/events")) startLive(); // /events: events.js
