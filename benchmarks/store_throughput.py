@@ -57,7 +57,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--faces", type=int, default=20_000, help="faces enrolled per store")
     parser.add_argument("--per-person", type=int, default=20)
-    parser.add_argument("--copy-faces", type=int, default=100_000, help="faces of the copied gallery")
+    parser.add_argument(
+        "--copy-faces", type=int, default=100_000, help="faces of the copied gallery"
+    )
     parser.add_argument("--encode-faces", type=int, default=1000, help="faces enrolled from pixels")
     args = parser.parse_args()
 

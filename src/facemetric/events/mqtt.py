@@ -16,17 +16,21 @@ prefix (default ``facemetric``); names appear in topics as slugs (``Eileen Colli
   (attributes: camera, similarity, event id), sent again when Home Assistant comes online
   (``DISCOVERY/status``).
 
-Messages are QoS 1 and delivered in order from the notifier's queue: while the broker is down
-paho reconnects by itself (0.5 s doubling to 10 s) and the queue waits, reported ``retrying``.
+Messages are QoS 1, handed in order from the notifier's queue to paho's, which sends them and
+sends them again after a reconnect until the broker acknowledges each (``unacknowledged`` in
+``status()``). While the broker is down paho reconnects by itself (1 s doubling to 10 s) and the
+notifier's queue waits, reported ``connecting``/``retrying`` with the reason.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
 import socket
 import threading
+import time
 import unicodedata
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -35,8 +39,6 @@ from urllib.parse import unquote, urlsplit
 from facemetric import __version__
 from facemetric.errors import ConfigError
 from facemetric.events.notify import DeliveryError, Queued, QueueNotifier, display_target
-
-PUBLISH_TIMEOUT = 5.0
 
 
 def slug(name: str | None) -> str:
@@ -107,6 +109,11 @@ class MqttNotifier(QueueNotifier):
         self.client.on_disconnect = self._on_disconnect
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_message = self._on_message
+        self.client.on_publish = self._on_publish
+        self.client.max_queued_messages_set(max(1000, 8 * self.max_queue))
+        self._acks = threading.Lock()
+        self._unacked: set[int] = set()  # events' messages handed to paho, not yet acknowledged
+        self._early: set[int] = set()
         if start:
             self.start()
 
@@ -125,7 +132,13 @@ class MqttNotifier(QueueNotifier):
             return
         self._reason = None
         self._announced.clear()
-        client.publish(self.topic("status"), "online", qos=1, retain=True)
+        sock = client.socket()
+        if sock is not None and hasattr(sock, "setsockopt"):
+            # small publishes back to back: without this, Nagle's algorithm and the broker's
+            # delayed ACK held every other one for ~40 ms
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._publish(self.topic("status"), "online", True)
         if self.discovery_prefix:
             client.subscribe(f"{self.discovery_prefix}/status", qos=1)
             people = self._people() if callable(self._people) else self._people
@@ -179,7 +192,7 @@ class MqttNotifier(QueueNotifier):
             return
         self._announced.add(person)
         payload = json.dumps(self.discovery_config(person), ensure_ascii=False)
-        self.client.publish(self.discovery_topic(person), payload, qos=1, retain=True)
+        self._publish(self.discovery_topic(person), payload, True)
 
     # ---- delivery (the notifier's thread) ------------------------------------------------------
     def state(self) -> str:
@@ -213,28 +226,51 @@ class MqttNotifier(QueueNotifier):
             publishes.append(
                 (self.topic("camera", slug(camera), "snapshot"), bytes(item.event.snapshot), True)
             )
-        infos = [self.client.publish(t, p, qos=1, retain=r) for t, p, r in publishes]
-        for info in infos:
-            if info.rc != 0:
-                raise DeliveryError(f"publish refused (paho error {info.rc})")
-        for info in infos:
-            try:
-                info.wait_for_publish(timeout=PUBLISH_TIMEOUT)
-            except (RuntimeError, ValueError) as exc:
-                raise DeliveryError(f"publish failed ({exc})") from None
-            if not info.is_published():
-                raise DeliveryError("the broker did not acknowledge within 5 s")
+        # Handed to paho's QoS 1 queue, in order: it sends them, and again after a reconnect
+        # until the broker acknowledges each. Waiting here for every PUBACK would cost ~40 ms an
+        # event against a broker without TCP_NODELAY (mosquitto's default): Nagle's algorithm.
+        import paho.mqtt.client as mqtt
+
+        for t, p, r in publishes:
+            info = self._publish(t, p, r)
+            if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+                raise DeliveryError("paho's outgoing queue is full (the broker is slow)")
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                raise DeliveryError(f"publish refused (paho error {info.rc})", retry=False)
+
+    def _publish(self, topic: str, payload: Any, retain: bool) -> Any:
+        """QoS 1 publish, noted until acknowledged. Not under ``_acks``: paho calls
+        ``_on_publish`` holding its own lock (the other order would deadlock)."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        with self._acks:
+            if info.mid in self._early:
+                self._early.discard(info.mid)
+            else:
+                self._unacked.add(info.mid)
+        return info
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        with self._acks:
+            if mid in self._unacked:
+                self._unacked.discard(mid)
+            else:  # acknowledged before _publish noted it
+                self._early.add(mid)
 
     def status(self) -> dict[str, Any]:
         out = super().status()
+        with self._acks:
+            out["unacknowledged"] = len(self._unacked)
         if out["error"] is None and self._reason and not self._connected.is_set():
             out["error"] = self._reason
         return out
 
     def close(self, timeout: float = 3.0) -> None:
         super().close(timeout)
+        deadline = time.monotonic() + timeout
+        while self._unacked and time.monotonic() < deadline:
+            time.sleep(0.02)  # the broker acknowledges what was handed over
         if self._connected.is_set():
-            info = self.client.publish(self.topic("status"), "offline", qos=1, retain=True)
+            info = self._publish(self.topic("status"), "offline", True)
             info.wait_for_publish(timeout=1.0)
         self.client.disconnect()
         self.client.loop_stop()
