@@ -249,3 +249,27 @@ def test_events_command_lists_json_and_csv(
     assert not (tmp_path / "none.db").exists()  # reading never creates a gallery
     assert main(["events", "--db", str(db), "--prune", "--keep-days", "0"]) == 0
     assert "pruned 4 events" in capsys.readouterr().out
+
+
+def test_events_console_script_runs_and_every_argument_has_help(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from facemetric.cli import build_parser
+
+    db = tmp_path / "g.db"
+    store = GalleryStore(db)
+    EventStore(store).save(event(1))
+    store.close()
+    console = Path(sys.executable).with_name("facemetric")
+    done = subprocess.run(
+        [str(console), "events", "--db", str(db), "--json"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["person"] == "Ann"
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    events_parser = sub.choices["events"]  # type: ignore[attr-defined]
+    assert events_parser.description
+    for action in events_parser._actions:
+        assert action.help, f"events {action.dest} has no help text"
