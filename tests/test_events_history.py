@@ -273,3 +273,11 @@ def test_events_console_script_runs_and_every_argument_has_help(tmp_path: Path) 
     assert events_parser.description
     for action in events_parser._actions:
         assert action.help, f"events {action.dest} has no help text"
+
+
+def test_numpy_values_in_a_decision_are_stored_as_numbers(tmp_path: Path) -> None:
+    with GalleryStore(tmp_path / "g.db") as store:
+        history = EventStore(store)
+        decision = {"threshold": np.float32(0.5), "margins": np.array([0.25, 0.5])}
+        got = history.get(history.save(event(1, decision=decision)))
+        assert got.event.decision == {"threshold": 0.5, "margins": [0.25, 0.5]}

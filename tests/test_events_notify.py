@@ -324,3 +324,22 @@ def test_queue_is_bounded_oldest_dropped() -> None:
         assert status["queued"] <= 5 and status["dropped"] >= 15
     finally:
         notifier.close(timeout=0.2)
+
+
+def test_webhook_body_takes_numpy_values() -> None:
+    import numpy as np
+
+    from facemetric.events.webhook import WebhookNotifier
+
+    receiver = Receiver()
+    notifier = WebhookNotifier(receiver.url)
+    try:
+        ev = event()
+        ev.decision = {"threshold": np.float32(0.5)}
+        ev.similarity = np.float32(0.75)  # type: ignore[assignment]
+        notifier.close_event(ev)
+        wait_for(lambda: receiver.bodies, 10, "the delivery")
+        assert receiver.bodies[0]["event"]["decision"] == {"threshold": 0.5}
+    finally:
+        notifier.close()
+        receiver.close()

@@ -35,6 +35,7 @@ import numpy as np
 
 from facemetric.errors import ConfigError, GalleryError
 from facemetric.events.model import Event
+from facemetric.events.notify import json_default
 from facemetric.gallery.store import GalleryStore
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,9 @@ class EventStore:
             chip = encode_png(np.asarray(event.chip, dtype=np.uint8))
         snapshot = None if event.snapshot is None else bytes(event.snapshot)
         size = ROW_BYTES + len(chip or b"") + len(snapshot or b"")
-        decision = json.dumps({**(event.decision or {}), "_closed": bool(event.closed)})
+        decision = json.dumps(
+            {**(event.decision or {}), "_closed": bool(event.closed)}, default=json_default
+        )
         values = [
             event.person,
             event.nearest,

@@ -38,7 +38,13 @@ from urllib.parse import unquote, urlsplit
 
 from facemetric import __version__
 from facemetric.errors import ConfigError
-from facemetric.events.notify import DeliveryError, Queued, QueueNotifier, display_target
+from facemetric.events.notify import (
+    DeliveryError,
+    Queued,
+    QueueNotifier,
+    display_target,
+    json_default,
+)
 
 
 def slug(name: str | None) -> str:
@@ -205,7 +211,7 @@ class MqttNotifier(QueueNotifier):
             raise DeliveryError(self._reason or "not connected to the broker")
         data = item.message["event"]
         person, camera = data["person"], data["camera"]
-        body = json.dumps(item.message, ensure_ascii=False)
+        body = json.dumps(item.message, ensure_ascii=False, default=json_default)
         publishes: list[tuple[str, Any, bool]] = [
             (self.topic("events"), body, False),
             (self.topic("camera", slug(camera), "person", slug(person)), body, False),

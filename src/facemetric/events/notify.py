@@ -49,6 +49,15 @@ def display_target(url: str) -> str:
     return f"{parts.scheme}://{user}{host}{port}{rest}"
 
 
+def json_default(value: Any) -> Any:
+    """``json.dumps(default=...)`` for what decisions may hold: numpy scalars and arrays."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 class DeliveryError(Exception):
     """A message could not be delivered; ``retry`` says whether trying again may help."""
 

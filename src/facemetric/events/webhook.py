@@ -17,7 +17,13 @@ from typing import Any
 
 from facemetric import __version__
 from facemetric.errors import ConfigError
-from facemetric.events.notify import DeliveryError, Queued, QueueNotifier, display_target
+from facemetric.events.notify import (
+    DeliveryError,
+    Queued,
+    QueueNotifier,
+    display_target,
+    json_default,
+)
 
 RETRY_STATUS = {408, 425, 429}
 
@@ -45,7 +51,7 @@ class WebhookNotifier(QueueNotifier):
             self.start()
 
     def deliver(self, item: Queued) -> None:
-        body = json.dumps(item.message, ensure_ascii=False).encode("utf-8")
+        body = json.dumps(item.message, ensure_ascii=False, default=json_default).encode("utf-8")
         headers = {
             "Content-Type": "application/json",
             "User-Agent": f"facemetric/{__version__}",
