@@ -326,6 +326,25 @@ def test_queue_is_bounded_oldest_dropped() -> None:
         notifier.close(timeout=0.2)
 
 
+def test_webhook_credentials_in_the_url_are_basic_auth() -> None:
+    import base64
+
+    from facemetric.events.webhook import WebhookNotifier
+
+    receiver = Receiver()
+    url = receiver.url.replace("http://", "http://hook%40user:p%3Ass@")
+    notifier = WebhookNotifier(url)
+    try:
+        notifier.close_event(event())
+        wait_for(lambda: receiver.bodies, 10, "the delivery")
+        expected = base64.b64encode(b"hook@user:p:ss").decode()
+        assert receiver.headers[0]["Authorization"] == f"Basic {expected}"
+        assert "p%3Ass" not in json.dumps(notifier.status())
+    finally:
+        notifier.close()
+        receiver.close()
+
+
 def test_webhook_body_takes_numpy_values() -> None:
     import numpy as np
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from fastapi import WebSocket
 from fastapi.testclient import TestClient
 
 from facemetric.events.model import Event
@@ -204,3 +205,35 @@ def test_remove_person_with_or_without_their_events(tmp_path: Path) -> None:
         assert r.status_code == 200
         kept = client.get("/api/events", params={"person": "Bob"}).json()["events"]
         assert len(kept) == 2 and client.get(kept[0]["snapshot_url"]).status_code == 200
+
+
+def test_require_viewer_guards_websockets_too() -> None:
+    """What camera picture routes rely on: the same dependency on a WebSocket route (the
+    annotation of ``ws`` must resolve at module level, hence the import at the top)."""
+    from fastapi import Depends, FastAPI
+    from starlette.testclient import WebSocketDenialResponse
+
+    from facemetric.web.security import require_viewer
+
+    app = FastAPI()
+    app.state.viewer_required = True
+    app.state.viewer_token = VIEWER
+    app.state.admin_token = TOKEN
+
+    @app.websocket("/ws/picture", dependencies=[Depends(require_viewer)])
+    async def picture(ws: WebSocket) -> None:
+        await ws.accept()
+        await ws.send_text("frame")
+        await ws.close()
+
+    client = TestClient(app)
+    with (
+        pytest.raises(WebSocketDenialResponse) as denied,  # refused at the handshake
+        client.websocket_connect("/ws/picture") as ws,
+    ):
+        ws.receive_text()
+    assert denied.value.status_code == 401
+    with client.websocket_connect(
+        "/ws/picture", headers={"Authorization": f"Bearer {VIEWER}"}
+    ) as ws:
+        assert ws.receive_text() == "frame"
