@@ -5,7 +5,7 @@ A real PostgreSQL 15 server is started in a temporary folder with its default du
 on), on 127.0.0.1. Faces carry a real 200 px gallery chip (a PNG of scikit-image's astronaut,
 encoded once, the same bytes for every face; content hashes differ) and a 128-d embedding.
 
-    .venv/bin/python benchmarks/store_throughput.py                      # 20,000 faces, copy 100,000
+    .venv/bin/python benchmarks/store_throughput.py            # 20,000 faces, copy 100,000
     .venv/bin/python benchmarks/store_throughput.py --faces 2000 --copy-faces 5000   # quick
 """
 
@@ -21,9 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from facemetric.gallery.copy import copy_gallery  # noqa: E402
-from facemetric.gallery.records import CHIP_SIZE, FaceRecord, encode_png  # noqa: E402
-from facemetric.gallery.store import GalleryStore  # noqa: E402
+from facemetric.gallery.copy import copy_gallery
+from facemetric.gallery.records import CHIP_SIZE, FaceRecord, encode_png
+from facemetric.gallery.store import GalleryStore
 
 DIM = 128
 
@@ -36,7 +36,12 @@ def chip() -> np.ndarray:
 
 
 def enrol(
-    store: GalleryStore, people: int, per_person: int, png: bytes | None, pixels: np.ndarray
+    store: GalleryStore,
+    people: int,
+    per_person: int,
+    png: bytes | None,
+    pixels: np.ndarray,
+    prefix: str = "",
 ) -> float:
     """Faces per second for ``people`` x ``per_person`` faces, one ``add_faces`` per person."""
     rng = np.random.default_rng(0)
@@ -45,10 +50,12 @@ def enrol(
     start = time.perf_counter()
     for p in range(people):
         records = [
-            FaceRecord(pixels, chip_png=png, content_sha256=f"{p}-{i}", source=f"p{p}/{i}.jpg")
+            FaceRecord(
+                pixels, chip_png=png, content_sha256=f"{prefix}{p}-{i}", source=f"p{p}/{i}.jpg"
+            )
             for i in range(per_person)
         ]
-        store.add_faces(f"person {p:06d}", records, "bench-model",
+        store.add_faces(f"{prefix}person {p:06d}", records, "bench-model",
                         vectors=vectors[p * per_person : (p + 1) * per_person])  # fmt: skip
     return people * per_person / (time.perf_counter() - start)
 
@@ -57,9 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--faces", type=int, default=20_000, help="faces enrolled per store")
     parser.add_argument("--per-person", type=int, default=20)
-    parser.add_argument(
-        "--copy-faces", type=int, default=100_000, help="faces of the copied gallery"
-    )
+    parser.add_argument("--copy-faces", type=int, default=100_000, help="faces copied")
     parser.add_argument("--encode-faces", type=int, default=1000, help="faces enrolled from pixels")
     args = parser.parse_args()
 
@@ -82,7 +87,7 @@ def main() -> None:
             print(f"enrol {people * args.per_person:,} faces, precomputed embeddings and "
                   f"chips, {name}: {rate:,.0f} faces/s")  # fmt: skip
             n = max(1, args.encode_faces // args.per_person)
-            rate = enrol(store, n, args.per_person, None, pixels)
+            rate = enrol(store, n, args.per_person, None, pixels, prefix="encoded ")
             print(f"  the same with each chip PNG-encoded on the way, {name}: {rate:,.0f} faces/s")
             store.close()
 

@@ -60,6 +60,7 @@ def test_copy_both_ways_is_complete_and_idempotent(
     assert main(["gallery", "info", "--db", dst, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["people"] == 4 and info["faces"] == 12 and info["index"] == "exact"
+    assert info["index_detail"] == {"kind": "exact", "entries": 12}
 
 
 KILLER = r"""

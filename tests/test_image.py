@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
+from bombs import jpeg_claiming, png_of_zeros
 from facemetric.data.image import (
     ImageTooLargeError,
     decode_image,
@@ -182,3 +183,32 @@ def test_sixteen_bit_images_convert_without_float64_copies() -> None:
     pixels = ramp.size
     # The RGB result alone is 3 bytes a pixel; the float64 path traced about 25.
     assert peak < 10 * pixels, f"{peak / pixels:.1f} bytes a pixel traced"
+
+
+# ---- one answer over the pixel budget (issue 23) ------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("zeros.png", lambda: png_of_zeros(20_000, 20_000)),  # 390 KB -> 400 Mpx
+        ("claims.jpg", lambda: jpeg_claiming(65_000, 65_000)),  # over 2x Pillow's limit
+        ("claims-108mpx.jpg", lambda: jpeg_claiming(12_000, 9_000)),  # over Pillow's limit
+    ],
+)
+def test_decompression_bombs_are_too_large_not_unreadable(name: str, make) -> None:
+    """These were ImageReadError (the web app's 415 "unreadable") while a 25 Mpx PNG was
+    ImageTooLargeError (413): over the pixel budget is one error, with or without a budget."""
+    data = make()
+    for budget in ({}, {"max_pixels": 4_000_000, "max_decode_pixels": 16_000_000}):
+        with pytest.raises(ImageTooLargeError, match=name) as info:
+            decode_image(data, name, **budget)
+        assert "pixel" in str(info.value)
+
+
+def test_bomb_files_are_too_large_too(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(_png_header_claiming(50_000, 50_000))
+    with pytest.raises(ImageTooLargeError, match="decompression bomb"):
+        load_image(bomb)
+    bomb.write_bytes(_png_header_claiming(10_000, 9_000))  # 90 Mpx: just over Pillow's limit
+    with pytest.raises(ImageTooLargeError, match="90000000 pixels"):
+        load_image(bomb)

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from facemetric.errors import GalleryError
-from facemetric.gallery.names import MAX_NAME_LENGTH, check_person_name
+from facemetric.gallery.names import MAX_NAME_LENGTH, check_person_name, is_blank
 from facemetric.gallery.store import GalleryStore
 
 
@@ -75,6 +75,7 @@ def test_accepted_names_are_stable_and_visible(raw: str) -> None:
     assert unicodedata.is_normalized("NFC", name)
     assert name == name.strip() and "  " not in name and name not in (".", "..")
     assert not any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Cn", "Co") for c in name)
+    assert not any(is_blank(c) for c in name)
 
 
 def test_store_uses_the_same_rules(tmp_path: Path) -> None:
@@ -84,4 +85,38 @@ def test_store_uses_the_same_rules(tmp_path: Path) -> None:
         with pytest.raises(GalleryError, match="name"):
             store.add_person(bad)
     assert [p.name for p in store.list_people()] == ["Jos\u00e9"]
+    store.close()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "\u3164",  # HANGUL FILLER (Lo): enrolled as a person who shows as nothing (issue 23)
+        "\u2800",  # BRAILLE PATTERN BLANK (So)
+        "\u115f\u1160",  # HANGUL CHOSEONG + JUNGSEONG FILLER
+        "\uffa0",  # HALFWIDTH HANGUL FILLER
+        "Alice\u3164",  # looks like "Alice"
+        "Ada\u2800Lovelace",  # looks like "Ada Lovelace"
+        " \u3164 ",
+        "\U0001d159",  # MUSICAL SYMBOL NULL NOTEHEAD
+    ],
+)
+def test_names_that_show_as_blank_are_refused(raw: str) -> None:
+    with pytest.raises(GalleryError, match="shows as blank space") as info:
+        check_person_name(raw)
+    assert repr(raw) in str(info.value) and "U+" in str(info.value)
+
+
+@pytest.mark.parametrize("raw", ["\u1100\u1161", "\ud55c\uad6d", "\u2764\ufe0f Ana", "\u2801"])
+def test_visible_neighbours_of_blank_characters_stay_accepted(raw: str) -> None:
+    """Hangul jamo and syllables, an emoji with its variation selector, a Braille letter."""
+    assert check_person_name(raw)
+
+
+def test_store_refuses_blank_names(tmp_path: Path) -> None:
+    store = GalleryStore(tmp_path / "g.db")
+    for bad in ("\u3164", "\u2800", "\u115f\u1160"):
+        with pytest.raises(GalleryError, match="blank"):
+            store.add_person(bad)
+    assert store.list_people() == []
     store.close()

@@ -62,7 +62,10 @@ def test_empty_gallery_then_enrol_identify_remove(client: TestClient, tmp_path: 
     face_id = person["faces"][0]["id"]
     assert person["faces"][0]["image_url"].startswith(f"/api/faces/{face_id}/image?v={face_id}-")
 
-    assert client.get("/api/health").json()["status"] == "ok"
+    health = client.get("/api/health").json()
+    assert health["status"] == "ok"
+    if health["gallery"]["index"] is not None:  # the server's copy is loaded: 1 face, exact
+        assert health["gallery"]["index"] == "exact" and health["gallery"]["index_entries"] == 1
     people = client.get("/api/people").json()
     assert [p["name"] for p in people] == ["Eileen Collins"]
     faces = client.get("/api/people/Eileen Collins/faces").json()

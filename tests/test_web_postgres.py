@@ -3,11 +3,15 @@ named by the other, a removal too; the database going away and coming back while
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 import pgserver
@@ -123,5 +127,108 @@ def test_database_away_and_back_while_serving(
                 timeout=30,
             )
             assert again.status_code == 201, again.text
+    finally:
+        server.close()
+
+
+def variants(n: int) -> list[bytes]:
+    """``n`` different photos of one face (shifted on a grey canvas: other content hashes)."""
+    from PIL import Image
+
+    face = Image.fromarray(astronaut())
+    out = []
+    for i in range(n):
+        canvas = Image.new("RGB", (face.width + 40, face.height + 40), (90 + i, 90, 90))
+        canvas.paste(face, (i % 40, (3 * i) % 40))
+        out.append(encode(np.asarray(canvas)))
+    return out
+
+
+def gallery_contents(url: str) -> dict[str, int]:
+    from facemetric.gallery.store import GalleryStore
+
+    store = GalleryStore(url, create=False)
+    try:
+        return {p.name: len(store.faces_of(p.name)) for p in store.list_people()}
+    finally:
+        store.close()
+
+
+def generations(*servers: Any) -> set[int]:
+    return {
+        int(httpx.get(s.url + "/api/health", timeout=15).json()["gallery"]["generation"])
+        for s in servers
+    }
+
+
+def test_kill_during_concurrent_enrolments_then_database_restart(
+    tmp_path: Path, untrained_tiny_checkpoint: Path
+) -> None:
+    """kill -9 of a server amid 10 concurrent enrolments: every person is there with all their
+    faces or not at all, none answered 201 is lost; then PostgreSQL restarts under two servers
+    and both come back to the database's generation by themselves."""
+    why = pgserver.available()
+    if why:
+        pytest.skip(why)
+    server = pgserver.PostgresServer()  # its own: this test restarts it
+    try:
+        url = server.new_database()
+        args = serve_args(untrained_tiny_checkpoint, url)
+        photos = variants(30)
+        answers: dict[str, int] = {}
+
+        def enrol(i: int, base: str) -> None:
+            files = [("files", (f"{j}.jpg", photos[3 * i + j], "image/jpeg")) for j in range(3)]
+            try:
+                r = httpx.post(base + "/api/people", data={"name": f"person {i}"}, files=files,
+                               headers=AUTH, timeout=60)  # fmt: skip
+                answers[f"person {i}"] = r.status_code
+            except httpx.HTTPError:
+                answers[f"person {i}"] = -1  # the server died under it
+
+        with running_server(tmp_path, *args) as a:
+            threads = [threading.Thread(target=enrol, args=(i, a.url)) for i in range(10)]
+            for t in threads:
+                t.start()
+            assert wait_for(lambda: len(gallery_contents(url)) >= 1, timeout=60)
+            a.process.send_signal(signal.SIGKILL)
+            for t in threads:
+                t.join()
+        contents = gallery_contents(url)
+        assert all(n == 3 for n in contents.values()), f"a partial person: {contents}"
+        ok = {name for name, code in answers.items() if code == 201}
+        assert ok <= set(contents), f"answered 201 but lost: {ok - set(contents)}"
+        assert 1 <= len(contents) <= 10
+
+        with running_server(tmp_path, *args) as a, running_server(tmp_path, *args) as b:
+            assert wait_for(lambda: len(generations(a, b)) == 1)
+            server.stop()
+            server.start()
+            files = {"files": ("x.jpg", photos[-1], "image/jpeg")}
+            assert wait_for(
+                lambda: (
+                    httpx.post(
+                        b.url + "/api/people",
+                        data={"name": "after"},
+                        files=files,
+                        headers=AUTH,
+                        timeout=30,
+                    ).status_code
+                    == 201
+                ),
+                timeout=60,
+            ), "B never wrote again after the restart"
+            target = len(contents) + 1
+            assert wait_for(
+                lambda: (
+                    {
+                        httpx.get(s.url + "/api/health", timeout=15).json()["gallery_faces"]
+                        for s in (a, b)
+                    }
+                    == {3 * (target - 1) + 1}
+                    and len(generations(a, b)) == 1
+                ),
+                timeout=30,
+            ), f"replicas disagree: {generations(a, b)}"
     finally:
         server.close()

@@ -17,6 +17,7 @@ from facemetric.errors import DatasetError, FaceNotFoundError, GalleryError, Ima
 from facemetric.gallery.records import FaceRecord
 from facemetric.gallery.store import GalleryStore
 from facemetric.recognize import EnrolResult, FaceMatch, Recognizer
+from facemetric.screen import LowQualityError, QualityPolicy, enrol_checked
 
 
 @dataclass
@@ -27,12 +28,14 @@ class BuildReport:
     added: dict[str, int] = field(default_factory=dict)  # person -> faces added
     duplicates: int = 0
     skipped: dict[str, str] = field(default_factory=dict)  # photo -> why it was left out
+    flagged: dict[str, str] = field(default_factory=dict)  # photo saved below a quality floor
 
-    def merge(self, result: EnrolResult) -> None:
+    def merge(self, result: EnrolResult, flagged: dict[str, str] | None = None) -> None:
         if result.added:
             self.added[result.name] = self.added.get(result.name, 0) + len(result.added)
         self.duplicates += result.duplicates
         self.skipped.update(result.skipped)
+        self.flagged.update(flagged or {})
 
 
 def file_sha256(path: Path) -> str:
@@ -115,20 +118,25 @@ def collect_faces(
 
 
 def add_photos(
-    recognizer: Recognizer, name: str, paths: Sequence[str | Path], aligned: bool | None = None
+    recognizer: Recognizer,
+    name: str,
+    paths: Sequence[str | Path],
+    aligned: bool | None = None,
+    quality: QualityPolicy | None = None,
 ) -> BuildReport:
     """Enrol the largest face of each photo (or of each image under a folder) as ``name``.
 
-    Unreadable or faceless photos are skipped and reported, the person is saved with the rest;
-    ``GalleryError`` only when no photo is usable and none was there already."""
+    Unreadable or faceless photos are skipped and reported, so are photos below the quality
+    floors (``quality``: refused by default, see ``facemetric.screen``); the person is saved
+    with the rest. ``GalleryError`` only when no photo is usable and none was there already."""
     files = expand_images(paths)
     if not files:
         raise GalleryError(f"no photos given for {name!r}: nothing to add")
     records, duplicates, skipped = collect_faces(recognizer, name, files, aligned)
     report = BuildReport(duplicates=duplicates, skipped=skipped)
     if records or not duplicates:
-        result = recognizer.add_records(name, records, skipped)
-        report.merge(replace(result, duplicates=result.duplicates + duplicates))
+        result, flagged = enrol_checked(recognizer, name, records, skipped, quality)
+        report.merge(replace(result, duplicates=result.duplicates + duplicates), flagged)
     return report
 
 
@@ -165,12 +173,16 @@ def identity_folders(root: Path) -> list[Path]:
 
 
 def build_gallery(
-    recognizer: Recognizer, root: str | Path, aligned: bool | None = None
+    recognizer: Recognizer,
+    root: str | Path,
+    aligned: bool | None = None,
+    quality: QualityPolicy | None = None,
 ) -> BuildReport:
     """Enrol every identity folder of ``root`` (``root/person/**``, images at any depth).
 
     Building again adds only photos that are new; unreadable or faceless photos are skipped
-    and reported, a person with no usable photo is left out."""
+    and reported, so are photos below the quality floors (``quality``, as in ``add_photos``);
+    a person with no usable photo is left out."""
     root = Path(root)
     report = BuildReport()
     for folder in identity_folders(root):
@@ -180,8 +192,16 @@ def build_gallery(
         report.duplicates += duplicates
         report.skipped.update(skipped)
         if records:
-            report.merge(recognizer.add_records(folder.name, records))
+            try:
+                report.merge(*enrol_checked(recognizer, folder.name, records, None, quality))
+            except LowQualityError as exc:  # every new photo of this person refused
+                report.skipped.update(exc.refused)
     if not report.added and not report.duplicates:
+        if any(why.startswith("low quality") for why in report.skipped.values()):
+            raise DatasetError(
+                f"{root}: no photo passed the quality checks (see why above, or enrol them "
+                f"anyway with --allow-low-quality)"
+            )
         raise DatasetError(f"{root}: no face found in any photo")
     return report
 
@@ -213,8 +233,10 @@ def identify_photos(
     top_k: int | None = None,
 ) -> Iterator[PhotoResult]:
     """Who is in each image of ``paths``, one at a time (an unreadable image comes back with
-    its ``error`` and the rest go on); ``GalleryError`` at once when the gallery is empty."""
-    require_faces(recognizer.store)
+    its ``error`` and the rest go on); ``GalleryError`` at once when the gallery is empty
+    (unless unknown faces are being kept: then an empty gallery is a start)."""
+    if getattr(recognizer, "unknown_keeper", None) is None:
+        require_faces(recognizer.store)
     return _identify_each(recognizer, list(paths), threshold, top_k)
 
 
@@ -227,7 +249,9 @@ def _identify_each(
         except ImageReadError as exc:
             yield PhotoResult(path, None, [], exc.reason)
             continue
-        yield PhotoResult(path, image, recognizer.recognize(image, threshold, top_k))
+        yield PhotoResult(
+            path, image, recognizer.recognize(image, threshold, top_k, source=str(path))
+        )
 
 
 def match_summary(m: FaceMatch) -> dict[str, Any]:

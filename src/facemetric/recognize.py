@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facemetric.errors import ConfigError, FacemetricError, FaceNotFoundError, GalleryError
+from facemetric.gallery.index import check_index_name
 from facemetric.gallery.live import LiveGallery
 from facemetric.gallery.records import FaceRecord
 from facemetric.gallery.store import GalleryStore, model_key
@@ -115,11 +116,13 @@ class Recognizer:
         self._threshold = threshold
         self.top_k = top_k
         self.flip = flip
-        self.index_name = index
+        self.index_name = check_index_name(index)
         self.model_key = model_key(embedder)
         self._lock = threading.RLock()
         self._detect_lock = threading.Lock()
         self._gallery: LiveGallery | None = None
+        # faces that match nobody go to it when set (facemetric.unknown.UnknownKeeper)
+        self.unknown_keeper: Any = None
 
     @classmethod
     def from_paths(
@@ -265,8 +268,11 @@ class Recognizer:
         threshold: float | None = None,
         top_k: int | None = None,
         detect_size: int | None = None,
+        source: str | None = None,
     ) -> list[FaceMatch]:
         """Every face in ``image`` (HxWx3 uint8 RGB) with who it is; [] when there is none.
+        Faces that match nobody are kept by ``unknown_keeper`` when one is set (``source``:
+        where the image came from).
 
         ``detect_size`` scales the image down to that longest side for detection only (webcam
         frames: 320 is 2.6x faster than 640 for RetinaFace here); crops come from full size."""
@@ -291,6 +297,9 @@ class Recognizer:
                     nearest=best.identity if best else None,
                 )
             )
+        if self.unknown_keeper is not None:
+            matched = [r.is_match for r in results]
+            self.unknown_keeper.keep_unmatched(image, faces, emb, matched, source)
         return results
 
     def face_record(
@@ -325,21 +334,28 @@ class Recognizer:
         return self.add_records(name, records, skipped)
 
     def add_records(
-        self, name: str, records: list[FaceRecord], skipped: dict[str, str] | None = None
+        self,
+        name: str,
+        records: list[FaceRecord],
+        skipped: dict[str, str] | None = None,
+        vectors: np.ndarray | None = None,
     ) -> EnrolResult:
         """Store ``records`` for ``name`` (see ``enroll``); ``skipped``: photos left out so
-        far, by label, with why. ``GalleryError`` when nothing at all is usable."""
+        far, by label, with why; ``vectors``: their embeddings when already computed (the
+        quality checks embed them). ``GalleryError`` when nothing at all is usable."""
         skipped = dict(skipped or {})
         if not records:
             why = "; ".join(f"{k}: {v}" for k, v in skipped.items()) or "no photos"
             raise GalleryError(f"no usable face for {name!r}, nothing saved ({why})")
-        ids = self.add_faces(name, records)
+        ids = self.add_faces(name, records, vectors)
         return EnrolResult(name, ids, len(records) - len(ids), skipped)
 
-    def add_faces(self, name: str, records: list[FaceRecord]) -> list[int]:
+    def add_faces(
+        self, name: str, records: list[FaceRecord], vectors: np.ndarray | None = None
+    ) -> list[int]:
         """Store aligned faces of ``name`` with this model's embeddings (one transaction)."""
         with self._lock:  # the embedder is not re-entrant across threads
-            return self.store.add_faces(name, records, self.embedder)
+            return self.store.add_faces(name, records, self.embedder, vectors=vectors)
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:

@@ -77,6 +77,17 @@ def _print_report(report: Any, store_path: Path) -> None:
         print(f"  {report.duplicates} photos were already in the gallery (not added again)")
     for path, why in sorted(report.skipped.items()):
         print(f"  skipped {path}: {why}")
+    for path, why in sorted(report.flagged.items()):
+        print(f"  flagged {path}: {why} (saved: --allow-low-quality)")
+
+
+def _quality(args: argparse.Namespace) -> Any:
+    """The enrolment quality policy of ``--allow-low-quality``, ``--no-quality-check`` and
+    ``--quality-floor``."""
+    from facemetric.screen import QualityPolicy, parse_floors
+
+    mode = "off" if args.no_quality_check else "flag" if args.allow_low_quality else "refuse"
+    return QualityPolicy(parse_floors(args.quality_floor), mode)
 
 
 def _aligned(args: argparse.Namespace) -> bool | None:
@@ -101,9 +112,10 @@ def cmd_build(args: argparse.Namespace) -> int:
     _check_inputs(args)
     from facemetric.enrol import build_gallery
 
+    quality = _quality(args)
     rec = _recognizer(_options(args), create=True)
     _warn_uncalibrated(rec)
-    report = build_gallery(rec, args.dir, aligned=_aligned(args))
+    report = build_gallery(rec, args.dir, aligned=_aligned(args), quality=quality)
     _print_report(report, rec.store.path)
     return 0
 
@@ -112,9 +124,10 @@ def cmd_add(args: argparse.Namespace) -> int:
     _check_inputs(args, *args.images)
     from facemetric.enrol import add_photos
 
+    quality = _quality(args)
     rec = _recognizer(_options(args), create=True)
     _warn_uncalibrated(rec)
-    report = add_photos(rec, args.name, args.images, aligned=_aligned(args))
+    report = add_photos(rec, args.name, args.images, aligned=_aligned(args), quality=quality)
     _print_report(report, rec.store.path)
     return 0
 
@@ -210,6 +223,10 @@ def cmd_identify(args: argparse.Namespace) -> int:
         return files
 
     opts = _options(args)
+    if getattr(args, "keep_unknown", False):
+        from facemetric.cli.unknown import check_keep_flags
+
+        check_keep_flags(args)
     if not args.known:  # a missing --db first, as the gallery store would say it
         from facemetric.gallery.store import GalleryStore
         from facemetric.paths import default_gallery_path
@@ -226,6 +243,10 @@ def cmd_identify(args: argparse.Namespace) -> int:
         rec = _recognizer(opts)
         files = images()
     _warn_uncalibrated(rec)
+    if getattr(args, "keep_unknown", False):
+        from facemetric.cli.unknown import keep_unknown
+
+        keep_unknown(args, rec)
     results = identify_photos(rec, files, opts.threshold, opts.top_k)
     writer = csv.writer(sys.stdout, lineterminator="\n") if args.csv else None
     if writer is not None:
@@ -292,6 +313,23 @@ def _common(p: argparse.ArgumentParser, detect: bool = True, db: bool = True) ->
         )
 
 
+def _quality_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--allow-low-quality",
+        action="store_true",
+        help="save photos below the quality floors too, flagged with the reason (default: "
+        "refuse them and say why)",
+    )
+    p.add_argument("--no-quality-check", action="store_true", help="no quality checks at all")
+    p.add_argument(
+        "--quality-floor",
+        action="append",
+        metavar="NAME=VALUE",
+        help="change a floor: min_eye_px, min_sharpness, max_yaw, min_score, min_consistency "
+        "(0 turns it off; see docs/quality.md); repeatable",
+    )
+
+
 ALIGNED_HELP = (
     "the photos are aligned face crops already (facemetric data align): no detection; "
     "by default a small square photo with no detected face is taken as a crop"
@@ -314,10 +352,12 @@ def register(sub: Any) -> None:
         help="enrol every identity folder of DIR (DIR/person/*.jpg)",
         description="Enrol the largest face of every photo of every person folder of DIR. "
         "Running it again adds only new photos; unreadable or faceless photos are skipped "
-        "and reported.",
+        "and reported, so are photos below the quality floors (tiny, blurred, turned away, "
+        "unlike the person's other photos).",
     )
     p.add_argument("dir", metavar="DIR", help="folder of people: DIR/person/photo.jpg")
     p.add_argument("--aligned", action="store_true", help=ALIGNED_HELP)
+    _quality_options(p)
     _common(p)
     p.set_defaults(func=cmd_build)
 
@@ -326,13 +366,14 @@ def register(sub: Any) -> None:
         help="enrol NAME from photos (the largest face of each)",
         description="Enrol NAME (created if new) from the largest face of each photo. Photos "
         "NAME already has are not added twice; unreadable or faceless ones are skipped and "
-        "reported, the rest saved.",
+        "reported, so are photos below the quality floors; the rest saved.",
     )
     p.add_argument("name", metavar="NAME", help="the person's name (quote it if it has spaces)")
     p.add_argument(
         "images", metavar="IMAGE", nargs="+", help="photos, or folders searched recursively"
     )
     p.add_argument("--aligned", action="store_true", help=ALIGNED_HELP)
+    _quality_options(p)
     _common(p)
     p.set_defaults(func=cmd_add)
 
@@ -371,9 +412,10 @@ def register(sub: Any) -> None:
     _common(p, detect=False)
     p.set_defaults(func=cmd_export)
 
-    from facemetric.cli import gallery_store
+    from facemetric.cli import gallery_check, gallery_store
 
     gallery_store.register(gsub, DB_HELP)
+    gallery_check.register(gsub, DB_HELP, _common)
 
     p = gsub.add_parser(
         "reembed",
@@ -424,6 +466,9 @@ def register(sub: Any) -> None:
         "under $FACEMETRIC_HOME/known and updated when photos change",
     )
     _common(p, db=False)
+    from facemetric.cli.unknown import add_keep_flags
+
+    add_keep_flags(p)
     p.set_defaults(func=cmd_identify)
 
     p = sub.add_parser(

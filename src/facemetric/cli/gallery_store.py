@@ -12,7 +12,8 @@ LOCATION_HELP = "a SQLite file or postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from facemetric.gallery.index import AUTO_HALF_ABOVE
+    from facemetric.gallery.approximate import AUTO_APPROX_ABOVE
+    from facemetric.gallery.index import planned_index
     from facemetric.gallery.migrate import schema_version
     from facemetric.gallery.store import GalleryStore
     from facemetric.paths import default_gallery_path
@@ -24,7 +25,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         with store.backend.read() as con:
             version = schema_version(store.backend, con)
         keys = store.model_keys()
-        index = "half" if faces > AUTO_HALF_ABOVE else "exact"
+        plan = planned_index(faces)
         info: dict[str, Any] = {
             "location": store.location,
             "backend": store.kind,
@@ -33,7 +34,8 @@ def cmd_info(args: argparse.Namespace) -> int:
             "people": len(people),
             "faces": faces,
             "models": keys,
-            "index": index,
+            "index": plan["kind"],
+            "index_detail": plan,
         }
     if args.json:
         print(json.dumps(info, indent=2))
@@ -43,7 +45,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"  {info['people']} people, {info['faces']} reference faces, generation "
         f"{info['generation']}"
     )
-    print(f"  search index: {index} ('auto' for {faces} faces)")
+    params = ", ".join(f"{k} {v}" for k, v in plan.items() if k not in ("kind", "entries"))
+    print(
+        f"  search index: {plan['kind']}{f' ({params})' if params else ''}, 'auto' for "
+        f"{faces:,} faces (exact scan up to {AUTO_APPROX_ABOVE:,}, approximate above)"
+    )
     for key, count in keys.items():
         print(f"  model {key}: {count} embeddings")
     return 0

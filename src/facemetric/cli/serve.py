@@ -26,6 +26,9 @@ def settings_from_args(args: argparse.Namespace) -> Any:
             "detector",
             "stream_detect_size",
             "threshold",
+            "unknown_days",
+            "unknown_max_faces",
+            "unknown_threshold",
             "viewer_token",
             "events_keep_days",
             "events_max_mb",
@@ -35,6 +38,12 @@ def settings_from_args(args: argparse.Namespace) -> Any:
     }
     if getattr(args, "webhook", None):
         given["webhook"] = list(args.webhook)
+    if getattr(args, "camera", None):
+        given["cameras"] = list(args.camera)
+    if getattr(args, "cameras", None):
+        given["cameras_file"] = args.cameras
+    if getattr(args, "keep_unknown", False):
+        given["keep_unknown"] = True
     if getattr(args, "allowed_hosts", None):
         given["allowed_hosts"] = [h.strip() for h in args.allowed_hosts.split(",") if h.strip()]
     try:
@@ -123,4 +132,24 @@ def register(sub: Any) -> None:
         action="append",
         help="POST each event as JSON to URL (repeatable)",
     )
+    p.add_argument(
+        "--camera",
+        action="append",
+        metavar="NAME=SOURCE",
+        help="a server-side camera (repeatable): rtsp://..., http(s)://... MJPEG, a video file "
+        "or /dev/videoN; its live labelled picture is on /cameras, its events in the history",
+    )
+    p.add_argument(
+        "--cameras",
+        metavar="FILE.toml",
+        help="more cameras from a TOML file ([[camera]] tables: name, source, optional fps)",
+    )
+    p.add_argument(
+        "--keep-unknown",
+        action="store_true",
+        help="keep faces that match nobody, grouped for the Unknown faces page (/unknown)",
+    )
+    p.add_argument("--unknown-days", type=float, help="delete unknown faces older than this")
+    p.add_argument("--unknown-max-faces", type=int, help="most unknown faces kept (10000)")
+    p.add_argument("--unknown-threshold", type=float, help="unknown grouping threshold")
     p.set_defaults(func=run_serve)

@@ -40,7 +40,9 @@ _UPRIGHT = {
 
 
 class ImageTooLargeError(ImageReadError):
-    """An image has more pixels than the caller decodes (the web app answers 413)."""
+    """An image has more pixels than the caller decodes, from ``max_decode_pixels`` up to
+    Pillow's decompression-bomb limit: the web app answers 413 (``frame_too_large`` on the
+    stream) whichever limit it is over."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,7 @@ def _decode(
 ) -> DecodedImage:
     w, h = source.size
     if w * h > MAX_PIXELS:
-        raise ImageReadError(
+        raise ImageTooLargeError(
             name,
             f"image is {w}x{h} pixels, over the {MAX_PIXELS:,} pixel limit (decompression bomb?)",
         )
@@ -181,7 +183,8 @@ def _open(
         except IsADirectoryError as exc:
             raise ImageReadError(name, "is a directory, not an image") from exc
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageReadError(name, f"refused as a decompression bomb ({exc})") from exc
+            # Over the pixel budget, like any other image too large: one error type (issue 23).
+            raise ImageTooLargeError(name, f"refused as a decompression bomb ({exc})") from exc
         except UnidentifiedImageError as exc:
             raise ImageReadError(name, "not an image file Pillow can read") from exc
         except ImageReadError:

@@ -1,7 +1,8 @@
 """Where a server's events go: the history (with its retention) and the notifiers, as one sink.
 
 ``EventOutputs`` is what ``facemetric serve`` (and any other producer of events: cameras,
-``watch``) hands events to: ``outputs.sink.update(event)`` / ``close_event(event)``. It holds
+``watch``) hands events to; it is an ``EventSink`` itself (``update(event)`` /
+``close_event(event)``, the same as ``outputs.sink``). It holds
 the ``HistorySink`` first (so an event has its id by the time a notifier sends it, most of the
 time), then MQTT and webhooks, prunes the history now and every ``prune_every`` seconds, and
 reports all of them in ``status()`` (``/api/health``).
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from facemetric.events.history import EventStore, HistorySink, Pruned
-from facemetric.events.model import iso
+from facemetric.events.model import Event, iso
 from facemetric.events.notify import FanOut, QueueNotifier
 from facemetric.gallery.store import GalleryStore
 
@@ -64,6 +65,13 @@ class EventOutputs:
             target=self._prune_loop, args=(prune_every,), name="facemetric-retention", daemon=True
         )
         self._pruner.start()
+
+    # ---- EventSink: the outputs themselves are a sink (cameras hand events to them) ----------
+    def update(self, event: Event) -> None:
+        self.sink.update(event)
+
+    def close_event(self, event: Event) -> None:
+        self.sink.close_event(event)
 
     def prune_now(self) -> Pruned:
         """Apply the retention settings once (also done every ``prune_every`` seconds)."""

@@ -2,7 +2,7 @@
 
 from facemetric.gallery.index import (
     ExactIndex,
-    FaissIndex,
+    FaissFlatIndex,
     SearchIndex,
     available_indexes,
     create_index,
@@ -21,7 +21,7 @@ __all__ = [
     "ExactIndex",
     "Face",
     "FaceRecord",
-    "FaissIndex",
+    "FaissFlatIndex",
     "GalleryEmbeddings",
     "GalleryStore",
     "Person",

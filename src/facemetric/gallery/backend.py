@@ -15,9 +15,9 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 from facemetric.errors import GalleryError
+from facemetric.redact import redact as redact  # re-exported: older callers import it here
 
 
 class StoreUnavailableError(GalleryError):
@@ -129,26 +129,3 @@ def open_backend(location: str | Path) -> Backend:
 def _load_backends() -> None:
     # Imported here, not at the top: each registers itself, and psycopg loads only when used.
     from facemetric.gallery import postgres, sqlite  # noqa: F401
-
-
-def redact(url: str) -> str:
-    """``url`` without its password (``postgresql://ada:***@host/db``), for messages and logs."""
-    if "://" not in url:
-        return url
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url.split("://", 1)[0] + "://***"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        port = ""
-    return urlunsplit(
-        (parts.scheme, f"{user}:***@{host}{port}", parts.path, parts.query, parts.fragment)
-    )

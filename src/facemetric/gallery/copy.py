@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from facemetric.gallery.store import ID_BLOCK, GalleryStore, insert_faces, now
+from facemetric.gallery.store import ID_BLOCK, GalleryStore, insert_embeddings, insert_faces, now
 
 BLOCK = 500  # faces per transaction
 
@@ -134,10 +134,7 @@ def _write(
             for key, dim, blob in vectors.get(int(face[0]), [])  # type: ignore[call-overload]
         ]
         if embedded:
-            con.executemany(
-                "INSERT INTO embeddings (face_id, model_key, dim, vector) VALUES (?, ?, ?, ?)",
-                embedded,
-            )
+            insert_embeddings(con, embedded)
             written = len(embedded)
         dst.change(con, "face+", new_ids, person_id=person_id)
     return written

@@ -1,47 +1,60 @@
-"""Nearest-neighbour search over L2-normalised embeddings (cosine = inner product).
+"""Nearest-neighbour search over L2-normalised embeddings (cosine = inner product), keyed by
+face id.
 
-Back ends are chosen by name from a registry: ``exact`` (numpy matrix product + argpartition),
-``faiss`` (faiss-cpu ``IndexFlatIP``), ``half`` (few queries scan a float16 copy with faiss, then
-the candidates are re-ranked in float32; batches go to ``exact``) and ``auto`` (``half`` above
-``AUTO_HALF_ABOVE`` entries when faiss is installed, else ``exact``). Every back end returns the
-same thing: ``(similarities (Q, k) float32, rows (Q, k) int64)``, best first, with float32
-similarities.
+Every index has the same small surface (``SearchIndex``): ``add(ids, vectors)`` (an id already
+held gets its new vector), ``remove(ids)``, ``search(queries, k) -> (similarities, ids)`` (each
+(Q, k), best first, float32 and int64; ids -1 and similarity -inf pad a row that has fewer
+than k answers), ``len``, ``memory_bytes()``, ``kind`` and ``describe()``. Additions and
+removals change the index in place; none rebuilds it.
 
-One query against a large gallery is bound by memory bandwidth (1M x 128 float32 is 512 MB read
-per query: ~50 ms on this 2-core machine); the float16 copy halves the bytes read.
+Kinds are chosen by name from a registry: ``exact`` (numpy matrix product + argpartition),
+``faiss`` (the same exact scan by faiss-cpu's ``knn``), ``hnsw`` and ``ivf`` (approximate: a
+FAISS graph or inverted-file index proposes candidates, which are re-scored exactly in float32,
+see ``facemetric.gallery.approximate``) and ``auto`` (exact up to ``AUTO_APPROX_ABOVE`` faces,
+approximate above, switching in a background thread as the gallery grows or shrinks).
+``create_index(kind, vectors)`` without ids numbers the vectors 0..N-1, so ids are rows.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from facemetric.errors import ConfigError
+from facemetric.gallery.slots import VectorSlots, as_ids, as_matrix
 
-AUTO_HALF_ABOVE = 200_000
-# ``half``: at most this many queries per call scan the float16 copy (faiss has no BLAS path
-# for it, so batches are faster in float32), and each keeps this many extra candidates for
-# the float32 re-ranking (float16 similarities are off by ~1e-3 at most).
-HALF_MAX_QUERIES = 8
-HALF_EXTRA = 32
 # Queries per matrix product: bounds the (Q, N) similarity block kept in memory (~256 MB at 1M).
 QUERY_BLOCK = 64
 
 
 class SearchIndex(Protocol):
-    name: str
+    """An id-keyed similarity index (see the module's docstring)."""
+
+    dim: int
+
+    @property
+    def kind(self) -> str:
+        """The search in use now: ``exact``, ``faiss``, ``hnsw`` or ``ivf``."""
+        ...
 
     def __len__(self) -> int: ...
 
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+
+    def remove(self, ids: np.ndarray) -> None: ...
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` most similar rows for each query, best first."""
+        """The ``k`` most similar ids for each query, best first: (sims, ids)."""
         ...
 
+    def memory_bytes(self) -> int: ...
 
-IndexFactory = Callable[[np.ndarray], SearchIndex]
+    def describe(self) -> dict[str, Any]: ...
+
+
+IndexFactory = Callable[[np.ndarray, np.ndarray], SearchIndex]
 _REGISTRY: dict[str, IndexFactory] = {}
 
 
@@ -57,133 +70,112 @@ def available_indexes() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_index(name: str, vectors: np.ndarray) -> SearchIndex:
-    """A search index of kind ``name`` over ``vectors`` (N, D)."""
+def check_index_name(name: str) -> str:
+    """``name`` if it is a registered kind, else a ConfigError listing them."""
     if name not in _REGISTRY:
         raise ConfigError(f"index: unknown back end {name!r}; available: {available_indexes()}")
-    return _REGISTRY[name](_as_matrix(vectors, "vectors"))
+    return name
 
 
-def _as_matrix(x: np.ndarray, what: str, dim: int | None = None) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim == 1:
-        x = x[None]
-    if x.ndim != 2 or (dim is not None and x.shape[1] != dim):
-        want = f"(N, {dim})" if dim is not None else "(N, D)"
-        raise ConfigError(f"{what}: expected a {want} matrix, got shape {x.shape}")
-    return np.ascontiguousarray(x)
+def create_index(
+    name: str,
+    vectors: np.ndarray,
+    ids: np.ndarray | list[int] | None = None,
+) -> SearchIndex:
+    """A search index of kind ``name`` over ``vectors`` (N, D) under ``ids`` (default 0..N-1)."""
+    check_index_name(name)
+    vectors = as_matrix(vectors, "vectors")
+    ids = as_ids(np.arange(len(vectors)) if ids is None else ids, len(vectors))
+    return _REGISTRY[name](ids, vectors)
 
 
-def _empty(q: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.zeros((q, 0), np.float32), np.zeros((q, 0), np.int64)
+def empty_result(q: int, k: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    return np.full((q, k), -np.inf, np.float32), np.full((q, k), -1, np.int64)
+
+
+def top_k(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest of each row of ``sims`` (Q, N), best first: (values, columns)."""
+    n = sims.shape[1]
+    if k < n:  # the k largest, without copying the block to negate it
+        part = np.argpartition(sims, n - k, axis=1)[:, n - k :]
+    else:
+        part = np.broadcast_to(np.arange(n), sims.shape).copy()
+    top = np.take_along_axis(sims, part, axis=1)
+    order = np.argsort(-top, axis=1, kind="stable")
+    return np.take_along_axis(top, order, axis=1), np.take_along_axis(part, order, axis=1)
+
+
+def exact_search(slots: VectorSlots, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Brute force over every vector of ``slots``: float32 GEMM per block of queries."""
+    q = as_matrix(queries, "queries", slots.dim)
+    k = min(int(k), len(slots))
+    if k <= 0:
+        return empty_result(len(q))
+    sims = np.empty((len(q), k), np.float32)
+    rows = np.empty((len(q), k), np.int64)
+    vectors = slots.vectors
+    for start in range(0, len(q), QUERY_BLOCK):
+        block = q[start : start + QUERY_BLOCK] @ vectors.T
+        sims[start : start + len(block)], rows[start : start + len(block)] = top_k(block, k)
+    return sims, slots.ids[rows]
 
 
 class ExactIndex:
-    """Brute-force cosine search with numpy: float32 GEMM per block of queries, argpartition."""
+    """Brute-force cosine search with numpy over dense id-keyed vectors."""
 
-    name = "exact"
+    kind = "exact"
 
-    def __init__(self, vectors: np.ndarray) -> None:
-        self.vectors = _as_matrix(vectors, "vectors")
+    def __init__(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.dim = int(vectors.shape[1])
+        self.slots = VectorSlots(self.dim, ids, vectors)
 
     def __len__(self) -> int:
-        return len(self.vectors)
+        return len(self.slots)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self.slots.add(ids, vectors)
+
+    def remove(self, ids: np.ndarray) -> None:
+        self.slots.remove(ids)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        q = _as_matrix(queries, "queries", self.vectors.shape[1])
-        k = min(int(k), len(self.vectors))
-        if k <= 0:
-            return _empty(len(q))
-        sims = np.empty((len(q), k), np.float32)
-        rows = np.empty((len(q), k), np.int64)
-        n = len(self.vectors)
-        for start in range(0, len(q), QUERY_BLOCK):
-            block = q[start : start + QUERY_BLOCK] @ self.vectors.T
-            if k < n:  # the k largest, without copying the block to negate it
-                part = np.argpartition(block, n - k, axis=1)[:, n - k :]
-            else:
-                part = np.broadcast_to(np.arange(block.shape[1]), block.shape).copy()
-            top = np.take_along_axis(block, part, axis=1)
-            order = np.argsort(-top, axis=1, kind="stable")
-            sims[start : start + len(block)] = np.take_along_axis(top, order, axis=1)
-            rows[start : start + len(block)] = np.take_along_axis(part, order, axis=1)
-        return sims, rows
+        return exact_search(self.slots, queries, k)
+
+    def memory_bytes(self) -> int:
+        return self.slots.memory_bytes()
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "entries": len(self), "memory_bytes": self.memory_bytes()}
 
 
-class FaissIndex:
-    """faiss-cpu ``IndexFlatIP`` (exact inner product), tuned for small query batches."""
+class FaissFlatIndex(ExactIndex):
+    """The exact scan by faiss-cpu (``faiss.knn``, inner product) over the same vectors."""
 
-    name = "faiss"
+    kind = "faiss"
 
-    def __init__(self, vectors: np.ndarray, threads: int | None = None) -> None:
+    def __init__(self, ids: np.ndarray, vectors: np.ndarray, threads: int | None = None) -> None:
         import faiss
 
         # faiss-cpu 1.15 switches to BLAS only from 128000 queries x entries... per search call
         # (``distance_compute_blas_threshold`` = 20 queries in older versions); below it, it
         # runs a scalar loop ~6x slower than numpy for batched queries. Use BLAS from 2 queries.
         faiss.cvar.distance_compute_blas_threshold = 2
-        faiss.omp_set_num_threads(threads or min(os.cpu_count() or 1, 8))
-        vectors = _as_matrix(vectors, "vectors")
-        self.dim = vectors.shape[1]
-        self.index = faiss.IndexFlatIP(self.dim)
-        if len(vectors):
-            self.index.add(vectors)
-
-    def __len__(self) -> int:
-        return int(self.index.ntotal)
-
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        q = _as_matrix(queries, "queries", self.dim)
-        k = min(int(k), len(self))
-        if k <= 0:
-            return _empty(len(q))
-        sims, rows = self.index.search(q, k)
-        return sims.astype(np.float32), rows.astype(np.int64)
-
-
-class HalfIndex:
-    """Few queries scan a float16 copy (faiss ``IndexScalarQuantizer`` fp16, half the memory
-    traffic of float32), then their best ``k + HALF_EXTRA`` candidates are re-scored in float32
-    and re-ranked; more queries than ``HALF_MAX_QUERIES`` per call go to ``ExactIndex``. The
-    similarities returned are the float32 ones; a row is missed only when more than
-    ``HALF_EXTRA`` others lie within float16 rounding (~1e-3) of the k-th best."""
-
-    name = "half"
-
-    def __init__(self, vectors: np.ndarray, threads: int | None = None) -> None:
-        import faiss
-
-        self.exact = ExactIndex(vectors)
-        self.vectors = self.exact.vectors  # no copy of a float32 C-contiguous matrix
-        self.dim = self.vectors.shape[1]
         if threads:  # faiss's OpenMP setting is process-wide: changed only when asked
             faiss.omp_set_num_threads(threads)
-        self.index = faiss.IndexScalarQuantizer(
-            self.dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
-        )
-        if len(self.vectors):
-            self.index.add(self.vectors)
-
-    def __len__(self) -> int:
-        return len(self.vectors)
+        super().__init__(ids, vectors)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        q = _as_matrix(queries, "queries", self.dim)
+        import faiss
+
+        q = as_matrix(queries, "queries", self.dim)
         k = min(int(k), len(self))
         if k <= 0:
-            return _empty(len(q))
-        if len(q) > HALF_MAX_QUERIES:
-            return self.exact.search(q, k)
-        wide = min(len(self), k + HALF_EXTRA)
-        _, cand = self.index.search(q, wide)
-        cand = cand.astype(np.int64)
-        exact = np.einsum("qd,qcd->qc", q, self.vectors[cand])
-        order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
-        sims = np.take_along_axis(exact, order, axis=1).astype(np.float32)
-        return sims, np.take_along_axis(cand, order, axis=1)
+            return empty_result(len(q))
+        sims, rows = faiss.knn(q, self.slots.vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+        return sims.astype(np.float32), self.slots.ids[rows.astype(np.int64)]
 
 
-def _faiss_available() -> bool:
+def faiss_available() -> bool:
     try:
         import faiss  # noqa: F401
     except ImportError:
@@ -191,27 +183,57 @@ def _faiss_available() -> bool:
     return True
 
 
+def _need_faiss(name: str) -> None:
+    if not faiss_available():
+        raise ConfigError(f"index: {name!r} needs the faiss-cpu package (pip install faiss-cpu)")
+
+
 @register_index("exact")
-def _exact(vectors: np.ndarray) -> SearchIndex:
-    return ExactIndex(vectors)
+def _exact(ids: np.ndarray, vectors: np.ndarray) -> SearchIndex:
+    return ExactIndex(ids, vectors)
 
 
 @register_index("faiss")
-def _faiss(vectors: np.ndarray) -> SearchIndex:
-    if not _faiss_available():
-        raise ConfigError("index: 'faiss' needs the faiss-cpu package (pip install faiss-cpu)")
-    return FaissIndex(vectors)
+def _faiss(ids: np.ndarray, vectors: np.ndarray) -> SearchIndex:
+    _need_faiss("faiss")
+    return FaissFlatIndex(ids, vectors)
 
 
-@register_index("half")
-def _half(vectors: np.ndarray) -> SearchIndex:
-    if not _faiss_available():
-        raise ConfigError("index: 'half' needs the faiss-cpu package (pip install faiss-cpu)")
-    return HalfIndex(vectors)
+@register_index("hnsw")
+def _hnsw(ids: np.ndarray, vectors: np.ndarray) -> SearchIndex:
+    from facemetric.gallery.approximate import ApproximateIndex
+
+    _need_faiss("hnsw")
+    return ApproximateIndex(ids, vectors, method="hnsw", approx_above=0, background=False)
+
+
+@register_index("ivf")
+def _ivf(ids: np.ndarray, vectors: np.ndarray) -> SearchIndex:
+    from facemetric.gallery.approximate import ApproximateIndex
+
+    _need_faiss("ivf")
+    return ApproximateIndex(ids, vectors, method="ivf", approx_above=0, background=False)
 
 
 @register_index("auto")
-def _auto(vectors: np.ndarray) -> SearchIndex:
-    if len(vectors) > AUTO_HALF_ABOVE and _faiss_available():
-        return HalfIndex(vectors)
-    return ExactIndex(vectors)
+def _auto(ids: np.ndarray, vectors: np.ndarray) -> SearchIndex:
+    from facemetric.gallery import approximate
+
+    # faiss is imported only once the gallery is large enough to need it
+    return approximate.ApproximateIndex(
+        ids, vectors, approx_above=approximate.AUTO_APPROX_ABOVE, background=True
+    )
+
+
+def planned_index(entries: int, name: str = "auto") -> dict[str, Any]:
+    """The search ``name`` gives a gallery of ``entries`` faces (for ``gallery info``)."""
+    from facemetric.gallery import approximate
+
+    check_index_name(name)
+    if name == "auto":
+        if entries <= approximate.AUTO_APPROX_ABOVE or not faiss_available():
+            return {"kind": "exact", "entries": entries}
+        name = approximate.AUTO_METHOD
+    if name in ("exact", "faiss"):
+        return {"kind": name, "entries": entries}
+    return {"kind": name, "entries": entries, **approximate.params_for(name, entries)}

@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facemetric.errors import GalleryError
-from facemetric.gallery.index_ids import IdIndex as SearchIndex
-from facemetric.gallery.index_ids import create_index
+from facemetric.gallery.index import SearchIndex, check_index_name, create_index
 from facemetric.gallery.store import GalleryEmbeddings, GalleryStore, model_key
 
 if TYPE_CHECKING:
@@ -63,7 +62,7 @@ class LiveGallery:
         self.store = store
         self.embedder = embedder
         self.key = model_key(embedder)
-        self.index_name = index
+        self.index_name = check_index_name(index)
         self.compute_missing = compute_missing
         self._lock = threading.RLock()  # held while the index changes or is searched
         self._refresh_lock = threading.Lock()
@@ -102,7 +101,7 @@ class LiveGallery:
                 with self._lock:
                     self._person_of, self._faces_of, self._negatives = {}, {}, {}
                     refs = self._split(rows)
-                    self._index = create_index(self.index_name, refs.face_ids, refs.vectors)
+                    self._index = create_index(self.index_name, refs.vectors, refs.face_ids)
                     self._generation = current
             else:
                 touched = sorted(changes.face_ids)
@@ -259,9 +258,7 @@ class LiveGallery:
 
     def status(self) -> GalleryStatus:
         with self._lock:
-            describe = getattr(self._index, "describe", None)
-            name = getattr(self._index, "name", None)
-            info = describe() if callable(describe) else {"kind": name}
+            info = self._index.describe() if self._index is not None else {}
             return GalleryStatus(
                 generation=self._generation,
                 faces=len(self._person_of),

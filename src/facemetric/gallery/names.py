@@ -7,6 +7,12 @@ path part (``.``, ``..``, slashes), or holding a character that is invisible or 
 around it is shown: controls (C0, DEL, C1), format characters (bidi overrides, zero-width
 spaces and joiners, BOM), line separators, unassigned code points, surrogates (undecodable bytes)
 and U+FFFD (bytes that were not valid UTF-8).
+
+Categories do not say how a character renders: Hangul fillers are letters (Lo) and the blank
+Braille pattern a symbol (So), yet both show as empty space. So the rule also goes by how a name
+shows: characters that render as blank space without being spaces are refused anywhere (a name
+holding one looks like another name, or like nothing). What is left starts with a character that
+shows: not a space (trimmed), not a control or format character, not a mark.
 """
 
 from __future__ import annotations
@@ -28,6 +34,22 @@ _REFUSED = {
     "Cn": "an unassigned character",
     "Co": "a private-use character",
 }
+# Characters that show as blank space (or nothing) although their category says letter, symbol
+# or mark; Unicode's Default_Ignorable_Code_Point fillers and the blank glyphs of symbol blocks.
+_BLANK = frozenset(
+    {
+        "\u034f",  # COMBINING GRAPHEME JOINER
+        "\u115f",  # HANGUL CHOSEONG FILLER
+        "\u1160",  # HANGUL JUNGSEONG FILLER
+        "\u17b4",  # KHMER VOWEL INHERENT AQ
+        "\u17b5",  # KHMER VOWEL INHERENT AA
+        "\u2800",  # BRAILLE PATTERN BLANK
+        "\u3164",  # HANGUL FILLER
+        "\uffa0",  # HALFWIDTH HANGUL FILLER
+        "\U00016fe4",  # KHITAN SMALL SCRIPT FILLER
+        "\U0001d159",  # MUSICAL SYMBOL NULL NOTEHEAD
+    }
+)
 
 
 def _describe(char: str) -> str:
@@ -44,6 +66,10 @@ def check_person_name(name: str) -> str:
         if category in _REFUSED or char == "\ufffd":
             why = _REFUSED.get(category, "the replacement character (bytes that were not UTF-8)")
             raise GalleryError(f"name {name!r}: contains {_describe(char)}, {why}")
+        if char in _BLANK:
+            raise GalleryError(
+                f"name {name!r}: contains {_describe(char)}, which shows as blank space"
+            )
     cleaned = _SPACES.sub(" ", unicodedata.normalize("NFC", name)).strip()
     if not cleaned:
         raise GalleryError(f"name {name!r}: must not be empty")
@@ -61,3 +87,8 @@ def check_person_name(name: str) -> str:
             "which has no letter to sit on"
         )
     return cleaned
+
+
+def is_blank(char: str) -> bool:
+    """Whether ``char`` renders as blank space without being a space (Hangul fillers, ...)."""
+    return char in _BLANK

@@ -74,6 +74,22 @@ class _Connection:
         with self.con.cursor() as cur:
             cur.executemany(_pg_sql(sql), rows)
 
+    def new_ids(self, table: str, n: int) -> list[int]:
+        """``n`` fresh ids of ``table``'s identity column, handed out for good."""
+        sql = "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)"
+        return [int(r[0]) for r in self.con.execute(sql, (table, n)).fetchall()]
+
+    def copy_rows(
+        self, table: str, columns: Sequence[str], types: Sequence[str], rows: Sequence[Any]
+    ) -> None:
+        """Bulk insert with ``COPY ... FROM STDIN`` in binary: chips travel as raw bytes, not
+        hex text, and the server parses no SQL per row (2-3x an INSERT's rows per second)."""
+        sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+        with self.con.cursor() as cur, cur.copy(sql) as copy:
+            copy.set_types(list(types))
+            for row in rows:
+                copy.write_row(row)
+
 
 class PostgresBackend:
     kind = "postgresql"

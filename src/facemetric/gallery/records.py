@@ -67,11 +67,14 @@ class FaceRecord:
     ) -> FaceRecord:
         """The record of a detected ``face`` of ``image``; ``face.crop`` is the model's crop
         (cut for ``crop_for``: template, size)."""
+        from facemetric.data.quality import face_quality
+
         det = face.detection
         marks = np.asarray(det.landmarks, dtype=np.float64)
         matrix = alignment_matrix(marks, CHIP_SIZE, CHIP_TEMPLATE)
+        chip = warp_crop(image, matrix, CHIP_SIZE)
         return cls(
-            chip=warp_crop(image, matrix, CHIP_SIZE),
+            chip=chip,
             chip_template=CHIP_TEMPLATE,
             chip_landmarks=transform_points(matrix, marks).astype(np.float32),
             source=source,
@@ -80,6 +83,7 @@ class FaceRecord:
             crop=face.crop,
             crop_for=crop_for,
             content_sha256=content_sha256,
+            quality=face_quality(chip, marks, det.box, det.score),
         )
 
     @classmethod

@@ -302,7 +302,11 @@ class GalleryStore:
                 )
             ids = insert_faces(con, [(person_id, kind, *r[:4], created, *r[4:]) for r in rows])
             if key is not None and chosen is not None:
-                put_embeddings(con, key, ids, chosen)
+                vecs = np.ascontiguousarray(chosen, dtype=np.float32)
+                dim = int(vecs.shape[1])
+                insert_embeddings(
+                    con, [(i, key, dim, v.tobytes()) for i, v in zip(ids, vecs, strict=True)]
+                )
             self.change(con, "face+", ids, person_id=person_id)
         return ids
 
@@ -546,9 +550,22 @@ FACE_INSERT = (
 INSERT_BLOCK = 200  # faces per INSERT statement
 
 
+FACE_COLUMNS: tuple[str, ...] = ("person_id", "kind", "source", "crop_png", "box", "landmarks")
+FACE_COLUMNS += ("created", "chip_template", "chip_landmarks", "content_sha256", "quality")
+FACE_TYPES = ("int8", "text", "text", "bytea", *["text"] * 7)
+
+
 def insert_faces(con: Connection, rows: Sequence[Sequence[Any]]) -> list[int]:
-    """Insert face rows (``FACE_INSERT``'s columns), several per statement; their new ids in
-    the rows' order (matched by kind and content hash, unique among one person's new faces)."""
+    """Insert face rows (``FACE_INSERT``'s columns); their new ids in the rows' order. A
+    backend with bulk copy (PostgreSQL) takes ids first and copies the rows; otherwise several
+    rows go per statement, matched back by kind and content hash (unique among one person's
+    new faces)."""
+    copy = getattr(con, "copy_rows", None)
+    if copy is not None and rows:
+        new_ids: list[int] = con.new_ids("faces", len(rows))  # type: ignore[attr-defined]
+        rows = [(i, *row) for i, row in zip(new_ids, rows, strict=True)]
+        copy("faces", ("id", *FACE_COLUMNS), ("int8", *FACE_TYPES), rows)
+        return new_ids
     ids: list[int] = []
     for start in range(0, len(rows), INSERT_BLOCK):
         block = rows[start : start + INSERT_BLOCK]
@@ -558,6 +575,18 @@ def insert_faces(con: Connection, rows: Sequence[Sequence[Any]]) -> list[int]:
         made = {(str(k), str(d)): int(i) for i, k, d in con.execute(sql, flat).fetchall()}
         ids += [made[(str(row[1]), str(row[9]))] for row in block]
     return ids
+
+
+def insert_embeddings(con: Connection, rows: Sequence[tuple[int, str, int, bytes]]) -> None:
+    """Embeddings of new faces (face id, model key, dim, vector bytes), none there yet."""
+    copy = getattr(con, "copy_rows", None)
+    if copy is not None:
+        columns = ("face_id", "model_key", "dim", "vector")
+        copy("embeddings", columns, ("int8", "text", "int4", "bytea"), rows)
+        return
+    con.executemany(
+        "INSERT INTO embeddings (face_id, model_key, dim, vector) VALUES (?, ?, ?, ?)", rows
+    )
 
 
 def put_embeddings(con: Connection, key: str, face_ids: Sequence[int], vectors: np.ndarray) -> None:

@@ -254,9 +254,12 @@ class Trainer:
     def _save(self, epoch: int, metrics: ValMetrics | None, improved: bool) -> None:
         if not self.info.is_main:
             return
-        atomic_torch_save(self._state(), self.out / STATE_FILE)
         threshold = None if metrics is None else metrics.threshold
+        # last.pt before the resume state: a kill between the two leaves the state one epoch
+        # behind (--resume repeats that epoch and rewrites last.pt), never last.pt behind a
+        # state that --resume would skip past.
         save_checkpoint(self.out / "last.pt", self.model, threshold, self._meta(epoch, metrics))
+        atomic_torch_save(self._state(), self.out / STATE_FILE)
         if improved:
             save_checkpoint(self.out / "best.pt", self.model, threshold, self._meta(epoch, metrics))
 

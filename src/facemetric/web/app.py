@@ -24,10 +24,12 @@ from facemetric import __version__
 from facemetric.data.image import ImageTooLargeError
 from facemetric.errors import ConfigError, FacemetricError, FaceNotFoundError, ImageReadError
 from facemetric.gallery.backend import StoreUnavailableError
-from facemetric.web import events, routes, stream
+from facemetric.web import cameras, events, routes, stream, unknown
+from facemetric.web.limits import ConnectionCount, ConnectionLimit
 from facemetric.web.security import (
     ALL_INTERFACES,
     BodyLimits,
+    SameOriginWrites,
     SecurityHeaders,
     TrustedHost,
     resolve_viewer_token,
@@ -72,6 +74,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         app.state.web = state
         app.state.events = events.open_event_outputs(settings, state.store)
         state.start_following()
+        app.state.cameras = cameras.start_cameras(settings, state, cameras.event_sinks(app))
         if generated:
             print(
                 f"facemetric serve: admin token for this run (set FACEMETRIC_ADMIN_TOKEN to "
@@ -91,6 +94,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            app.state.cameras.stop()
             app.state.events.close()
             state.close()
 
@@ -103,8 +107,10 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     app.state.admin_token = admin_token
     app.state.viewer_token = viewer_token
     app.state.viewer_required = viewer_token_needed(settings)
-    # The last added runs first: security headers wrap the host check, which wraps the body
-    # limits, which wrap CORS (so a refused host or body still gets the headers).
+    app.state.connections = ConnectionCount(settings.max_connections)
+    # The last added runs first: security headers wrap the connection limit, which wraps the
+    # host check, then the origin check of writes, the body limits and CORS (so whatever is
+    # refused still gets the headers).
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -113,11 +119,13 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(BodyLimits, limit=settings.max_upload_bytes, timeout=settings.body_timeout)
+    app.add_middleware(SameOriginWrites, allowed=settings.cors_origins)  # before any body
     app.add_middleware(
         TrustedHost,
         hosts=trusted_hosts(settings.host, settings.allowed_hosts),
         any_host="*" in settings.allowed_hosts,
     )
+    app.add_middleware(ConnectionLimit, count=app.state.connections)  # streams included
     app.add_middleware(SecurityHeaders, same_origin_resources=not settings.cors_origins)
 
     @app.exception_handler(FacemetricError)
@@ -137,6 +145,9 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(stream.router)
     app.include_router(events.router)
+    app.include_router(cameras.router)
+    for router in unknown.ROUTERS:
+        app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
     def _page() -> Any:
@@ -145,6 +156,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     app.add_api_route("/", _page, methods=["GET"], include_in_schema=False)
     app.add_api_route("/gallery", _page, methods=["GET"], include_in_schema=False)
     app.add_api_route("/events", _page, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/cameras", _page, methods=["GET"], include_in_schema=False)
     return app
 
 
@@ -174,6 +186,8 @@ def serve(settings: WebSettings) -> None:
         )
     from facemetric.web.protocol import protocol_class
 
+    cameras.configured_cameras(settings)  # a bad --camera or cameras file: one line, exit 2
+
     sock = listening_socket(settings.host, settings.port)  # a busy port: one line, exit 2
     return_freed_memory()
     app = create_app(settings)
@@ -196,11 +210,13 @@ def serve(settings: WebSettings) -> None:
         host=settings.host,
         port=settings.port,
         log_level="warning",
-        # h11, not httptools: it bounds the request head's size; the subclass bounds its time.
-        http=protocol_class(settings.header_timeout),
+        # h11, not httptools: the subclass bounds the request head's time and whole size.
+        http=protocol_class(settings.header_timeout, settings.max_header_bytes),
         h11_max_incomplete_event_size=settings.max_header_bytes,
         timeout_keep_alive=settings.keep_alive_timeout,
-        limit_concurrency=settings.max_connections,
+        # The app counts streams and requests together (web.limits); uvicorn's own count of
+        # sockets is only a backstop, well above it, so /api/health answers with every slot taken.
+        limit_concurrency=2 * settings.max_connections + 16,
         # Moderately oversized frames get an error answer; far larger ones close the socket (1009).
         ws_max_size=4 * settings.max_frame_bytes,
     )

@@ -13,6 +13,7 @@ import secrets
 import time
 import unicodedata
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path as FilePath
 from typing import Annotated, Any
 
@@ -32,10 +33,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from facemetric.data.image import DecodedImage, ImageTooLargeError
+from facemetric.data.quality import QualityFloors, problems
 from facemetric.errors import FaceNotFoundError, GalleryError, ImageReadError
 from facemetric.gallery.backend import StoreUnavailableError
 from facemetric.gallery.names import check_person_name
 from facemetric.gallery.records import FaceRecord
+from facemetric.screen import QualityPolicy, enrol_checked, screen_for
 from facemetric.web.state import WebState, public_message
 from facemetric.web.uploads import png_data_url, to_original
 
@@ -116,7 +119,8 @@ class GalleryHealth(BaseModel):
     database: str  # ok | unavailable
     generation: int | None = None  # the store generation this server's copy is up to date with
     following: bool = False  # a follower thread keeps the copy up to date
-    index: str | None = None  # the search index in use
+    index: str | None = None  # the search index in use: exact | faiss | hnsw | ivf
+    index_entries: int | None = None  # faces it holds
     error: str | None = None  # why the database cannot be reached now
 
 
@@ -130,6 +134,7 @@ class HealthPublic(BaseModel):
     # the event history and each notifier (MQTT, webhooks): state ok | retrying | connecting
     events: dict[str, Any] | None = None
     notifications: list[dict[str, Any]] = []
+    connections: dict[str, int] | None = None  # served now, peak, refused (web.limits)
 
 
 class CalibrationPublic(BaseModel):
@@ -178,7 +183,8 @@ class EnrolledPublic(PersonPublic):
 
     added: int = 0  # faces added by this request
     duplicates: int = 0  # photos the person already had (not added again)
-    skipped: dict[str, str] = {}  # photos left out (unreadable, no face), with why
+    skipped: dict[str, str] = {}  # photos left out (unreadable, no face, low quality), with why
+    flagged: dict[str, str] = {}  # photos saved below a quality floor (enrol_quality=flag)
 
 
 class PersonDeleted(BaseModel):
@@ -207,6 +213,9 @@ class PreviewPhoto(BaseModel):
     height: int
     faces: list[PreviewFace]  # the largest PREVIEW_FACES faces
     faces_found: int
+    quality: dict[str, Any] | None = None  # the quality figures of the face enrolment keeps
+    problems: list[str] = []  # the quality floors it misses (docs/quality.md)
+    refused: bool = False  # enrolment would refuse it (enrol_quality=refuse)
 
 
 class PreviewPublic(BaseModel):
@@ -260,7 +269,7 @@ def gallery_health(state: WebState) -> tuple[int, int, GalleryHealth]:
     if live is not None:
         status = live.status()
         info.generation, info.following = status.generation, status.following
-        info.index = status.index.get("kind")
+        info.index, info.index_entries = status.index.get("kind"), status.index.get("entries")
         return status.people, status.faces, info
     if error is not None:
         return 0, 0, info
@@ -298,7 +307,13 @@ async def health(state: StateDep, request: Request) -> HealthPublic:
         gallery=gallery,
         events=events_health(request.app)[0],
         notifications=events_health(request.app)[1],
+        connections=_connections(request),
     )
+
+
+def _connections(request: Request) -> dict[str, int] | None:
+    count = getattr(request.app.state, "connections", None)
+    return count.public() if count is not None else None
 
 
 @status_router.get("/model", response_model=ModelPublic)
@@ -406,6 +421,7 @@ async def enroll_person(
     name = check_name(name)
     recognizer = state.require_recognizer()
     records: list[FaceRecord] = []
+    labels: list[str] = []
     skipped: dict[str, str] = {}
     failures: list[Exception] = []
     async for label, data in uploaded_files(state, files):
@@ -421,6 +437,7 @@ async def enroll_person(
             failures.append(exc)
             continue
         records.append(record)  # the largest face's chip; the photo itself is not kept
+        labels.append(label)
         del image  # released before the next photo is decoded
 
     if not records and len(failures) == 1:
@@ -428,7 +445,9 @@ async def enroll_person(
 
     def work() -> EnrolledPublic:
         try:
-            result = recognizer.add_records(name, records, skipped)
+            result, flagged = enrol_checked(
+                recognizer, name, records, skipped, quality_policy(state), labels
+            )
         except StoreUnavailableError:
             raise  # 503: the database is away, try again later
         except GalleryError as exc:
@@ -440,6 +459,7 @@ async def enroll_person(
             added=len(result.added),
             duplicates=result.duplicates,
             skipped=result.skipped,
+            flagged=flagged,
         )
 
     async with state.write_lock:
@@ -518,7 +538,16 @@ def image_tag(face: Any) -> str:
     return f"{int(face.id)}-{(face.digest or '')[:16]}"
 
 
-def preview_photo(state: WebState, filename: str, image: DecodedImage) -> PreviewPhoto:
+def quality_policy(state: WebState) -> QualityPolicy:
+    """The enrolment quality policy of the settings (``enrol_quality``, ``quality_floors``)."""
+    floors = replace(QualityFloors(), **state.settings.quality_floors)
+    return QualityPolicy(floors, state.settings.enrol_quality)
+
+
+def preview_photo(
+    state: WebState, filename: str, image: DecodedImage
+) -> tuple[PreviewPhoto, FaceRecord | None]:
+    """The photo's faces for the preview, and the record enrolment would make of it."""
     aligned = state.detect(image.pixels)
     sx, sy = image.scale
     scale = (sx, sy, sx, sy)
@@ -531,22 +560,60 @@ def preview_photo(state: WebState, filename: str, image: DecodedImage) -> Previe
         )
         for i, a in enumerate(aligned[:PREVIEW_FACES])
     ]
-    return PreviewPhoto(
+    record = None
+    if aligned:
+        crop_for = state.recognizer.crop_for if state.recognizer is not None else None
+        record = FaceRecord.from_photo(image.pixels, aligned[0], filename, crop_for)
+    photo = PreviewPhoto(
         filename=filename,
         width=image.width,
         height=image.height,
         faces=faces,
         faces_found=len(aligned),
+        quality=None if record is None else record.quality,
     )
+    return photo, record
+
+
+def preview_quality(
+    state: WebState, name: str | None, photos: list[PreviewPhoto], records: list[Any]
+) -> None:
+    """Fill in each photo's quality problems as enrolling them (as ``name``) would find them:
+    the floors, and with a model the consistency with each other and ``name``'s references."""
+    policy = quality_policy(state)
+    if policy.mode == "off":
+        return
+    found = [(p, r) for p, r in zip(photos, records, strict=True) if r is not None]
+    if state.recognizer is not None and found:
+        screening = screen_for(state.recognizer, name or "", [r for _, r in found], policy)
+        for (photo, _), record, why, ok in zip(
+            found, screening.records, screening.reasons, screening.accepted, strict=True
+        ):
+            photo.quality, photo.problems, photo.refused = record.quality, why, not ok
+        return
+    for photo, record in found:
+        photo.problems = problems(record.quality or {}, policy.floors)
+        photo.refused = bool(photo.problems) and policy.mode == "refuse"
 
 
 @enroll_router.post("/preview", response_model=PreviewPublic)
-async def enroll_preview(state: StateDep, files: Uploads) -> PreviewPublic:
-    """Detect and align the faces of photos or snapshots, to check them before enrolling."""
-    photos = []
-    async for name, image in decoded_photos(state, files):
-        photos.append(await state.run(preview_photo, state, name, image))
+async def enroll_preview(
+    state: StateDep,
+    files: Uploads,
+    name: Annotated[
+        str | None, Form(description="Person the photos are for: checked against their faces")
+    ] = None,
+) -> PreviewPublic:
+    """Detect and align the faces of photos or snapshots, to check them before enrolling:
+    the faces found and, for the one enrolment keeps, its quality figures and problems."""
+    photos, records = [], []
+    async for label, image in decoded_photos(state, files):
+        photo, record = await state.run(preview_photo, state, label, image)
+        photos.append(photo)
+        records.append(record)
         del image  # released before the next photo is decoded
+    person = None if not name or not name.strip() else check_name(name)
+    await state.run(preview_quality, state, person, photos, records)
     return PreviewPublic(photos=photos)
 
 

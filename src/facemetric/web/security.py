@@ -1,9 +1,10 @@
-"""Request guards: trusted hosts, body size and time limits, security headers, stream origins.
+"""Request guards: trusted hosts, body size and time limits, security headers, origins.
 
 Plain ASGI middlewares (no dependency beyond Starlette) so they see every request, WebSocket
 handshakes included, before any route does. Hosts are checked against an allow-list (the bound
-host, localhost and ``allowed_hosts``), which stops DNS rebinding; WebSocket handshakes from a
-browser must come from the server's own origin or one in ``cors_origins``.
+host, localhost and ``allowed_hosts``), which stops DNS rebinding; WebSocket handshakes and
+requests other than GET/HEAD/OPTIONS from a browser must come from the server's own origin or one
+in ``cors_origins``.
 """
 
 from __future__ import annotations
@@ -101,8 +102,8 @@ class TrustedHost:
 
 
 def origin_allowed(scope: Scope, allowed: Iterable[str]) -> bool:
-    """May a WebSocket handshake with this ``Origin`` go on? No ``Origin`` (not a browser), the
-    server's own origin (same host and port as ``Host``), or one listed in ``allowed``."""
+    """May a WebSocket handshake or a POST with this ``Origin`` go on? No ``Origin`` (not a
+    browser), the server's own origin (same host and port as ``Host``), or one in ``allowed``."""
     origin = _header(scope, b"origin")
     if origin is None:
         return True
@@ -115,6 +116,36 @@ def origin_allowed(scope: Scope, allowed: Iterable[str]) -> bool:
         and host is not None
         and parts.netloc.lower() == host.strip().lower()
     )
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class SameOriginWrites:
+    """Refuse (403) requests that change or compute something (POST, DELETE, ...) sent by a
+    browser from another site's page: its ``Origin`` is neither this server's nor one in
+    ``allowed``. Such a page cannot read the answer, but without this it could make visitors'
+    browsers spend the server's CPU on ``/api/identify`` and ``/api/enroll/preview``, which
+    need no token. Clients that are not browsers send no ``Origin`` and are not affected."""
+
+    def __init__(self, app: ASGIApp, allowed: Iterable[str]) -> None:
+        self.app = app
+        self.allowed = tuple(allowed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope.get("method", "GET") in SAFE_METHODS
+            or origin_allowed(scope, self.allowed)
+        ):
+            await self.app(scope, receive, send)
+            return
+        origin = _header(scope, b"origin") or ""
+        detail = (
+            f"origin {origin[:100]!r} may not {scope.get('method')} {scope.get('path')}: only "
+            "this server's own pages and the origins in cors_origins may"
+        )
+        await JSONResponse({"detail": detail}, status_code=403)(scope, receive, send)
 
 
 class SecurityHeaders:

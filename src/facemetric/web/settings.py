@@ -105,7 +105,9 @@ class WebSettings(BaseSettings):
     max_connections: int = Field(
         default=100,
         ge=1,
-        description="Most connections (streams included) served at once; more get 503.",
+        description="Most connections served at once, streams and HTTP requests counted "
+        "together: a stream over it is closed at once with code 1013 and a reason, a request "
+        "gets 503; /api/health is always answered.",
     )
     stream_idle_timeout: float = Field(
         default=60.0,
@@ -133,6 +135,16 @@ class WebSettings(BaseSettings):
         description="Match threshold on cosine similarity; default: the model's calibrated one.",
     )
     top_k: int = Field(default=3, ge=1, le=20, description="Gallery candidates returned per face.")
+    enrol_quality: Literal["refuse", "flag", "off"] = Field(
+        default="refuse",
+        description="Enrolment photos below the quality floors: refuse them (with the reason), "
+        "flag them (saved, with the reason) or off (no checks). See docs/quality.md.",
+    )
+    quality_floors: dict[str, float] = Field(
+        default_factory=dict,
+        description="Quality floors that differ from the defaults (JSON object), of "
+        "min_eye_px, min_sharpness, max_yaw, min_score, min_consistency; 0 turns one off.",
+    )
     workers: int = Field(
         default=2,
         ge=1,
@@ -163,6 +175,62 @@ class WebSettings(BaseSettings):
     track_max_missed: int = Field(
         default=5, ge=0, description="Stabilisation: frames a track survives without its face."
     )
+    cameras: list[str] = Field(
+        default_factory=list,
+        description="Server-side cameras as NAME=SOURCE (JSON list; flag: --camera, repeatable): "
+        "rtsp://..., http(s)://... MJPEG, a video file (played in a loop at its own pace) or "
+        "/dev/videoN. Passwords in URLs are never shown.",
+    )
+    cameras_file: str | None = Field(
+        default=None,
+        description="A TOML file of cameras ([[camera]] tables: name, source, optional fps), "
+        "added to cameras.",
+    )
+    camera_fps: float = Field(
+        default=5.0,
+        gt=0.0,
+        le=120.0,
+        description="Frames a second each camera hands to the recogniser at most (its frame "
+        "budget; a camera in the TOML file may set its own). Other frames are dropped unread.",
+    )
+    camera_detect_size: int = Field(
+        default=640,
+        ge=64,
+        le=4096,
+        description="Cameras: longest side a frame is scaled to for face detection (faces on "
+        "a door camera are smaller than a webcam's).",
+    )
+    event_gap: float = Field(
+        default=2.0,
+        gt=0.0,
+        description="Seconds a face may go unseen before its event closes (a missed frame "
+        "never splits an event).",
+    )
+    keep_unknown: bool = Field(
+        default=False,
+        description="Keep the faces that match nobody (chip, time, embedding) in the gallery, "
+        "grouped into suggested people for the Unknown faces page (/unknown).",
+    )
+    unknown_days: float = Field(
+        default=30.0, gt=0, description="Unknown faces older than this many days are deleted."
+    )
+    unknown_max_faces: int = Field(
+        default=10_000, ge=1, description="Most unknown faces kept; the oldest go first."
+    )
+    unknown_interval: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds before another face of the same unknown group from the same "
+        "source is kept (a stream shows a stranger in every frame).",
+    )
+    unknown_threshold: float | None = Field(
+        default=None,
+        ge=-1.0,
+        le=1.0,
+        description="Grouping threshold of unknown faces (average cosine similarity within a "
+        "group); default: the match threshold + 0.01.",
+    )
+
     # ---- events: history, retention, notifications, access (docs/events.md) ----
     viewer_token: SecretStr | None = Field(
         default=None,
@@ -209,6 +277,21 @@ class WebSettings(BaseSettings):
         description="Key of the X-Facemetric-Signature header (sha256 HMAC of the body) on "
         "webhook requests.",
     )
+
+    @field_validator("quality_floors")
+    @classmethod
+    def _known_floors(cls, value: dict[str, float]) -> dict[str, float]:
+        from facemetric.data.quality import QualityFloors
+        from facemetric.errors import ConfigError
+
+        unknown = set(value) - set(QualityFloors().to_dict())
+        if unknown:
+            raise ValueError(f"quality_floors: unknown floor(s) {', '.join(sorted(unknown))}")
+        try:
+            QualityFloors(**value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("mqtt")
     @classmethod

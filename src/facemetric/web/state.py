@@ -161,6 +161,10 @@ def load_state(settings: WebSettings, admin_token: str, token_generated: bool) -
         recognizer = Recognizer(
             embedder, store, detector, threshold=settings.threshold, top_k=settings.top_k
         )
+        if settings.keep_unknown:
+            from facemetric.web.unknown import attach
+
+            attach(recognizer, settings)
     return WebState(
         settings=settings,
         admin_token=admin_token,

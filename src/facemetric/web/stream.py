@@ -24,9 +24,9 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from facemetric.data.image import DecodedImage, ImageTooLargeError
 from facemetric.errors import FacemetricError
+from facemetric.tracking import Tracker
 from facemetric.web.security import origin_allowed
 from facemetric.web.state import ServiceUnavailable, WebState
-from facemetric.web.tracking import Tracker
 from facemetric.web.uploads import ACCEPTED, sniff_image_type, to_original
 
 log = logging.getLogger(__name__)

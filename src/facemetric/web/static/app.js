@@ -128,9 +128,10 @@ function connect() {
   ws.binaryType = "arraybuffer";
   live.ws = ws;
   ws.onopen = () => { $("#conn").textContent = "connected"; };
-  ws.onclose = () => {
-    $("#conn").textContent = "disconnected, retrying…";
-    if (!live.stopped) setTimeout(connect, 1500);
+  ws.onclose = (event) => {
+    const busy = event.code === 1013; // every max_connections slot taken: wait longer
+    $("#conn").textContent = busy ? `${event.reason}; retrying…` : "disconnected, retrying…";
+    if (!live.stopped) setTimeout(connect, busy ? 5000 : 1500);
   };
   ws.onmessage = (event) => {
     const msg = JSON.parse(event.data);
@@ -284,6 +285,8 @@ async function previewFaces() {
   if (!files.length) { enrolMessage("Choose photos or take snapshots first.", true); return; }
   const form = new FormData();
   files.forEach((f) => form.append("files", f));
+  const person = $("#enrol-name").value.trim();
+  if (person) form.append("name", person); // quality: checked against the person's faces too
   enrolMessage("Detecting faces…");
   try {
     const result = await api("/api/enroll/preview", { method: "POST", body: form });
@@ -295,17 +298,17 @@ async function previewFaces() {
         box.append(el("figure", {}, el("figcaption", { text: `${photo.filename}: no face found, will be skipped` })));
         continue;
       }
-      usable += 1;
+      if (!photo.refused) usable += 1;
       for (const face of photo.faces) {
         box.append(el("figure", {},
           el("img", { src: face.crop, class: face.selected ? "selected" : "", alt: photo.filename }),
-          el("figcaption", { text: `${photo.filename}${face.selected ? " (to be saved)" : ""}` })));
+          el("figcaption", { text: `${photo.filename}${face.selected ? qualityNote(photo) : ""}` })));
       }
     }
     $("#save").disabled = usable === 0;
     enrolMessage(usable
-      ? `${usable} of ${result.photos.length} photo(s) have a face. Nothing is saved yet: "Save person" saves the largest face of each (a photo the person already has is not added twice).`
-      : "No face found in any photo: nothing can be saved.", usable === 0);
+      ? `${usable} of ${result.photos.length} photo(s) have a usable face. Nothing is saved yet: "Save person" saves the largest face of each (a photo the person already has is not added twice; one below the quality floors is refused).`
+      : "No usable face in any photo: nothing can be saved.", usable === 0);
   } catch (err) {
     enrolMessage(err.message, true);
   }
@@ -330,16 +333,27 @@ async function saveEnrolment(event) {
   }
 }
 
+// The enrolment quality checks' verdict on the face a photo would give (docs/quality.md).
+function qualityNote(photo) {
+  const problems = photo.problems || [];
+  if (!problems.length) return " (to be saved)";
+  return ` (${photo.refused ? "will be refused" : "saved, flagged"}: ${problems.join("; ")})`;
+}
+
 // What the server answered: faces added, photos it already had, photos skipped and why.
 function showEnrolled(person) {
   const skipped = Object.entries(person.skipped || {});
+  const flagged = Object.entries(person.flagged || {});
   const parts = [`${person.added} face(s) added`];
   if (person.duplicates) parts.push(`${person.duplicates} photo(s) already there, not added again`);
   if (skipped.length) parts.push(`${skipped.length} photo(s) skipped`);
+  if (flagged.length) parts.push(`${flagged.length} saved below a quality floor`);
   enrolMessage(`Saved ${person.name}: ${parts.join(", ")}. ${person.name} now has ${person.face_count} reference face(s).`);
   const list = $("#enrol-skipped");
-  list.replaceChildren(...skipped.map(([file, why]) => el("li", { text: `${file}: ${why}` })));
-  list.hidden = skipped.length === 0;
+  list.replaceChildren(
+    ...skipped.map(([file, why]) => el("li", { text: `${file}: ${why}` })),
+    ...flagged.map(([file, why]) => el("li", { text: `${file}: saved, but ${why}` })));
+  list.hidden = skipped.length + flagged.length === 0;
 }
 
 function clearEnrolment(clearMessage = true) {
@@ -392,4 +406,4 @@ async function startGallery() {
 }
 
 if (location.pathname.startsWith("/gallery")) startGallery();
-else if (!location.pathname.startsWith("/events")) startLive(); // /events: events.js
+else if (!/^\/(cameras|events)/.test(location.pathname)) startLive(); // cameras.js, events.js

@@ -1,0 +1,271 @@
+"""A camera's pipeline: reader -> recogniser -> tracker -> event builder -> sinks.
+
+``CameraPipeline.step`` recognises one frame (faces, embeddings, the one match decision
+``Recognizer.match``), steadies the labels with the shared ``Tracker`` and feeds the
+``EventBuilder``; ``serve`` runs one ``CameraWorker`` thread per camera around it, ``watch`` calls
+it in its own loop. The newest labelled frame is kept (one per camera) for the cameras page.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from facemetric.events.builder import EventBuilder
+from facemetric.events.model import EventSink
+from facemetric.tracking import Tracker
+from facemetric.video.reader import CameraReader, Frame, Mode
+from facemetric.video.sources import Camera
+
+if TYPE_CHECKING:
+    from facemetric.recognize import Recognizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineOptions:
+    """How frames are recognised and events built (the tracker's defaults are the live page's)."""
+
+    threshold: float | None = None  # None: the recogniser's (calibrated) threshold
+    detect_size: int | None = 640
+    track_iou: float = 0.3
+    track_alpha: float = 0.4
+    track_hysteresis: float = 0.05
+    track_max_missed: int = 5
+    event_gap: float = 2.0
+    event_min_frames: int = 2
+
+
+def recognise(
+    recognizer: Recognizer, image: np.ndarray, threshold: float | None, detect_size: int | None
+) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+    """Every face of ``image`` as ``FaceMatch.to_dict()`` plus its embedding (events keep an
+    unknown face's embedding). The decision is ``Recognizer.match``'s, as everywhere."""
+    from facemetric.recognize import FaceMatch
+
+    faces = recognizer.detect(image, detect_size)
+    if not faces:
+        return [], []
+    emb = recognizer.embed(np.stack([f.crop for f in faces]))
+    out = []
+    for face, (cands, ok) in zip(faces, recognizer.match(emb, threshold), strict=True):
+        best = cands[0] if cands else None
+        det = face.detection
+        out.append(
+            FaceMatch(
+                box=tuple(float(v) for v in det.box),  # type: ignore[arg-type]
+                landmarks=np.asarray(det.landmarks, np.float32),
+                score=float(det.score),
+                identity=best.identity if ok and best else None,
+                similarity=best.similarity if best else -1.0,
+                is_match=ok,
+                gallery_face_id=best.face_id if ok and best else None,
+                top_k=cands,
+                nearest=best.identity if best else None,
+            ).to_dict()
+        )
+    return out, list(emb)
+
+
+@dataclass
+class Labelled:
+    """The newest recognised frame of a camera and its steadied faces."""
+
+    frame: Frame
+    faces: list[dict[str, Any]]
+    _jpeg: bytes | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def jpeg(self, quality: int = 80) -> bytes:
+        """The frame with boxes and names drawn, as JPEG (encoded once, on first request)."""
+        with self._lock:
+            if self._jpeg is None:
+                import cv2
+
+                bgr = draw_faces(self.frame.image, self.faces)
+                ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+                self._jpeg = bytes(data.tobytes()) if ok else b""
+            return self._jpeg
+
+
+def draw_faces(image: np.ndarray, faces: list[dict[str, Any]]) -> np.ndarray:
+    """A BGR copy of ``image`` with each face's box and label (green: known, amber: unknown)."""
+    import cv2
+
+    bgr = np.ascontiguousarray(image[:, :, ::-1])
+    for face in faces:
+        x1, y1, x2, y2 = (round(v) for v in face["box"])
+        known = face.get("identity") is not None
+        colour = (80, 200, 60) if known else (0, 170, 255)
+        label = face.get("identity") or "unknown"
+        if face.get("similarity") is not None:
+            label += f" {float(face['similarity']):.2f}"
+        cv2.rectangle(bgr, (x1, y1), (x2, y2), colour, 2)
+        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        top = max(0, y1 - th - 6)
+        cv2.rectangle(bgr, (x1, top), (x1 + tw + 6, top + th + 6), colour, -1)
+        cv2.putText(bgr, label, (x1 + 3, top + th + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+    return bgr
+
+
+class CameraPipeline:
+    """Recognises one camera's frames and turns its tracks into events."""
+
+    def __init__(
+        self,
+        camera: Camera,
+        recognizer: Recognizer,
+        sinks: list[EventSink] | None = None,
+        options: PipelineOptions | None = None,
+    ) -> None:
+        self.camera = camera
+        self.recognizer = recognizer
+        self.options = options or PipelineOptions()
+        o = self.options
+        self.tracker = Tracker(
+            iou_threshold=o.track_iou,
+            alpha=o.track_alpha,
+            margin=o.track_hysteresis,
+            max_missed=o.track_max_missed,
+        )
+        self.builder = EventBuilder(
+            camera.name,
+            sinks if sinks is not None else [],
+            gap=o.event_gap,
+            min_frames=o.event_min_frames,
+        )
+        self.latest: Labelled | None = None
+        self.recognised = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self._times: deque[float] = deque(maxlen=64)
+        self.step_ms: deque[float] = deque(maxlen=64)
+
+    @property
+    def threshold(self) -> float:
+        o = self.options.threshold
+        return float(self.recognizer.threshold if o is None else o)
+
+    def step(self, frame: Frame) -> list[dict[str, Any]]:
+        """Recognise ``frame``, update the tracks and events; returns the steadied faces."""
+        start = time.perf_counter()
+        faces, embeddings = recognise(
+            self.recognizer, frame.image, self.options.threshold, self.options.detect_size
+        )
+        steady = self.tracker.update(faces, self.threshold)
+        self.builder.update(steady, frame.time, frame.image, embeddings)
+        self.latest = Labelled(frame, steady)
+        self.recognised += 1
+        self._times.append(time.monotonic())
+        self.step_ms.append((time.perf_counter() - start) * 1000)
+        return steady
+
+    def idle(self, now: float) -> None:
+        """No frame came: let events of a camera that went quiet close on time."""
+        self.builder.expire(now)
+
+    @property
+    def fps(self) -> float:
+        """Frames a second recognised over the last few seconds."""
+        now = time.monotonic()
+        recent = [t for t in self._times if now - t <= 5.0]
+        if len(recent) < 2:
+            return 0.0
+        return len(recent) / max(now - recent[0], 1e-6)
+
+
+class CameraWorker(threading.Thread):
+    """A camera served live: its reader thread plus this thread, which recognises the newest
+    frame whenever the previous one is done (so a slow recogniser drops frames, never queues)."""
+
+    def __init__(
+        self,
+        camera: Camera,
+        recognizer: Recognizer,
+        sinks: list[EventSink] | None = None,
+        options: PipelineOptions | None = None,
+        mode: Mode | None = None,
+        **reader_kw: Any,
+    ) -> None:
+        super().__init__(name=f"facemetric-recognise-{camera.name}", daemon=True)
+        self.camera = camera
+        self.reader = CameraReader(camera, mode=mode, **reader_kw)
+        self.pipeline = CameraPipeline(camera, recognizer, sinks, options)
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        self.reader.start()
+        p = self.pipeline
+        try:
+            while not self._halt.is_set():
+                frame = self.reader.get(timeout=0.5)
+                if frame is None:
+                    p.idle(time.time())
+                    if self.reader.done:
+                        break
+                    continue
+                try:
+                    p.step(frame)
+                except Exception as exc:  # one bad frame must not stop the camera
+                    p.errors += 1
+                    p.last_error = type(exc).__name__
+                    log.exception("camera %s: frame %d failed", self.camera.name, frame.index)
+        finally:
+            p.builder.close_all()
+
+    def stop(self, wait: float = 5.0) -> None:
+        self._halt.set()
+        self.reader.stop(wait)
+        if self.is_alive():
+            self.join(wait)
+
+    def status(self) -> dict[str, Any]:
+        s = self.reader.status()
+        p = self.pipeline
+        latest = p.latest
+        s.update(
+            recognised_fps=round(p.fps, 2),
+            frames_recognised=p.recognised,
+            frame_errors=p.errors,
+            faces=len(latest.faces) if latest else 0,
+            last_frame=round(latest.frame.time, 3) if latest else None,
+            open_events=len(p.builder.open),
+        )
+        return s
+
+
+class CameraHub:
+    """Every camera of a server: started and stopped together, looked up by name."""
+
+    def __init__(self, workers: list[CameraWorker] | None = None) -> None:
+        self.workers: dict[str, CameraWorker] = {}
+        self.sinks: list[EventSink] = []  # shared by every camera's builder: add sinks here
+        self.add(workers or [])
+
+    def add(self, workers: list[CameraWorker]) -> None:
+        for worker in workers:
+            self.workers[worker.camera.name] = worker
+
+    def start(self) -> None:
+        for worker in self.workers.values():
+            worker.start()
+
+    def stop(self) -> None:
+        for worker in self.workers.values():
+            worker._halt.set()
+            worker.reader.stop(0)
+        for worker in self.workers.values():
+            worker.stop()
+
+    def get(self, name: str) -> CameraWorker | None:
+        return self.workers.get(name)
+
+    def status(self) -> list[dict[str, Any]]:
+        return [w.status() for w in self.workers.values()]
