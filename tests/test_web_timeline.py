@@ -136,3 +136,60 @@ def test_timeline_asks_for_the_token_then_shows_events_with_snapshots(tmp_path: 
         thread.join(15)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(tmp_path / "timeline.png", ARTIFACTS / "timeline.png")
+
+
+def test_an_event_of_a_server_side_camera_appears_on_the_timeline(
+    tmp_path: Path, untrained_tiny_checkpoint: Path
+) -> None:
+    """A video file played as a camera (h/video's reader, tracker and event builder) with the
+    tiny untrained model: its event reaches the history and the page shows it with its
+    snapshot (plumbing: who it is does not matter here)."""
+    import uvicorn
+    from PIL import Image
+    from playwright.sync_api import expect, sync_playwright
+
+    from facemetric.web.app import create_app
+    from videoclip import Segment, make_clip
+
+    frame = tmp_path / "astronaut.png"
+    Image.fromarray(astronaut()).save(frame)
+    clip = make_clip(tmp_path / "astro.mp4", [Segment(None, 0.0, 2.0, frame)], fps=10)
+    from facemetric.gallery.store import FaceRecord, GalleryStore
+
+    with GalleryStore(tmp_path / "gallery.db") as store:  # someone to be nearest to
+        store.add_faces("Ann", [FaceRecord(np.full((150, 150, 3), 128, np.uint8))])
+    port = free_port()
+    settings = web_settings(
+        tmp_path, untrained_tiny_checkpoint, port=port, cameras=[f"porch={clip}"],
+        events_keep_days=0,
+    )  # fmt: skip
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.1)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
+            )
+            try:
+                page = browser.new_page()
+                page.goto(f"http://127.0.0.1:{port}/events")  # 127.0.0.1: no token asked
+                card = page.locator("#events .event-card", has_text="camera porch").first
+                expect(card).to_be_visible(timeout=90_000)
+                page.wait_for_function(
+                    "() => { const i = document.querySelector('#events img.snapshot');"
+                    " return i && i.complete && i.naturalWidth > 0; }",
+                    timeout=15_000,
+                )
+                page.select_option("#events-camera", "porch")
+                expect(page.locator("#events .event-card").first).to_contain_text("porch")
+            finally:
+                browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(15)
