@@ -281,3 +281,29 @@ def test_numpy_values_in_a_decision_are_stored_as_numbers(tmp_path: Path) -> Non
         decision = {"threshold": np.float32(0.5), "margins": np.array([0.25, 0.5])}
         got = history.get(history.save(event(1, decision=decision)))
         assert got.event.decision == {"threshold": 0.5, "margins": [0.25, 0.5]}
+
+
+def test_an_unknown_face_on_an_empty_gallery_still_gets_its_images() -> None:
+    """No one to be nearest to (similarity -1, nearest None): the builder kept no best frame,
+    so such events reached the history without chip or snapshot."""
+    from facemetric.events.builder import EventBuilder
+
+    got: list[Event] = []
+
+    class Keep:
+        def update(self, e: Event) -> None:
+            got.append(e)
+
+        close_event = update
+
+        def close(self) -> None:
+            pass
+
+    builder = EventBuilder("porch", [Keep()], gap=1.0)
+    frame = np.zeros((240, 320, 3), np.uint8)
+    face = {"track_id": 1, "identity": None, "similarity": None, "box": [100, 50, 180, 150]}
+    for i in range(3):
+        builder.update([face], T0 + 0.2 * i, frame)
+    builder.close_all()
+    assert got and got[-1].closed
+    assert got[0].chip is not None and got[0].snapshot is not None
