@@ -307,3 +307,16 @@ def test_an_unknown_face_on_an_empty_gallery_still_gets_its_images() -> None:
     builder.close_all()
     assert got and got[-1].closed
     assert got[0].chip is not None and got[0].snapshot is not None
+
+
+def test_an_event_the_database_refuses_is_dropped_not_retried_forever(tmp_path: Path) -> None:
+    with GalleryStore(tmp_path / "g.db") as store:
+        sink = HistorySink(EventStore(store), max_backoff=0.05)
+        bad = event(1)
+        bad.decision = {"x": object()}  # cannot be stored as JSON
+        sink.close_event(bad)
+        sink.close_event(event(2))
+        assert sink.flush(20)
+        assert sink.status()["dropped"] == 1 and sink.status()["saved"] == 1
+        assert [s.event.track_id for s in EventStore(store).iterate()] == [2]
+        sink.close()

@@ -368,12 +368,32 @@ def _stored(row: Sequence[Any]) -> StoredEvent:
     return StoredEvent(event, bool(chip), bool(snap))
 
 
+GIVE_UP = 5  # failed writes of one event, for a reason other than an unavailable database
+
+
+def _passing(exc: Exception) -> bool:
+    """Is this a failure that passes (the database away, locked, a lost connection)?"""
+    import sqlite3
+
+    from facemetric.gallery.backend import StoreUnavailableError
+
+    if isinstance(exc, StoreUnavailableError | sqlite3.OperationalError):
+        return True
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    return isinstance(exc, psycopg.OperationalError)
+
+
 class HistorySink:
     """Writes events to an ``EventStore`` from a thread of its own (never blocks the caller).
 
     Updates of one event waiting to be written are merged (the newest wins); at most
     ``max_pending`` events wait, beyond that the oldest waiting is dropped and counted. A
-    failed write is retried with backoff (0.2 s doubling to ``max_backoff``)."""
+    failed write is retried with backoff (0.2 s doubling to ``max_backoff``); an event the
+    database refuses for what it is (not because it is away or locked) is dropped after
+    ``GIVE_UP`` tries, so it never holds up the others."""
 
     def __init__(
         self, history: EventStore, max_pending: int = 10_000, max_backoff: float = 10.0
@@ -383,6 +403,7 @@ class HistorySink:
         self.max_backoff = max_backoff
         self._pending: OrderedDict[tuple[str, int, float], tuple[Event, Event]] = OrderedDict()
         self._ids: dict[tuple[str, int, float], int] = {}  # open events already stored
+        self._failures: dict[tuple[str, int, float], int] = {}
         self._cond = threading.Condition()
         self._busy = False
         self._stop = False
@@ -431,6 +452,15 @@ class HistorySink:
             except Exception as exc:  # the database away: keep it (unless newer) and retry
                 with self._cond:
                     self._busy = False
+                    failures = self._failures.get(key, 0) + 1
+                    self._failures[key] = failures
+                    if failures >= GIVE_UP and not _passing(exc):
+                        # refused for what it is, not for where it goes: never blocks the rest
+                        self._failures.pop(key, None)
+                        self.dropped += 1
+                        log.error("event history: an event of %s dropped: %s", key[0], exc)
+                        self._cond.notify_all()
+                        continue
                     if key not in self._pending:
                         self._pending[key] = (original, copy)
                         self._pending.move_to_end(key, last=False)
@@ -446,6 +476,7 @@ class HistorySink:
             delay = 0.2
             original.id = ident
             with self._cond:
+                self._failures.pop(key, None)
                 if copy.closed:
                     self._ids.pop(key, None)
                 else:
