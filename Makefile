@@ -9,7 +9,7 @@ DATA ?= ../shared/data/celeba-wild
 WORK ?= work/demo
 APT_PACKAGES := chromium ffmpeg libtcmalloc-minimal4 postgresql \
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
-  gstreamer1.0-plugins-ugly gstreamer1.0-tools
+  gstreamer1.0-plugins-ugly gstreamer1.0-tools mosquitto
 STAMP := $(VENV)/.installed
 
 .PHONY: setup apt demo test lint typecheck pytest clean

@@ -16,7 +16,18 @@ from facemetric import __version__
 from facemetric.errors import FacemetricError
 
 # Modules registering subcommands, in the order of the data flow.
-STAGES = ("data", "models", "train", "evaluate", "gallery", "cluster", "unknown", "serve", "video")
+STAGES = (
+    "data",
+    "models",
+    "train",
+    "evaluate",
+    "gallery",
+    "cluster",
+    "unknown",
+    "serve",
+    "video",
+    "events",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -149,8 +149,9 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def cmd_remove(args: argparse.Namespace) -> int:
     store = _store(_options(args))
-    removed = store.remove_person(args.name)
-    print(f"removed {args.name!r} and {removed} faces from {store.path}")
+    removed = store.remove_person(args.name, keep_events=args.keep_events)
+    kept = " (their past events kept)" if args.keep_events else " and their past events"
+    print(f"removed {args.name!r} with {removed} faces{kept} from {store.path}")
     return 0
 
 
@@ -396,10 +397,17 @@ def register(sub: Any) -> None:
     p = gsub.add_parser(
         "remove",
         help="delete NAME with their faces and embeddings",
-        description="Delete NAME with every reference face and embedding.",
+        description="Delete NAME with every reference face and embedding, and their past "
+        "events unless --keep-events.",
     )
     p.add_argument("name", metavar="NAME", help="the person to remove")
     p.add_argument("--db", metavar="PATH", help=DB_HELP)
+    p.add_argument(
+        "--keep-events",
+        action="store_true",
+        help="keep NAME's past events (who was seen where and when) under the name; by "
+        "default they are deleted with their snapshots",
+    )
     p.set_defaults(func=cmd_remove, model=None)
 
     p = gsub.add_parser(

@@ -29,9 +29,15 @@ def settings_from_args(args: argparse.Namespace) -> Any:
             "unknown_days",
             "unknown_max_faces",
             "unknown_threshold",
+            "viewer_token",
+            "events_keep_days",
+            "events_max_mb",
+            "mqtt",
         )
         if (value := getattr(args, key, None)) is not None
     }
+    if getattr(args, "webhook", None):
+        given["webhook"] = list(args.webhook)
     if getattr(args, "camera", None):
         given["cameras"] = list(args.camera)
     if getattr(args, "cameras", None):
@@ -95,6 +101,36 @@ def register(sub: Any) -> None:
         metavar="NAMES",
         help="comma-separated host names answered besides the bound host and localhost "
         "(e.g. myhost.lan,192.168.1.5; '*' = any, open to DNS rebinding)",
+    )
+    events = p.add_argument_group("events: history, notifications and access (docs/events.md)")
+    events.add_argument(
+        "--viewer-token",
+        help="token to read events, snapshots and camera pictures when listening beyond "
+        "127.0.0.1 (default: $FACEMETRIC_VIEWER_TOKEN, else generated and printed)",
+    )
+    events.add_argument(
+        "--events-keep-days",
+        type=float,
+        metavar="DAYS",
+        help="delete events older than DAYS with their images (default 30; 0 = keep)",
+    )
+    events.add_argument(
+        "--events-max-mb",
+        type=float,
+        metavar="MB",
+        help="delete the oldest events beyond MB in all (default 1024; 0 = no limit)",
+    )
+    events.add_argument(
+        "--mqtt",
+        metavar="URL",
+        help="publish events to mqtt://[USER:PASSWORD@]HOST[:PORT] (Home Assistant discovery "
+        "included)",
+    )
+    events.add_argument(
+        "--webhook",
+        metavar="URL",
+        action="append",
+        help="POST each event as JSON to URL (repeatable)",
     )
     p.add_argument(
         "--camera",

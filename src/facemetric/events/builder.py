@@ -145,7 +145,8 @@ class EventBuilder:
         event.person = person
         scored_for = person if person is not None else face.get("nearest")
         similarity = _similarity(face, scored_for)
-        if changed or item.best_label != scored_for or similarity > event.similarity:
+        first = item.best_frame is None and frame is not None  # an empty gallery: no score
+        if first or changed or item.best_label != scored_for or similarity > event.similarity:
             event.similarity = similarity
             event.nearest = scored_for
             event.decision = dict(face.get("decision") or {})

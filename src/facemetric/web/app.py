@@ -24,7 +24,7 @@ from facemetric import __version__
 from facemetric.data.image import ImageTooLargeError
 from facemetric.errors import ConfigError, FacemetricError, FaceNotFoundError, ImageReadError
 from facemetric.gallery.backend import StoreUnavailableError
-from facemetric.web import cameras, corrections, routes, stream, unknown
+from facemetric.web import cameras, corrections, events, routes, stream, unknown
 from facemetric.web.limits import ConnectionCount, ConnectionLimit
 from facemetric.web.security import (
     ALL_INTERFACES,
@@ -32,7 +32,9 @@ from facemetric.web.security import (
     SameOriginWrites,
     SecurityHeaders,
     TrustedHost,
+    resolve_viewer_token,
     trusted_hosts,
+    viewer_token_needed,
 )
 from facemetric.web.settings import WebSettings
 from facemetric.web.state import (
@@ -64,11 +66,13 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     """Build the web app; the model and gallery are loaded when it starts, not here."""
     settings = settings if settings is not None else WebSettings()
     admin_token, generated = resolve_admin_token(settings)
+    viewer_token, viewer_generated = resolve_viewer_token(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = load_state(settings, admin_token, generated)
         app.state.web = state
+        app.state.events = events.open_event_outputs(settings, state.store)
         state.start_following()
         app.state.cameras = cameras.start_cameras(settings, state, cameras.event_sinks(app))
         if generated:
@@ -78,12 +82,20 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
                 file=sys.stderr,
                 flush=True,
             )
+        if viewer_generated and app.state.viewer_required:
+            print(
+                f"facemetric serve: viewer token for this run (events, snapshots, camera "
+                f"pictures; set FACEMETRIC_VIEWER_TOKEN to choose one): {viewer_token}",
+                file=sys.stderr,
+                flush=True,
+            )
         if state.model_error_detail:
             print(f"facemetric serve: {state.model_error_detail}", file=sys.stderr, flush=True)
         try:
             yield
         finally:
             app.state.cameras.stop()
+            app.state.events.close()
             state.close()
 
     app = FastAPI(
@@ -93,6 +105,8 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.admin_token = admin_token
+    app.state.viewer_token = viewer_token
+    app.state.viewer_required = viewer_token_needed(settings)
     app.state.connections = ConnectionCount(settings.max_connections)
     # The last added runs first: security headers wrap the connection limit, which wraps the
     # host check, then the origin check of writes, the body limits and CORS (so whatever is
@@ -130,6 +144,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     for router in routes.ROUTERS:
         app.include_router(router)
     app.include_router(stream.router)
+    app.include_router(events.router)
     app.include_router(cameras.router)
     for router in unknown.ROUTERS:
         app.include_router(router)
@@ -141,6 +156,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
 
     app.add_api_route("/", _page, methods=["GET"], include_in_schema=False)
     app.add_api_route("/gallery", _page, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/events", _page, methods=["GET"], include_in_schema=False)
     app.add_api_route("/cameras", _page, methods=["GET"], include_in_schema=False)
     return app
 

@@ -131,6 +131,9 @@ class HealthPublic(BaseModel):
     gallery_people: int
     gallery_faces: int
     gallery: GalleryHealth | None = None
+    # the event history and each notifier (MQTT, webhooks): state ok | retrying | connecting
+    events: dict[str, Any] | None = None
+    notifications: list[dict[str, Any]] = []
     connections: dict[str, int] | None = None  # served now, peak, refused (web.limits)
 
 
@@ -277,6 +280,8 @@ def gallery_health(state: WebState) -> tuple[int, int, GalleryHealth]:
 @status_router.get("/health", response_model=HealthPublic)
 async def health(state: StateDep, request: Request) -> HealthPublic:
     """Is the server usable for recognition, and if not, why not."""
+    from facemetric.web.events import events_health
+
     people, faces, gallery = await state.run_quick(gallery_health, state)
     if gallery.database != "ok":
         status = "database_unavailable"
@@ -300,6 +305,8 @@ async def health(state: StateDep, request: Request) -> HealthPublic:
         gallery_people=people,
         gallery_faces=faces,
         gallery=gallery,
+        events=events_health(request.app)[0],
+        notifications=events_health(request.app)[1],
         connections=_connections(request),
     )
 
@@ -460,12 +467,15 @@ async def enroll_person(
 
 
 @people_router.delete("/{name}", response_model=PersonDeleted)
-async def remove_person(state: StateDep, _admin: AdminDep, name: str) -> PersonDeleted:
-    """Remove a person and all their reference faces."""
+async def remove_person(
+    state: StateDep, _admin: AdminDep, name: str, keep_events: bool = False
+) -> PersonDeleted:
+    """Remove a person and all their reference faces (and their past events and snapshots,
+    unless ``keep_events``)."""
 
     def work() -> PersonDeleted:
         stored = _find_person(state.store, name).name
-        removed = int(state.store.remove_person(stored))
+        removed = int(state.store.remove_person(stored, keep_events=keep_events))
         if state.recognizer is not None:
             state.recognizer.reload()
         return PersonDeleted(name=stored, faces_removed=removed)

@@ -10,12 +10,17 @@ in ``cors_origins``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import secrets
 import time
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
@@ -242,6 +247,64 @@ class BodyLimits:
         return f"request body over the {self.limit:,} byte limit (max_upload_bytes)"
 
 
-def require_viewer() -> None:
-    """The dependency every reader of who was seen passes (events, snapshots, live camera
-    pictures): one place for the viewer-token check, so each such route names it once."""
+# ---- read access to events and camera pictures: the viewer token ---------------------------------
+VIEWER_COOKIE = "facemetric_viewer"
+VIEWER_COOKIE_DAYS = 30
+
+
+def viewer_token_needed(settings: Any) -> bool:
+    """Do events, snapshots and camera pictures need a token? Whenever the server listens
+    beyond the loopback interface (or ``viewer_token_required`` is ``always``)."""
+    if getattr(settings, "viewer_token_required", "auto") == "always":
+        return True
+    return settings.host.strip().lower().strip("[]") not in LOCAL_HOSTS
+
+
+def resolve_viewer_token(settings: Any) -> tuple[str, bool]:
+    """The configured viewer token, or a fresh random one (``generated`` = True)."""
+    token = getattr(settings, "viewer_token", None)
+    if token is not None and token.get_secret_value():
+        return token.get_secret_value(), False
+    return secrets.token_urlsafe(24), True
+
+
+def viewer_cookie_value(viewer_token: str) -> str:
+    """What the page's cookie holds: derived from the viewer token (not the token itself), so
+    a new token ends every session."""
+    return hmac.new(viewer_token.encode("utf-8"), b"facemetric-viewer", hashlib.sha256).hexdigest()
+
+
+def _same(a: str, b: str) -> bool:
+    return secrets.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+
+def viewer_allowed(connection: HTTPConnection) -> bool | None:
+    """True: may read; None: no credentials given; False: wrong ones."""
+    state = connection.app.state
+    if not getattr(state, "viewer_required", False):
+        return True
+    header = connection.headers.get("authorization") or ""
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() == "bearer" and given.strip():
+        tokens = (getattr(state, "viewer_token", ""), getattr(state, "admin_token", ""))
+        return any(t and _same(given.strip(), t) for t in tokens)
+    cookie = connection.cookies.get(VIEWER_COOKIE)
+    if cookie:
+        return _same(cookie, viewer_cookie_value(state.viewer_token))
+    return None
+
+
+def require_viewer(connection: HTTPConnection) -> None:
+    """A dependency for who-was-seen-where reads (events, snapshots, live camera pictures, HTTP
+    or WebSocket): open on a server bound to 127.0.0.1, else the viewer (or admin) token as
+    ``Authorization: Bearer TOKEN`` or the page's cookie (``POST /api/session``)."""
+    allowed = viewer_allowed(connection)
+    if allowed:
+        return
+    if allowed is None:
+        raise HTTPException(
+            401,
+            "viewer token required: send 'Authorization: Bearer TOKEN' (the viewer or admin "
+            "token printed by facemetric serve) or sign in on the page",
+        )
+    raise HTTPException(403, "wrong viewer token")

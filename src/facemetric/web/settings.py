@@ -244,6 +244,53 @@ class WebSettings(BaseSettings):
         "group); default: the match threshold + 0.01.",
     )
 
+    # ---- events: history, retention, notifications, access (docs/events.md) ----
+    viewer_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token (or the page's cookie, asked for once) needed to read events, "
+        "their snapshots and live camera pictures whenever the server listens beyond 127.0.0.1 "
+        "(the admin token works too). When unset and needed, a random one is generated and "
+        "printed at start-up.",
+    )
+    viewer_token_required: Literal["auto", "always"] = Field(
+        default="auto",
+        description="auto: the viewer token is needed only when the server listens beyond "
+        "127.0.0.1 / localhost; always: also on localhost (behind a reverse proxy).",
+    )
+    events_keep_days: float = Field(
+        default=30.0,
+        ge=0,
+        description="Events (and their images) last seen more than this many days ago are "
+        "deleted; 0 = no age limit.",
+    )
+    events_max_mb: float = Field(
+        default=1024.0,
+        ge=0,
+        description="The oldest events are deleted while all events take more than this many MB "
+        "(images plus 200 bytes a row); 0 = no size limit.",
+    )
+    mqtt: SecretStr | None = Field(
+        default=None,
+        description="MQTT broker for events: mqtt://[USER:PASSWORD@]HOST[:PORT] (mqtts:// for "
+        "TLS); never shown with its password.",
+    )
+    mqtt_prefix: str = Field(default="facemetric", description="MQTT topic prefix.")
+    mqtt_discovery_prefix: str = Field(
+        default="homeassistant",
+        description="Home Assistant MQTT discovery prefix (each person becomes a sensor); empty "
+        "= no discovery messages.",
+    )
+    webhook: list[SecretStr] = Field(
+        default_factory=list,
+        description="URLs each event is POSTed to as JSON (JSON list; flag: repeatable); shown "
+        "without their path, which often holds a secret.",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description="Key of the X-Facemetric-Signature header (sha256 HMAC of the body) on "
+        "webhook requests.",
+    )
+
     @field_validator("quality_floors")
     @classmethod
     def _known_floors(cls, value: dict[str, float]) -> dict[str, float]:
@@ -257,6 +304,30 @@ class WebSettings(BaseSettings):
             QualityFloors(**value)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("mqtt")
+    @classmethod
+    def _mqtt_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value():
+            from facemetric.errors import ConfigError
+            from facemetric.events.mqtt import parse_mqtt_url
+
+            try:
+                parse_mqtt_url(value.get_secret_value())
+            except ConfigError as exc:
+                raise ValueError(str(exc).removeprefix("--mqtt ")) from None
+        return value
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook_urls(cls, value: list[SecretStr]) -> list[SecretStr]:
+        from facemetric.events.notify import display_target
+
+        for url in value:
+            if not url.get_secret_value().lower().startswith(("http://", "https://")):
+                shown = display_target(url.get_secret_value())
+                raise ValueError(f"{shown}: must be an http:// or https:// URL")
         return value
 
     @field_validator("detector")

@@ -482,4 +482,4 @@ async function startGallery() {
 }
 
 if (location.pathname.startsWith("/gallery")) startGallery();
-else if (!location.pathname.startsWith("/cameras")) startLive(); // cameras.js runs /cameras
+else if (!/^\/(cameras|events)/.test(location.pathname)) startLive(); // cameras.js, events.js

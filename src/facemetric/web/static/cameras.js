@@ -65,6 +65,11 @@
     try {
       const r = await fetch("/api/cameras", { headers: headers(), cache: "no-store" });
       const body = await r.json();
+      if (r.status === 401 || r.status === 403) { // the viewer token: given once on /events
+        byId("cameras-message").replaceChildren("This server needs the viewer token: give it on the ",
+          Object.assign(document.createElement("a"), { href: "/events", textContent: "Timeline page" }), " once.");
+        return;
+      }
       if (!r.ok) throw new Error(`${r.status}: ${body.detail ?? r.statusText}`);
       byId("cameras-empty").hidden = body.cameras.length > 0;
       byId("cameras-message").textContent = "";
