@@ -108,3 +108,29 @@ def test_damaged_frames_are_skipped_and_a_cut_file_is_one_line(
     code = main(["watch", str(tmp_path / "cut.mp4"), "--db", str(db), "--model", "dlib"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("cut.mp4") == 1 and len(err.strip().splitlines()) == 1
+
+
+def test_watch_saves_its_events_in_the_history(
+    clip: tuple[Path, Path, list[Segment]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from facemetric.events.history import EventStore
+
+    video, db, truth = clip
+    mine = tmp_path / "gallery.db"
+    for suffix in ("", "-wal", "-shm"):  # the gallery as it is, write-ahead log included
+        if Path(f"{db}{suffix}").exists():
+            shutil.copy(f"{db}{suffix}", f"{mine}{suffix}")
+    args = ["watch", str(video), "--db", str(mine), "--model", "dlib", "--quiet", "--fps", "3"]
+    assert main([*args, "--save-events", "--camera", "porch"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    history = EventStore(mine)
+    try:
+        stored = list(reversed(history.query(camera="porch").events))
+    finally:
+        history.close()
+    assert len(stored) == len(printed) == len(truth)
+    assert [e.event.person for e in stored] == [s.person for s in truth]
+    assert main(["watch", str(video), "--save-events", "--quiet"]) == 2  # no --db: one line
+    assert "--save-events: give the gallery with --db" in capsys.readouterr().err

@@ -9,10 +9,29 @@ from typing import Any
 def run_watch(args: argparse.Namespace) -> int:
     from facemetric.cli.checks import need_model
     from facemetric.video.sources import source_kind
-    from facemetric.video.watch import WatchConfig, watch
 
     need_model(args.model)
     source_kind(args.source)  # an unknown scheme: one line before anything loads
+    sinks: list[Any] = []
+    history = None
+    if args.save_events:
+        from facemetric.errors import ConfigError
+        from facemetric.events.history import EventStore, HistorySink
+
+        if args.db is None:
+            raise ConfigError("--save-events: give the gallery with --db (events are kept there)")
+        history = EventStore(args.db)
+        sinks.append(HistorySink(history))
+    try:
+        return _watch(args, sinks)
+    finally:
+        if history is not None:
+            history.close()
+
+
+def _watch(args: argparse.Namespace, sinks: list[Any]) -> int:
+    from facemetric.video.watch import WatchConfig, watch
+
     watch(
         WatchConfig(
             source=args.source,
@@ -29,6 +48,7 @@ def run_watch(args: argparse.Namespace) -> int:
             duration=args.duration,
             camera=args.camera,
             progress=not args.quiet,
+            sinks=sinks,
         )
     )
     return 0
@@ -67,4 +87,9 @@ def register(sub: Any) -> None:
     p.add_argument("--duration", type=float, help="live sources: stop after this many seconds")
     p.add_argument("--camera", default="video", help="camera name in the events (default video)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument(
+        "--save-events",
+        action="store_true",
+        help="also keep the events in the gallery's history (--db; see facemetric events)",
+    )
     p.set_defaults(func=run_watch)
