@@ -17,17 +17,9 @@ from facemetric.errors import ConfigError, FaceNotFoundError
 from facemetric.gallery.corrections import Correction, CorrectionStore
 from facemetric.gallery.records import FaceRecord
 from facemetric.recognize import Recognizer
+from facemetric.tracking import iou
 
 MIN_OVERLAP = 0.3  # a box given must overlap a detected face this much to pick it
-
-
-def iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two (x1, y1, x2, y2) boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def parse_box(text: str | None) -> tuple[float, float, float, float] | None:
