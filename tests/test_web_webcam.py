@@ -44,7 +44,8 @@ def enrol(client: TestClient) -> None:
 def test_webcam_stream_makes_one_event_closed_on_disconnect(
     tmp_path: Path, untrained_tiny_checkpoint: Path
 ) -> None:
-    app = create_app(web_settings(tmp_path, untrained_tiny_checkpoint, events_keep_days=0))
+    settings = web_settings(tmp_path, untrained_tiny_checkpoint, events_keep_days=0, event_gap=60)
+    app = create_app(settings)  # a long gap: only the disconnect closes the event
     frame = encode(frame_640x480(astronaut()), quality=80)
     with TestClient(app) as client:
         enrol(client)
@@ -87,3 +88,23 @@ def test_webcam_named_by_the_page_and_bad_names_refused(
             ):
                 ws.receive_json()
             assert refused.value.code == 1008 and "camera name" in refused.value.reason
+
+
+def test_webcam_event_closes_after_the_gap_while_the_stream_stays_open(
+    tmp_path: Path, untrained_tiny_checkpoint: Path
+) -> None:
+    settings = web_settings(tmp_path, untrained_tiny_checkpoint, events_keep_days=0, event_gap=0.3)
+    frame = encode(frame_640x480(astronaut()), quality=80)
+    with (
+        TestClient(create_app(settings)) as client,
+        client.websocket_connect("/ws/stream") as ws,
+    ):
+        assert ws.receive_json()["type"] == "hello"
+        for _ in range(3):
+            ws.send_bytes(frame)
+            ws.receive_json()
+        # no frame comes (a page in the background): the event still closes on time
+        (event,) = wait_events(client, lambda e: len(e) == 1 and e[0]["closed"])
+        assert event["closed"] and event["frames"] == 3
+        ws.send_bytes(frame)  # the stream still answers
+        assert ws.receive_json()["type"] == "result"
