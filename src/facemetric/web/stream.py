@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from typing import Any
 
@@ -87,6 +88,7 @@ class Session:
             max_missed=s.track_max_missed,
         )
         self.builder = EventBuilder(camera, sinks, gap=s.event_gap)
+        self._lock = threading.Lock()  # a frame still on its thread when the stream is cancelled
 
     def step(self, image: DecodedImage, t: float) -> list[dict[str, Any]]:
         """Recognise, steady and feed the events (one worker thread; one frame in flight per
@@ -94,8 +96,18 @@ class Session:
         faces, embeddings = recognize_frame(self.state, image, f"camera:{self.camera}")
         steady = self.tracker.update(faces, self.state.threshold)
         if self.builder.sinks:
-            self.builder.update(in_pixels(steady, image.scale), t, image.pixels, embeddings)
+            with self._lock:
+                self.builder.update(in_pixels(steady, image.scale), t, image.pixels, embeddings)
         return steady
+
+    def expire(self, t: float) -> None:
+        with self._lock:
+            self.builder.expire(t)
+
+    def close(self) -> None:
+        """The camera went away: its events end here."""
+        with self._lock:
+            self.builder.close_all()
 
 
 def in_pixels(faces: list[dict[str, Any]], scale: tuple[float, float]) -> list[dict[str, Any]]:
@@ -214,7 +226,7 @@ async def stream(websocket: WebSocket) -> None:
             try:
                 message = await asyncio.wait_for(websocket.receive(), tick)
             except TimeoutError:
-                session.builder.expire(time.time())
+                session.expire(time.time())
                 if time.monotonic() - last >= idle:
                     await websocket.close(code=1001, reason=f"no frame for {idle:g} s")
                     break
@@ -227,4 +239,4 @@ async def stream(websocket: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     finally:
-        session.builder.close_all()  # the camera went away: its events end here
+        session.close()
