@@ -353,7 +353,8 @@ def test_live_stream_keeps_a_stranger_once_per_interval(
             answer = ws.receive_json()
             assert answer["type"] == "result" and answer["faces"][0]["is_match"] is False
         body = client.get("/api/unknown").json()
-        assert body["total_faces"] == 1 and body["groups"][0]["faces"][0]["source"] == "web"
+        face = body["groups"][0]["faces"][0]
+        assert body["total_faces"] == 1 and face["source"] == "camera:webcam"  # a camera now
 
 
 def test_repair_stays_bounded_next_to_a_large_group() -> None:

@@ -252,7 +252,7 @@ def cameras_page_in_a_browser(url: str) -> None:
             expect(bad.locator(".camera-detail")).to_contain_text("Connection refused")
             broken = page.locator('[data-camera="broken"]')
             expect(broken.locator(".camera-state")).to_have_text("failed")
-            expect(page.locator('[data-camera="browser"]')).to_be_visible()
+            expect(page.locator('[data-camera="webcam"] #webcam-start')).to_be_visible()
             assert page.locator("#nav-cameras").get_attribute("class") == "active"
             assert SECRET not in page.content()
             assert page.locator("#live-page").is_hidden()  # the webcam page does not start

@@ -5,7 +5,15 @@ limits). The client then sends one binary image message and waits for its answer
 the next, so a slow server never builds a queue. Each answer is either
 ``{"type": "result", "frame", "faces", "width", "height", "threshold", "server_ms"}`` or
 ``{"type": "error", "frame", "code", "detail"}``; an error never closes the stream. Faces are
-steadied across frames per connection (``facemetric.web.tracking``). Frames are never stored.
+steadied across frames per connection (``facemetric.tracking``). Frames are never stored.
+
+The stream is a camera like a server-side one: its steadied tracks go through an
+``EventBuilder`` (``facemetric.events.builder``) into the app's event outputs
+(``app.state.events``: history, notifiers), so the webcam's sightings become events in
+``/api/events`` and on the timeline, with chip and snapshot. The camera is named ``webcam``
+unless the page asks for another name with ``?camera=NAME`` (a camera name as in
+``facemetric.video.sources``; a server-side camera's name is refused). Its events close after
+``event_gap`` seconds without the face, and all of them when the stream closes.
 
 A browser may open the stream only from this server's own pages (or an origin in
 ``cors_origins``): another site's page is refused at the handshake (403), so it cannot read the
@@ -17,20 +25,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from facemetric.data.image import DecodedImage, ImageTooLargeError
 from facemetric.errors import FacemetricError
+from facemetric.events.builder import EventBuilder
+from facemetric.events.model import EventSink
 from facemetric.tracking import Tracker
+from facemetric.video.sources import NAME
 from facemetric.web.security import origin_allowed
 from facemetric.web.state import ServiceUnavailable, WebState
 from facemetric.web.uploads import ACCEPTED, sniff_image_type, to_original
 
 log = logging.getLogger(__name__)
 router = APIRouter()
+WEBCAM = "webcam"  # the browser webcam's camera name in events, unless the page gives one
 
 
 class FrameError(Exception):
@@ -42,17 +56,87 @@ class FrameError(Exception):
         super().__init__(detail)
 
 
-def recognize_frame(state: WebState, image: DecodedImage) -> list[dict[str, Any]]:
-    """Recognise one decoded frame (runs on a worker thread); boxes in the frame's own pixels."""
+def recognize_frame(
+    state: WebState, image: DecodedImage, source: str | None = None
+) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+    """Recognise one decoded frame (runs on a worker thread): boxes in the frame as it was sent,
+    and each face's embedding (for its event). ``source``: where the unknown-face keeper says
+    a face came from."""
     recognizer = state.recognizer
     if recognizer is None:
         raise FrameError("no_model", f"no model loaded: {state.model_error}")
-    matches = recognizer.recognize(
+    matches, embeddings = recognizer.recognize_embedded(
         image.pixels,
         threshold=state.settings.threshold,
         detect_size=state.settings.stream_detect_size,
+        source=source,
     )
-    return to_original([m.to_dict() for m in matches], image.scale)
+    return to_original([m.to_dict() for m in matches], image.scale), list(embeddings)
+
+
+class Session:
+    """One stream's state: its tracker and its camera's event builder."""
+
+    def __init__(self, state: WebState, camera: str, sinks: list[EventSink]) -> None:
+        s = state.settings
+        self.state = state
+        self.camera = camera
+        self.tracker = Tracker(
+            iou_threshold=s.track_iou,
+            alpha=s.track_alpha,
+            margin=s.track_hysteresis,
+            max_missed=s.track_max_missed,
+        )
+        self.builder = EventBuilder(camera, sinks, gap=s.event_gap)
+        self._lock = threading.Lock()  # a frame still on its thread when the stream is cancelled
+
+    def step(self, image: DecodedImage, t: float) -> list[dict[str, Any]]:
+        """Recognise, steady and feed the events (one worker thread; one frame in flight per
+        stream, so the tracker and builder are never used by two threads at once)."""
+        faces, embeddings = recognize_frame(self.state, image, f"camera:{self.camera}")
+        steady = self.tracker.update(faces, self.state.threshold)
+        if self.builder.sinks:
+            with self._lock:
+                self.builder.update(in_pixels(steady, image.scale), t, image.pixels, embeddings)
+        return steady
+
+    def expire(self, t: float) -> None:
+        with self._lock:
+            self.builder.expire(t)
+
+    def close(self) -> None:
+        """The camera went away: its events end here."""
+        with self._lock:
+            self.builder.close_all()
+
+
+def in_pixels(faces: list[dict[str, Any]], scale: tuple[float, float]) -> list[dict[str, Any]]:
+    """Faces with their boxes in a reduced frame's own pixels (where the event's chip is cut)."""
+    sx, sy = scale
+    if sx == 1.0 and sy == 1.0:
+        return faces
+    out = []
+    for face in faces:
+        x1, y1, x2, y2 = face["box"]
+        out.append({**face, "box": [x1 / sx, y1 / sy, x2 / sx, y2 / sy]})
+    return out
+
+
+def camera_name(websocket: WebSocket) -> str:
+    """The stream's camera name (``?camera=NAME``, else ``webcam``); ``ValueError`` says why a
+    name cannot be used."""
+    name = websocket.query_params.get("camera") or WEBCAM
+    if not NAME.match(name):
+        raise ValueError(f"camera name {name[:64]!r}: use letters, digits, '_', '-' or '.'")
+    cameras = getattr(websocket.app.state, "cameras", None)
+    if any(c.name == name for c in getattr(cameras, "cameras", None) or []):
+        raise ValueError(f"camera name {name!r} is a server-side camera's")
+    return name
+
+
+def event_sinks(websocket: WebSocket) -> list[EventSink]:
+    outputs = getattr(websocket.app.state, "events", None)
+    return [outputs] if outputs is not None else []
 
 
 def check_frame(state: WebState, message: dict[str, Any]) -> bytes:
@@ -82,18 +166,10 @@ def hello(state: WebState) -> dict[str, Any]:
     }
 
 
-def make_tracker(state: WebState) -> Tracker:
-    s = state.settings
-    return Tracker(
-        iou_threshold=s.track_iou,
-        alpha=s.track_alpha,
-        margin=s.track_hysteresis,
-        max_missed=s.track_max_missed,
-    )
-
-
-async def answer(state: WebState, tracker: Tracker, frame: int, message: Any) -> dict[str, Any]:
+async def answer(session: Session, frame: int, message: Any) -> dict[str, Any]:
+    state = session.state
     start = time.perf_counter()
+    received = time.time()
     try:
         data = check_frame(state, message)
         if state.recognizer is None:
@@ -104,7 +180,7 @@ async def answer(state: WebState, tracker: Tracker, frame: int, message: Any) ->
             raise FrameError("frame_too_large", str(exc)) from exc
         except FacemetricError as exc:
             raise FrameError("bad_image", str(exc)) from exc
-        faces = await state.run(recognize_frame, state, image)
+        faces = await state.run(session.step, image, received)
     except FrameError as exc:
         return {"type": "error", "frame": frame, "code": exc.code, "detail": exc.detail}
     except ServiceUnavailable as exc:
@@ -117,7 +193,7 @@ async def answer(state: WebState, tracker: Tracker, frame: int, message: Any) ->
     return {
         "type": "result",
         "frame": frame,
-        "faces": tracker.update(faces, state.threshold),
+        "faces": faces,
         "width": image.width,
         "height": image.height,
         "threshold": state.threshold,
@@ -133,21 +209,34 @@ async def stream(websocket: WebSocket) -> None:
         log.warning("stream refused: origin %r", websocket.headers.get("origin"))
         await websocket.close(code=1008, reason="origin not allowed")  # before accept: 403
         return
+    try:
+        camera = camera_name(websocket)
+    except ValueError as exc:
+        await websocket.close(code=1008, reason=str(exc)[:120])
+        return
     await websocket.accept()
-    tracker = make_tracker(state)
+    session = Session(state, camera, event_sinks(websocket))
     frame = 0
     idle = state.settings.stream_idle_timeout
+    tick = min(idle, session.builder.gap)  # a quiet stream's events still close on time
+    last = time.monotonic()
     try:
         await websocket.send_json(hello(state))
         while True:
             try:
-                message = await asyncio.wait_for(websocket.receive(), idle)
+                message = await asyncio.wait_for(websocket.receive(), tick)
             except TimeoutError:
-                await websocket.close(code=1001, reason=f"no frame for {idle:g} s")
-                break
+                session.expire(time.time())
+                if time.monotonic() - last >= idle:
+                    await websocket.close(code=1001, reason=f"no frame for {idle:g} s")
+                    break
+                continue
             if message["type"] == "websocket.disconnect":
                 break
             frame += 1
-            await websocket.send_json(await answer(state, tracker, frame, message))
+            last = time.monotonic()
+            await websocket.send_json(await answer(session, frame, message))
     except WebSocketDisconnect:
         pass
+    finally:
+        session.close()

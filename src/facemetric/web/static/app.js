@@ -37,49 +37,14 @@ async function api(path, options = {}) {
   return body;
 }
 
-function cameraError(err) {
-  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-    return "This browser gives no camera access here: open the page at http://localhost or over https.";
-  }
-  if (err && (err.name === "NotAllowedError" || err.name === "SecurityError")) {
-    return "Camera permission was denied: allow the camera for this site and reload the page.";
-  }
-  if (err && (err.name === "NotFoundError" || err.name === "OverconstrainedError")) {
-    return "No camera found: connect a webcam and reload the page.";
-  }
-  if (err && err.name === "NotReadableError") {
-    return "The camera is busy in another application: close it and reload the page.";
-  }
-  return `Cannot start the camera: ${err && err.message ? err.message : err}`;
-}
-
-async function openCamera(video) {
-  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) throw new Error("no mediaDevices");
-  const stream = await navigator.mediaDevices.getUserMedia({
-    video: { width: { ideal: 640 }, height: { ideal: 480 } },
-    audio: false,
-  });
-  video.srcObject = stream;
-  await video.play();
-  if (!video.videoWidth) await new Promise((resolve) => video.addEventListener("loadedmetadata", resolve, { once: true }));
-  return stream;
-}
-
-function grabJpeg(video, canvas, quality = 0.8) {
-  canvas.width = video.videoWidth;
-  canvas.height = video.videoHeight;
-  canvas.getContext("2d").drawImage(video, 0, 0);
-  return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", quality));
-}
+// The webcam and the stream protocol: webcam.js (shared with the Cameras view).
+const { cameraError, openCamera, grabJpeg } = window.FacemetricWebcam;
 
 // ---- live page ------------------------------------------------------------------------------------
 const live = {
-  ws: null,
+  stream: null,
   video: null,
-  grab: document.createElement("canvas"),
   answers: [],
-  stopped: false,
-  sent: null, // the frame in flight
   shown: null, // the frame whose answer is on screen (what a correction is about)
 };
 
@@ -125,48 +90,21 @@ async function showModelWarning() {
 }
 
 function connect() {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${scheme}://${location.host}/ws/stream`);
-  ws.binaryType = "arraybuffer";
-  live.ws = ws;
-  ws.onopen = () => { $("#conn").textContent = "connected"; };
-  ws.onclose = (event) => {
-    const busy = event.code === 1013; // every max_connections slot taken: wait longer
-    $("#conn").textContent = busy ? `${event.reason}; retrying…` : "disconnected, retrying…";
-    if (!live.stopped) setTimeout(connect, busy ? 5000 : 1500);
-  };
-  ws.onmessage = (event) => {
-    const msg = JSON.parse(event.data);
-    if (msg.type === "hello") {
-      if (!msg.model_loaded) {
-        banner(`No model is loaded: ${msg.model_error}`, "error");
-        live.stopped = true;
-        ws.close();
-        return;
-      }
-      $("#threshold").textContent = fmt(msg.threshold);
-      sendFrame();
-    } else if (msg.type === "result") {
-      showResult(msg);
-      sendFrame();
-    } else if (msg.type === "error") {
+  live.stream = new window.FacemetricWebcam.Stream(live.video, {
+    onOpen: () => { $("#conn").textContent = "connected"; },
+    onClose: (text) => { $("#conn").textContent = text; },
+    onFatal: (text) => banner(text, "error"),
+    onHello: (msg) => { $("#threshold").textContent = fmt(msg.threshold); },
+    onResult: showResult,
+    onError: (msg) => {
       $("#conn").textContent = `frame ${msg.frame}: ${msg.detail}`;
-      if (msg.code === "no_model") { banner(msg.detail, "error"); return; }
-      setTimeout(sendFrame, 200);
-    }
-  };
+      if (msg.code === "no_model") banner(msg.detail, "error");
+    },
+  });
+  live.stream.connect();
 }
 
-// One frame in flight: the next frame is sent only once the previous one is answered.
-async function sendFrame() {
-  const ws = live.ws;
-  if (!ws || ws.readyState !== WebSocket.OPEN) return;
-  const blob = await grabJpeg(live.video, live.grab);
-  live.sent = blob;
-  if (blob && ws.readyState === WebSocket.OPEN) ws.send(await blob.arrayBuffer());
-}
-
-function showResult(msg) {
+function showResult(msg, frame) {
   const now = performance.now();
   live.answers.push(now);
   while (live.answers.length && now - live.answers[0] > 2000) live.answers.shift();
@@ -176,40 +114,9 @@ function showResult(msg) {
   }
   $("#server-ms").textContent = msg.server_ms.toFixed(0);
   $("#threshold").textContent = fmt(msg.threshold);
-  live.shown = live.sent;
-  drawBoxes(msg);
+  live.shown = frame;
+  window.FacemetricWebcam.drawFaces($("#overlay"), live.video, msg);
   listFaces(msg.faces);
-}
-
-function label(face) {
-  const name = face.identity ?? "unknown";
-  return `${name} ${fmt(face.similarity)} ${face.is_match ? "match" : "no match"}`;
-}
-
-function drawBoxes(msg) {
-  const canvas = $("#overlay");
-  const rect = live.video.getBoundingClientRect();
-  canvas.width = rect.width;
-  canvas.height = rect.height;
-  const ctx = canvas.getContext("2d");
-  ctx.clearRect(0, 0, canvas.width, canvas.height);
-  const sx = canvas.width / msg.width;
-  const sy = canvas.height / msg.height;
-  ctx.lineWidth = 3;
-  ctx.font = "bold 15px system-ui, sans-serif";
-  for (const face of msg.faces) {
-    const [x1, y1, x2, y2] = face.box;
-    const color = face.is_match ? "#1a9c4a" : "#d9480f";
-    ctx.strokeStyle = color;
-    ctx.strokeRect(x1 * sx, y1 * sy, (x2 - x1) * sx, (y2 - y1) * sy);
-    const text = label(face);
-    const width = ctx.measureText(text).width + 8;
-    const top = Math.max(0, y1 * sy - 22);
-    ctx.fillStyle = color;
-    ctx.fillRect(x1 * sx, top, width, 22);
-    ctx.fillStyle = "#fff";
-    ctx.fillText(text, x1 * sx + 4, top + 16);
-  }
 }
 
 function listFaces(faces) {

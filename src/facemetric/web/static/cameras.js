@@ -1,5 +1,6 @@
 // facemetric cameras view (/cameras): every server-side camera's live labelled picture and state,
-// and this browser's webcam as one more camera (the Live page). No build step.
+// and this browser's webcam as one more camera: started by its tile's button (never unasked), it
+// streams to the server like the Live page (webcam.js) and its faces become events. No build step.
 (() => {
   if (!location.pathname.startsWith("/cameras")) return;
 
@@ -78,6 +79,58 @@
       byId("cameras-message").textContent = `The server does not answer: ${err.message}`;
     }
   }
+
+  // This browser's webcam: its preview with the server's labels drawn over it.
+  const webcam = { stream: null, media: null, answers: [] };
+
+  function webcamState(text, state) {
+    byId("webcam-state").textContent = text;
+    byId("webcam-state").className = `camera-state state-${state}`;
+  }
+
+  function stopWebcam(why) {
+    if (webcam.stream) webcam.stream.stop();
+    if (webcam.media) webcam.media.getTracks().forEach((t) => t.stop());
+    webcam.stream = webcam.media = null;
+    byId("webcam-video").srcObject = null;
+    const overlay = byId("webcam-overlay");
+    overlay.getContext("2d").clearRect(0, 0, overlay.width, overlay.height);
+    byId("webcam-start").textContent = "Start webcam";
+    webcamState(why ? "failed" : "off", why ? "failed" : "off");
+    if (why) byId("webcam-detail").textContent = why;
+  }
+
+  async function startWebcam() {
+    const cam = window.FacemetricWebcam;
+    const video = byId("webcam-video");
+    webcamState("connecting", "connecting");
+    try {
+      webcam.media = await cam.openCamera(video);
+    } catch (err) {
+      stopWebcam(cam.cameraError(err));
+      return;
+    }
+    byId("webcam-start").textContent = "Stop webcam";
+    webcam.stream = new cam.Stream(video, {
+      onOpen: () => webcamState("live", "live"),
+      onClose: (text) => webcamState(text, "reconnecting"),
+      onFatal: (text) => stopWebcam(text),
+      onError: (msg) => { byId("webcam-detail").textContent = `frame ${msg.frame}: ${msg.detail}`; },
+      onResult: (msg) => {
+        const now = performance.now();
+        webcam.answers.push(now);
+        while (webcam.answers.length && now - webcam.answers[0] > 2000) webcam.answers.shift();
+        const fps = webcam.answers.length > 1 ? (webcam.answers.length - 1) / ((now - webcam.answers[0]) / 1000) : 0;
+        const names = msg.faces.map((f) => f.identity ?? "unknown");
+        byId("webcam-detail").textContent = `${fps.toFixed(1)} frames/s recognised · ${names.length ? names.join(", ") : "no face"}`;
+        cam.drawFaces(byId("webcam-overlay"), video, msg);
+      },
+    });
+    if (webcam.stream.camera) byId("webcam-name").textContent = webcam.stream.camera;
+    webcam.stream.connect();
+  }
+
+  byId("webcam-start").addEventListener("click", () => (webcam.stream ? stopWebcam() : startWebcam()));
 
   byId("cameras-page").hidden = false;
   byId("nav-cameras").classList.add("active");
