@@ -101,26 +101,42 @@ class FaceMatch:
 def per_person_top_k(
     sims: np.ndarray, face_ids: np.ndarray, gallery: LiveGallery, k: int, agree: int = 1
 ) -> list[Candidate]:
-    """The best ``k`` people for one query from its face hits, by person score (the mean of
-    their best ``agree`` references; a reference beyond the hits counts as the lowest hit, an
-    upper bound), each with their best face."""
-    hits: dict[str, list[tuple[float, int]]] = {}
-    for sim, face_id in zip(sims, face_ids, strict=True):
-        name = gallery.person_of(int(face_id)) if face_id >= 0 else None
-        if name is not None:
-            hits.setdefault(name, []).append((float(sim), int(face_id)))
-    if not hits:
+    """The best ``k`` people for one query from its face hits (best first), by person score
+    (the mean of their best ``agree`` references; a reference beyond the hits counts as the
+    lowest hit, an upper bound), each with their best face. Vectorised: a search of a person
+    with 500 references hands over 1,500 hits."""
+    sims = np.asarray(sims, np.float64)
+    face_ids = np.asarray(face_ids, np.int64)
+    valid = face_ids >= 0
+    if not valid.any():
         return []
-    lowest = float(min(s for s, f in zip(sims, face_ids, strict=True) if f >= 0))
-    scored: list[Candidate] = []
-    for name, found in hits.items():
-        best_sim, best_face = found[0]
-        want = min(agree, max(1, gallery.face_count(name)))
-        values = [s for s, _ in found[:want]]
-        values += [min(lowest, values[-1])] * (want - len(values))
-        scored.append(Candidate(name, float(np.mean(values)), best_face, best_sim))
-    scored.sort(key=lambda c: -c.similarity)
-    return scored[:k]
+    lowest = float(sims[valid].min())
+    lookup = gallery.person_lookup()
+    persons = lookup.persons(face_ids)
+    keep = np.flatnonzero(persons >= 0)
+    if not len(keep):
+        return []
+    order = keep[np.argsort(persons[keep], kind="stable")]  # by person, best hit first
+    p, s, f = persons[order], sims[order], face_ids[order]
+    starts = np.flatnonzero(np.r_[True, p[1:] != p[:-1]])
+    sizes = np.diff(np.r_[starts, len(p)])
+    group = np.repeat(np.arange(len(starts)), sizes)
+    rank = np.arange(len(p)) - starts[group]
+    people = p[starts]
+    want = np.minimum(agree, np.maximum(1, lookup.counts[people]))
+    kept = rank < want[group]
+    sums = np.bincount(group[kept], weights=s[kept], minlength=len(starts))
+    counted = np.minimum(sizes, want)
+    last = s[starts + counted - 1]
+    score = (sums + np.minimum(lowest, last) * (want - counted)) / want
+    first_seen = order[starts]  # ties keep the order of the hits
+    top = np.lexsort((first_seen, -score))[:k]
+    return [
+        Candidate(
+            lookup.names[int(people[i])], float(score[i]), int(f[starts[i]]), float(s[starts[i]])
+        )
+        for i in top
+    ]
 
 
 class Recognizer:

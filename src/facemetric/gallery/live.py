@@ -48,6 +48,24 @@ class GalleryStatus:
     updated: float | None = None  # when the last refresh finished (Unix seconds)
 
 
+@dataclass(frozen=True)
+class PersonLookup:
+    """Reference face ids (sorted) with each one's person (an index into ``names``), and each
+    person's number of reference faces."""
+
+    face_ids: np.ndarray
+    people: np.ndarray
+    names: list[str]
+    counts: np.ndarray
+
+    def persons(self, face_ids: np.ndarray) -> np.ndarray:
+        """The person index of each face id (-1: not a reference face held)."""
+        if not len(self.face_ids):
+            return np.full(face_ids.shape, -1, np.int64)
+        pos = np.clip(np.searchsorted(self.face_ids, face_ids), 0, len(self.face_ids) - 1)
+        return np.where(self.face_ids[pos] == face_ids, self.people[pos], -1)
+
+
 class LiveGallery:
     """The faces of ``store`` embedded by ``embedder``, searchable by similarity."""
 
@@ -70,6 +88,7 @@ class LiveGallery:
         self._generation = -1
         self._index: SearchIndex | None = None
         self._person_of: dict[int, str] = {}  # reference face id -> person
+        self._lookup: PersonLookup | None = None  # the same as arrays, made when first asked
         self._faces_of: dict[str, set[int]] = {}
         self._negatives: dict[int, tuple[str, np.ndarray]] = {}  # negative face id -> (person, v)
         self._dim = int(embedder.spec.embedding_dim)
@@ -110,6 +129,7 @@ class LiveGallery:
                     self._apply(touched, rows)
                     self._generation = changes.generation
             self._updated = time.time()
+            self._lookup = None
         self._changed()
         return True
 
@@ -235,6 +255,23 @@ class LiveGallery:
 
     def person_of(self, face_id: int) -> str | None:
         return self._person_of.get(int(face_id))
+
+    def person_lookup(self) -> PersonLookup:
+        """Reference faces' people as arrays, for looking up many search hits at once."""
+        lookup = self._lookup
+        if lookup is None:
+            with self._lock:
+                names = sorted(self._faces_of)
+                index = {name: i for i, name in enumerate(names)}
+                ids = np.fromiter(self._person_of.keys(), np.int64, len(self._person_of))
+                people = np.fromiter(
+                    (index[n] for n in self._person_of.values()), np.int64, len(ids)
+                )
+                order = np.argsort(ids)
+                counts = np.array([len(self._faces_of[n]) for n in names], np.int64)
+                lookup = PersonLookup(ids[order], people[order], names, counts)
+                self._lookup = lookup
+        return lookup
 
     @property
     def faces_per_person(self) -> int:
