@@ -52,7 +52,7 @@ EMPTY_GALLERY = "empty_gallery"
 REASONS = (MATCH, BELOW_THRESHOLD, AMBIGUOUS_MARGIN, CLOSER_TO_NEGATIVE, EMPTY_GALLERY)
 
 MIN_SCORES = 50  # impostor scores below which the gallery cannot calibrate (the floor rules)
-LOO_PROBES = 1000  # probes from which the direct estimate is trusted alone (1% = 10 of them)
+LOO_PROBES = 250  # probes from which the direct estimate is trusted alone (see docs/openset.md)
 TAIL_QUANTILES = (0.90, 0.99)  # where the Gaussian is fitted to the impostor tail
 
 
