@@ -122,7 +122,7 @@ def decided(
     scores = person_scores(sims, rlab, n, settings.agree)
     named = np.zeros(len(plab), bool)
     who = np.full(len(plab), -1)
-    top = np.argsort(-scores, axis=1)[:, :4]
+    top = np.argsort(-scores, axis=1)[:, : settings.candidates]
     for i in range(len(plab)):
         d = decider.decide([(str(int(p)), float(scores[i, p])) for p in top[i]])
         if d.identity is not None:
@@ -137,6 +137,14 @@ def decided(
     out[f"ceiling{tag}: same score, T set on the strangers"] = rates(
         ok & (m1s >= oracle), top[:, 0], plab
     )
+    if settings.cohort:  # the same with the cohort's share taken off at full weight
+        cohort = scores[rows[:, None], top[:, 1 : 1 + settings.cohort_size]].mean(axis=1)
+        adj = m1s - settings.cohort * cohort
+        stranger = np.where(ok & (plab < 0), adj, -9.0)[plab < 0]
+        oracle = float(np.quantile(stranger, 1 - settings.fpir)) + 1e-9
+        out[f"ceiling{tag}: cohort score, T set on the strangers"] = rates(
+            ok & (adj >= oracle), top[:, 0], plab
+        )
     return out
 
 
