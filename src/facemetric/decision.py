@@ -21,13 +21,18 @@ from the gallery itself, and set again whenever the gallery changes:
    sample, ``min(1, faces / LOO_PROBES)``, the tail by the rest. It is never below the model's
    own per-pair threshold (``floor``), which is what a gallery too small to say anything
    (< ``MIN_SCORES`` scores, or one person) gets. A gallery of more than ``max_people``
-   people is sampled and relies on the tail alone.
+   people is sampled and relies on the tail alone. The direct estimate scores each face with
+   its cohort (below); the calibration keeps the gallery's mean cohort as its zero point and
+   the cohort's share (``settings.cohort`` times the direct estimate's weight).
 2. **Decision** (``decide``), per face: each person's score is the mean of their best
    ``agree`` reference similarities (one look-alike photo is not enough); a person whose
    *negative* faces (corrections: "this is not Ada") are closer to the face than their best
-   reference is set aside (``closer_to_negative``); the best remaining person is named only
-   when their score reaches the threshold (else ``below_threshold``) and leads the next
-   person by ``margin`` (else ``ambiguous_margin``).
+   reference is set aside (``closer_to_negative``); the best remaining person's score is
+   *adjusted* by the cohort (cohort normalisation: the share times how far the face's mean
+   score over the next ``cohort_size`` people lies above the gallery's mean: a face like
+   everybody is a weaker match); the person is named only when the adjusted score reaches
+   the threshold and the score the floor (else ``below_threshold``) and leads the next
+   person by ``margin`` (else ``ambiguous_margin``). A given threshold uses the raw score.
 
 Each ``Decision`` says which rule decided (``reason``) with the figures behind it
 (``to_dict``). Measured on ../shared/data in ``docs/openset.md`` (``benchmarks/openset.py``).
