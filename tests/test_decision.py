@@ -106,7 +106,7 @@ def test_cohort_takes_the_face_s_likeness_to_everyone_off() -> None:
     assert low.reason == BELOW_THRESHOLD  # the raw score still has to reach the floor
     given = Decider(cal, DecisionSettings(), threshold=0.9)  # a given threshold: raw scores
     assert given.decide([("ada", 0.91), ("bob", 0.89), ("cy", 0.88)]).is_match
-    assert DecisionSettings().candidates == 11 and DecisionSettings(cohort=0).candidates == 4
+    assert DecisionSettings().candidates == 4 and DecisionSettings(cohort=0).candidates == 4
     # a gallery of 250 faces and more gets the cohort at full weight, a smaller one less
     rng = np.random.default_rng(3)
     vecs = rng.normal(size=(300, 16)).astype(np.float32)

@@ -75,7 +75,7 @@ class DecisionSettings:
     agree: int = 2
     margin: float = 0.01
     cohort: float = 0.25
-    cohort_size: int = 10
+    cohort_size: int = 3
     use_negatives: bool = True
     max_probes: int = 2000
     max_people: int = 2000
@@ -242,7 +242,7 @@ def leave_one_out_threshold(
     fpir: float,
     margin: float,
     cohort: float = 0.0,
-    cohort_size: int = 10,
+    cohort_size: int = 3,
     cohort_mean: float = 0.0,
 ) -> float:
     """The lowest threshold at which at most ``fpir`` of the probes (each a stranger to every
