@@ -8,7 +8,10 @@ people and every photo of the strangers. Each rule is applied to the same scores
 - ``best >= 0.9301``: the old rule (the model's per-pair threshold, FAR 1e-3 per pair);
 - the issue's other rules (margin 0.02; mean of 2 best >= 0.94 + margin; best >= 0.95);
 - ``decision``: ``facemetric.decision`` with the shipped ``DecisionSettings`` (FPIR 1% per
-  search, calibrated on the enrolled references only, never on the strangers).
+  search, calibrated on the enrolled references only, never on the strangers);
+- ``--screen``: the decision again with each person enrolled through the consistency check
+  of ``facemetric.screen`` (a photo unlike the person's other photos is refused and the next
+  one taken; the image-quality floors need the photos, not cached, so they are not applied).
 
 Printed per size: enrolled probes named right (TPIR) and stranger photos named (FPIR), the
 mean over ``--trials`` draws. Embeddings come from ``benchmarks/openset_data.py``'s cache::
@@ -25,12 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
+from facemetric.data.quality import consistency_floor
 from facemetric.decision import Decider, DecisionSettings, calibrate
+from facemetric.screen import MIN_VOTERS
 from openset_data import cached_embeddings, identities
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 OLD = 0.9301  # the dlib model's per-pair threshold (FAR 1e-3)
 REFS = 3
+FLOOR = consistency_floor(OLD)  # enrolment's consistency floor for this model
 
 
 def person_scores(sims: np.ndarray, labels: np.ndarray, people: int, agree: int) -> np.ndarray:
@@ -38,14 +44,37 @@ def person_scores(sims: np.ndarray, labels: np.ndarray, people: int, agree: int)
     out = np.full((sims.shape[0], people), -2.0, np.float32)
     for p in range(people):
         cols = sims[:, labels == p]
-        out[:, p] = -np.sort(-cols, axis=1)[:, :agree].mean(axis=1)
+        if cols.shape[1]:
+            out[:, p] = -np.sort(-cols, axis=1)[:, :agree].mean(axis=1)
     return out
 
 
+def screened(rows: np.ndarray, x: np.ndarray, floor: float) -> list[int]:
+    """The first ``REFS`` of ``rows`` that enrolment's consistency check accepts, in order:
+    the first ``REFS`` photos are checked together, each later one against those accepted
+    (``facemetric.screen``: median similarity to the person's other references >= ``floor``,
+    refused only with at least ``MIN_VOTERS`` other references); refused photos stay probes."""
+    batch = list(rows[:REFS])
+    v = x[batch]
+    sims = v @ v.T
+    accepted = [
+        r
+        for i, r in enumerate(batch)
+        if len(batch) - 1 < MIN_VOTERS or np.median(np.delete(sims[i], i)) >= floor
+    ]
+    for r in rows[REFS:]:
+        if len(accepted) >= REFS:
+            break
+        if len(accepted) < MIN_VOTERS or np.median(x[accepted] @ x[r]) >= floor:
+            accepted.append(r)
+    return [int(r) for r in accepted]
+
+
 def draw(
-    ids: np.ndarray, n: int, rng: np.random.Generator
+    ids: np.ndarray, n: int, rng: np.random.Generator, screen: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(reference rows, their person 0..n-1, probe rows, probe person or -1 for strangers)."""
+    """(reference rows, their person 0..n-1, probe rows, probe person or -1 for strangers);
+    ``screen``: the embeddings, to enrol through the consistency check (``screened``)."""
     people = rng.permutation(np.unique(ids))
     counts = {p: int((ids == p).sum()) for p in people}
     enrolled = [p for p in people if counts[p] > REFS][:n]
@@ -54,10 +83,12 @@ def draw(
     refs, rlab, probes, plab = [], [], [], []
     for j, p in enumerate(enrolled):
         rows = rng.permutation(np.flatnonzero(ids == p))
-        refs += rows[:REFS].tolist()
-        rlab += [j] * REFS
-        probes += rows[REFS:].tolist()
-        plab += [j] * (len(rows) - REFS)
+        chosen_rows = rows[:REFS].tolist() if screen is None else screened(rows, screen, FLOOR)
+        rest = [int(r) for r in rows if r not in set(chosen_rows)]
+        refs += chosen_rows
+        rlab += [j] * len(chosen_rows)
+        probes += rest
+        plab += [j] * len(rest)
     for p in strangers:
         rows = np.flatnonzero(ids == p)
         probes += rows.tolist()
@@ -75,8 +106,55 @@ def rates(named: np.ndarray, who: np.ndarray, truth: np.ndarray) -> tuple[float,
     return tpir, fpir
 
 
+def decided(
+    sims: np.ndarray,
+    rlab: np.ndarray,
+    plab: np.ndarray,
+    n: int,
+    settings: DecisionSettings,
+    gallery: np.ndarray,
+    tag: str,
+) -> dict[str, tuple[float, float]]:
+    """The shipped decision's rates, and the same score's with T set on the strangers."""
+    out: dict[str, tuple[float, float]] = {}
+    cal = calibrate(gallery, rlab, OLD, settings)
+    decider = Decider(cal, settings)
+    scores = person_scores(sims, rlab, n, settings.agree)
+    named = np.zeros(len(plab), bool)
+    who = np.full(len(plab), -1)
+    top = np.argsort(-scores, axis=1)[:, : settings.candidates]
+    for i in range(len(plab)):
+        d = decider.decide([(str(int(p)), float(scores[i, p])) for p in top[i]])
+        if d.identity is not None:
+            named[i], who[i] = True, int(d.identity)
+    out[f"decision{tag} (FPIR {settings.fpir:g}, T={cal.threshold:.4f})"] = rates(named, who, plab)
+    # The model's ceiling for this score: the threshold chosen on the strangers themselves.
+    rows = np.arange(len(scores))
+    m1s, m2s = scores[rows, top[:, 0]], scores[rows, top[:, 1]]
+    ok = m1s - m2s >= settings.margin
+    stranger = np.where(ok & (plab < 0), m1s, -2.0)[plab < 0]
+    oracle = float(np.quantile(stranger, 1 - settings.fpir)) + 1e-9
+    out[f"ceiling{tag}: same score, T set on the strangers"] = rates(
+        ok & (m1s >= oracle), top[:, 0], plab
+    )
+    if settings.cohort:  # the same with the cohort's share taken off at full weight
+        cohort = scores[rows[:, None], top[:, 1 : 1 + settings.cohort_size]].mean(axis=1)
+        adj = m1s - settings.cohort * cohort
+        stranger = np.where(ok & (plab < 0), adj, -9.0)[plab < 0]
+        oracle = float(np.quantile(stranger, 1 - settings.fpir)) + 1e-9
+        out[f"ceiling{tag}: cohort score, T set on the strangers"] = rates(
+            ok & (adj >= oracle), top[:, 0], plab
+        )
+    return out
+
+
 def evaluate_size(
-    x: np.ndarray, ids: np.ndarray, n: int, seed: int, settings: DecisionSettings
+    x: np.ndarray,
+    ids: np.ndarray,
+    n: int,
+    seed: int,
+    settings: DecisionSettings,
+    screen: bool = False,
 ) -> dict[str, tuple[float, float]]:
     rng = np.random.default_rng(seed)
     refs, rlab, probes, plab = draw(ids, n, rng)
@@ -97,26 +175,11 @@ def evaluate_size(
     out["mean of 2 >= 0.94 + margin 0.02"] = rates((m1 >= 0.94) & (m1 - m2 >= 0.02), who2, plab)
     out["best >= 0.95"] = rates(s1 >= 0.95, who1, plab)
 
-    cal = calibrate(x[refs], rlab, OLD, settings)
-    decider = Decider(cal, settings)
-    scores = best2 if settings.agree == 2 else person_scores(sims, rlab, n, settings.agree)
-    named = np.zeros(len(probes), bool)
-    who = np.full(len(probes), -1)
-    top = np.argsort(-scores, axis=1)[:, :4]
-    for i in range(len(probes)):
-        cands = [(int(p), float(scores[i, p])) for p in top[i]]
-        d = decider.decide([(str(p), s) for p, s in cands])
-        if d.identity is not None:
-            named[i], who[i] = True, int(d.identity)
-    out[f"decision (FPIR {settings.fpir:g}, T={cal.threshold:.4f})"] = rates(named, who, plab)
-    # The model's ceiling for this score: the threshold chosen on the strangers themselves.
-    m1s, m2s = scores[np.arange(len(scores)), top[:, 0]], scores[np.arange(len(scores)), top[:, 1]]
-    ok = m1s - m2s >= settings.margin
-    stranger = np.where(ok & (plab < 0), m1s, -2.0)[plab < 0]
-    oracle = float(np.quantile(stranger, 1 - settings.fpir)) + 1e-9
-    out["ceiling: same score, T set on the strangers"] = rates(
-        ok & (m1s >= oracle), top[:, 0], plab
-    )
+    out.update(decided(sims, rlab, plab, n, settings, x[refs], ""))
+    if screen:
+        refs, rlab, probes, plab = draw(ids, n, np.random.default_rng(seed), x)
+        sims = x[probes] @ x[refs].T
+        out.update(decided(sims, rlab, plab, n, settings, x[refs], ", screened"))
     return out
 
 
@@ -125,6 +188,11 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["20", "70", "500", "max"])
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument(
+        "--screen",
+        action="store_true",
+        help="also enrol through the consistency check (the decision's rows, screened)",
+    )
     args = parser.parse_args()
     settings = DecisionSettings()
     wild = cached_embeddings(args.data / "celeba-wild")
@@ -148,24 +216,26 @@ def main() -> None:
         start = time.perf_counter()
         table: dict[str, list[tuple[float, float]]] = {}
         for trial in range(args.trials):
-            for rule, r in evaluate_size(x, ids, n, trial, settings).items():
-                key = rule.split(", T=")[0] if rule.startswith("decision") else rule
+            for rule, r in evaluate_size(x, ids, n, trial, settings, args.screen).items():
+                key = rule.split(", T=")[0] + ")" if rule.startswith("decision") else rule
                 table.setdefault(key, []).append(r)
                 if rule.startswith("decision"):
-                    table.setdefault("thresholds", []).append((float(rule[-7:-1]), 0.0))
+                    tag = "thresholds" + key[len("decision") :].split(" (")[0]
+                    table.setdefault(tag, []).append((float(rule[-7:-1]), 0.0))
         print(
             f"\n{n} people enrolled ({name}, {args.trials} draws, "
             f"{time.perf_counter() - start:.0f} s on a shared, loaded machine)"
         )
-        print(f"  {'rule':<42} {'named right':>12} {'strangers named':>16}")
+        print(f"  {'rule':<54} {'named right':>12} {'strangers named':>16}")
         for rule, values in table.items():
-            if rule == "thresholds":
+            if rule.startswith("thresholds"):
                 continue
             tp = np.mean([v[0] for v in values])
             fp = np.mean([v[1] for v in values])
-            print(f"  {rule:<42} {tp:>11.1%} {fp:>15.1%}")
-        ts = [t for t, _ in table["thresholds"]]
-        print(f"  decision thresholds per draw: {', '.join(f'{t:.4f}' for t in ts)}")
+            print(f"  {rule:<54} {tp:>11.1%} {fp:>15.1%}")
+        for tag in (k for k in table if k.startswith("thresholds")):
+            ts = ", ".join(f"{t:.4f}" for t, _ in table[tag])
+            print(f"  decision{tag[len('thresholds') :]} thresholds per draw: {ts}")
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def test_each_rule_and_its_reason() -> None:
     given = Decider(d.calibration, d.settings, threshold=0.99)
     assert given.decide([("ada", 0.95)]).reason == BELOW_THRESHOLD
     assert given.decide([("ada", 0.995)]).to_dict()["calibration"] == "given"
-    for bad in ({"fpir": 0.0}, {"agree": 0}, {"margin": -0.1}):
+    for bad in ({"fpir": 0.0}, {"agree": 0}, {"margin": -0.1}, {"cohort": 1.5}):
         with pytest.raises(ConfigError):
             DecisionSettings(**bad)  # type: ignore[arg-type]
 
@@ -83,6 +83,38 @@ def test_calibration_matches_brute_force() -> None:
         named_at.append(s[-1] if s[-1] - s[-2] >= 0.05 else -2.0)
     want = float(np.quantile(named_at, 0.9))
     assert leave_one_out_threshold(matrix, 0.1, 0.05) == pytest.approx(want)
+    # with the cohort: the best score less 0.5 x (the mean of the next 3 - 0.1)
+    adjusted = []
+    for row in matrix:
+        s = sorted((v for v in row if not np.isnan(v)), reverse=True)
+        adjusted.append(s[0] - 0.5 * (np.mean(s[1:4]) - 0.1) if s[0] - s[1] >= 0.05 else -2.0)
+    got = leave_one_out_threshold(matrix, 0.1, 0.05, 0.5, 3, 0.1)
+    assert got == pytest.approx(float(np.quantile(adjusted, 0.9)), abs=1e-6)
+
+
+def test_cohort_takes_the_face_s_likeness_to_everyone_off() -> None:
+    # a face like everybody (a high cohort) is not named at a score a distinct face is
+    cal = Calibration(0.9, 0.01, 50, "gallery", 0.8, cohort=0.25, cohort_mean=0.5)
+    d = Decider(cal, DecisionSettings())
+    distinct = d.decide([("ada", 0.91), ("bob", 0.5), ("cy", 0.4), ("di", 0.3)])
+    assert distinct.is_match and distinct.cohort == pytest.approx(0.4)
+    assert distinct.adjusted == pytest.approx(0.91 + 0.25 * 0.1)
+    crowd = d.decide([("ada", 0.91), ("bob", 0.89), ("cy", 0.88), ("di", 0.87)])
+    assert crowd.reason == BELOW_THRESHOLD and crowd.to_dict()["adjusted"] < 0.9
+    below_floor = Calibration(0.5, 0.01, 50, "gallery", 0.8, cohort=0.25, cohort_mean=0.9)
+    low = Decider(below_floor, DecisionSettings()).decide([("ada", 0.79), ("bob", 0.1)])
+    assert low.reason == BELOW_THRESHOLD  # the raw score still has to reach the floor
+    given = Decider(cal, DecisionSettings(), threshold=0.9)  # a given threshold: raw scores
+    assert given.decide([("ada", 0.91), ("bob", 0.89), ("cy", 0.88)]).is_match
+    assert DecisionSettings().candidates == 4 and DecisionSettings(cohort=0).candidates == 4
+    # a gallery of 250 faces and more gets the cohort at full weight, a smaller one less
+    rng = np.random.default_rng(3)
+    vecs = rng.normal(size=(300, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    full = calibrate(vecs, np.repeat(np.arange(100), 3), floor=-1.0)
+    assert full.weight == 1.0 and full.cohort == pytest.approx(0.25) and full.cohort_mean != 0
+    part = calibrate(vecs[:60], np.repeat(np.arange(20), 3), floor=-1.0)
+    assert part.cohort == pytest.approx(0.25 * 60 / 250)
 
 
 def test_tail_threshold_and_gallery_size() -> None:

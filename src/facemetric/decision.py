@@ -21,13 +21,18 @@ from the gallery itself, and set again whenever the gallery changes:
    sample, ``min(1, faces / LOO_PROBES)``, the tail by the rest. It is never below the model's
    own per-pair threshold (``floor``), which is what a gallery too small to say anything
    (< ``MIN_SCORES`` scores, or one person) gets. A gallery of more than ``max_people``
-   people is sampled and relies on the tail alone.
+   people is sampled and relies on the tail alone. The direct estimate scores each face with
+   its cohort (below); the calibration keeps the gallery's mean cohort as its zero point and
+   the cohort's share (``settings.cohort`` times the direct estimate's weight).
 2. **Decision** (``decide``), per face: each person's score is the mean of their best
    ``agree`` reference similarities (one look-alike photo is not enough); a person whose
    *negative* faces (corrections: "this is not Ada") are closer to the face than their best
-   reference is set aside (``closer_to_negative``); the best remaining person is named only
-   when their score reaches the threshold (else ``below_threshold``) and leads the next
-   person by ``margin`` (else ``ambiguous_margin``).
+   reference is set aside (``closer_to_negative``); the best remaining person's score is
+   *adjusted* by the cohort (cohort normalisation: the share times how far the face's mean
+   score over the next ``cohort_size`` people lies above the gallery's mean: a face like
+   everybody is a weaker match); the person is named only when the adjusted score reaches
+   the threshold and the score the floor (else ``below_threshold``) and leads the next
+   person by ``margin`` (else ``ambiguous_margin``). A given threshold uses the raw score.
 
 Each ``Decision`` says which rule decided (``reason``) with the figures behind it
 (``to_dict``). Measured on ../shared/data in ``docs/openset.md`` (``benchmarks/openset.py``).
@@ -52,7 +57,7 @@ EMPTY_GALLERY = "empty_gallery"
 REASONS = (MATCH, BELOW_THRESHOLD, AMBIGUOUS_MARGIN, CLOSER_TO_NEGATIVE, EMPTY_GALLERY)
 
 MIN_SCORES = 50  # impostor scores below which the gallery cannot calibrate (the floor rules)
-LOO_PROBES = 1000  # probes from which the direct estimate is trusted alone (1% = 10 of them)
+LOO_PROBES = 250  # probes from which the direct estimate is trusted alone (see docs/openset.md)
 TAIL_QUANTILES = (0.90, 0.99)  # where the Gaussian is fitted to the impostor tail
 
 
@@ -61,12 +66,16 @@ class DecisionSettings:
     """How matches are decided (the shipped defaults; ``serve``/``identify`` flags override).
 
     ``fpir``: stranger photos named per search; ``agree``: references averaged per person;
-    ``margin``: how far the best person must lead the next; ``use_negatives``: corrections
-    count; ``max_probes``/``max_people``: the sample calibration scores (bounded work)."""
+    ``margin``: how far the best person must lead the next; ``cohort``: how much of the
+    face's likeness to the next ``cohort_size`` people is taken off its score (at full
+    calibration weight; 0: none); ``use_negatives``: corrections count;
+    ``max_probes``/``max_people``: the sample calibration scores (bounded work)."""
 
     fpir: float = 0.01
     agree: int = 2
     margin: float = 0.01
+    cohort: float = 0.25
+    cohort_size: int = 3
     use_negatives: bool = True
     max_probes: int = 2000
     max_people: int = 2000
@@ -79,6 +88,15 @@ class DecisionSettings:
             raise ConfigError(f"agree: must be at least 1, got {self.agree}")
         if not 0.0 <= self.margin < 1.0:
             raise ConfigError(f"margin: must be in [0, 1), got {self.margin}")
+        if not 0.0 <= self.cohort <= 1.0:
+            raise ConfigError(f"cohort: must be in [0, 1], got {self.cohort}")
+        if self.cohort_size < 1:
+            raise ConfigError(f"cohort_size: must be at least 1, got {self.cohort_size}")
+
+    @property
+    def candidates(self) -> int:
+        """How many people ``decide`` should be given per face (the best, the cohort)."""
+        return max(4, self.cohort_size + 1) if self.cohort else 4
 
 
 @dataclass(frozen=True)
@@ -96,6 +114,8 @@ class Calibration:
     tail: float | None = None  # the Gaussian tail's threshold
     direct: float | None = None  # the leave-one-person-out threshold
     weight: float = 0.0  # how much the direct estimate counts
+    cohort: float = 0.0  # how much of the cohort's likeness is taken off a score
+    cohort_mean: float = 0.0  # the gallery's own mean cohort likeness (the zero point)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -109,6 +129,8 @@ class Calibration:
             "tail": None if self.tail is None else round(self.tail, 4),
             "direct": None if self.direct is None else round(self.direct, 4),
             "weight": round(self.weight, 3),
+            "cohort": round(self.cohort, 4),
+            "cohort_mean": round(self.cohort_mean, 4),
         }
 
 
@@ -128,6 +150,8 @@ class Decision:
     vetoed: tuple[str, ...] = ()  # people set aside: closer to their negatives
     negative_similarity: float | None = None  # of the nearest person's closest negative
     calibration: str = "floor"
+    adjusted: float | None = None  # the score less the cohort's share, set against threshold
+    cohort: float | None = None  # the face's mean score over the next people (the cohort)
 
     @property
     def is_match(self) -> bool:
@@ -151,6 +175,8 @@ class Decision:
             "vetoed": list(self.vetoed),
             "negative_similarity": r(self.negative_similarity),
             "calibration": self.calibration,
+            "adjusted": r(self.adjusted),
+            "cohort": r(self.cohort),
         }
 
 
@@ -189,14 +215,40 @@ def impostor_matrix(
     return out
 
 
-def leave_one_out_threshold(matrix: np.ndarray, fpir: float, margin: float) -> float:
+def search_figures(matrix: np.ndarray, cohort_size: int) -> tuple[np.ndarray, ...]:
+    """Per probe row of ``matrix`` (NaN: not a candidate): the best score, the second, and
+    the cohort's (the mean of the next ``cohort_size`` after the best; NaN when none)."""
+    filled = np.where(np.isnan(matrix), -np.inf, matrix)
+    ranked = -np.sort(-filled, axis=1)
+    s1 = ranked[:, 0]
+    s2 = ranked[:, 1] if ranked.shape[1] > 1 else np.full(len(s1), -np.inf)
+    rest = ranked[:, 1 : 1 + cohort_size]
+    valid = np.isfinite(rest)
+    count = valid.sum(axis=1)
+    total = np.where(valid, rest, 0.0).sum(axis=1)
+    cohort = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    return np.where(np.isfinite(s1), s1, -2.0), np.where(np.isfinite(s2), s2, -2.0), cohort
+
+
+def adjust(score: float | np.ndarray, cohort: Any, weight: float, mean: float) -> Any:
+    """``score`` less ``weight`` times the cohort's likeness above the gallery's ``mean``."""
+    if weight == 0.0:
+        return score
+    return score - weight * (np.where(np.isnan(cohort), mean, cohort) - mean)
+
+
+def leave_one_out_threshold(
+    matrix: np.ndarray,
+    fpir: float,
+    margin: float,
+    cohort: float = 0.0,
+    cohort_size: int = 3,
+    cohort_mean: float = 0.0,
+) -> float:
     """The lowest threshold at which at most ``fpir`` of the probes (each a stranger to every
-    other person) would be named under the margin rule."""
-    filled = np.where(np.isnan(matrix), -2.0, matrix)
-    top = -np.sort(-filled, axis=1)[:, :2]
-    s1 = top[:, 0]
-    s2 = top[:, 1] if top.shape[1] > 1 else np.full(len(s1), -2.0)
-    named_at = np.where(s1 - s2 >= margin, s1, -2.0)  # would be named at any threshold <= s1
+    other person) would be named under the margin rule (scores adjusted by the cohort)."""
+    s1, s2, coh = search_figures(matrix, cohort_size)
+    named_at = np.where(s1 - s2 >= margin, adjust(s1, coh, cohort, cohort_mean), -2.0)
     return float(np.quantile(named_at, 1.0 - fpir))
 
 
@@ -232,7 +284,20 @@ def calibrate(
     # The direct estimate needs every person (a max over a sample of people is too low) and
     # is trusted in proportion to its probes, fully from LOO_PROBES on.
     weight = 0.0 if len(people) < n_people else min(1.0, len(rows) / LOO_PROBES)
-    direct = leave_one_out_threshold(matrix, settings.fpir, settings.margin) if weight else tail
+    # The cohort's share counts as much as the direct estimate (the tail knows no cohort);
+    # its zero point is the gallery's own mean, so the tail's units still hold.
+    share = settings.cohort * weight
+    coh = search_figures(matrix, settings.cohort_size)[2]
+    known = np.isfinite(coh)
+    coh_mean = float(coh[known].mean()) if share and known.any() else 0.0
+    share = share if known.any() else 0.0
+    direct = (
+        leave_one_out_threshold(
+            matrix, settings.fpir, settings.margin, share, settings.cohort_size, coh_mean
+        )
+        if weight
+        else tail
+    )
     fitted = weight * direct + (1.0 - weight) * tail
     return Calibration(
         max(fitted, float(floor)),
@@ -246,6 +311,8 @@ def calibrate(
         tail=tail,
         direct=direct if weight else None,
         weight=weight,
+        cohort=share,
+        cohort_mean=coh_mean,
     )
 
 
@@ -312,7 +379,14 @@ class Decider:
         second, second_score = eligible[1] if len(eligible) > 1 else (None, None)
         margin = None if second_score is None else score - second_score
         need = self.settings.margin
-        if score < t:
+        rest = [s for _, s in eligible[1 : 1 + self.settings.cohort_size]]
+        cohort = float(np.mean(rest)) if rest else None
+        cal = self.calibration
+        share = cal.cohort if self.threshold is None else 0.0
+        adjusted = float(
+            adjust(score, np.nan if cohort is None else cohort, share, cal.cohort_mean)
+        )
+        if adjusted < t or (share and score < cal.floor):
             reason = CLOSER_TO_NEGATIVE if vetoed and vetoed[0] == nearest else BELOW_THRESHOLD
         elif margin is not None and margin < need:
             reason = AMBIGUOUS_MARGIN
@@ -331,6 +405,8 @@ class Decider:
             tuple(vetoed),
             neg_near,
             source,
+            adjusted,
+            cohort,
         )
 
 
@@ -361,7 +437,7 @@ def open_set_rates(
             cols = sims[:, codes == p]
             k = min(settings.agree, cols.shape[1])
             scores[:, p] = -np.sort(-cols, axis=1)[:, :k].mean(axis=1)
-        top = np.argsort(-scores, axis=1)[:, :4]
+        top = np.argsort(-scores, axis=1)[:, : settings.candidates]
         return [
             decider.decide([(str(names[p]), float(scores[i, p])) for p in top[i]])
             for i in range(len(probes))

@@ -378,8 +378,8 @@ class Recognizer:
             decider.threshold = float(threshold)
         if len(gallery) == 0 or len(embeddings) == 0:
             return [([], decider.decide([])) for _ in range(len(embeddings))]
-        # The decision looks at a few more people than it shows (vetoes, the margin).
-        people = max(k, 3)
+        # The decision looks at more people than it shows (vetoes, the margin, the cohort).
+        people = max(k, self.decision_settings.candidates)
         sims, ids = gallery.search(embeddings, min(len(gallery), people * gallery.faces_per_person))
         agree = self.decision_settings.agree
         negatives = self._negatives_now(gallery)
