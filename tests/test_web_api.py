@@ -201,7 +201,8 @@ def test_pages_and_openapi(client: TestClient) -> None:
     for path in ("/", "/gallery"):
         r = client.get(path)
         assert r.status_code == 200 and "/static/app.js" in r.text
-    assert "getUserMedia" in client.get("/static/app.js").text
+        assert "/static/webcam.js" in r.text  # the camera and stream code both pages share
+    assert "getUserMedia" in client.get("/static/webcam.js").text
     paths = client.get("/openapi.json").json()["paths"]
     for p in (
         "/api/identify",
