@@ -220,11 +220,11 @@ class Embedder:  # deterministic, no torch: the store is what is under test
         v = faces.reshape(len(faces), -1)[:, :16].astype(np.float32) + 1
         return v / np.linalg.norm(v, axis=1, keepdims=True)
 
-slow = S.put_embeddings
+slow = S.insert_embeddings  # what add_faces writes new faces' embeddings with
 def put(con, *a):
     time.sleep(0.3)  # a long transaction, so the kill lands inside one
     slow(con, *a)
-S.put_embeddings = put
+S.insert_embeddings = put
 
 store = S.GalleryStore(Path(sys.argv[1]))
 K = int(sys.argv[2])
