@@ -1,19 +1,7 @@
 // facemetric web page: live webcam recognition (/) and the gallery (/gallery). No build step.
 "use strict";
 
-const $ = (sel) => document.querySelector(sel);
-const TOKEN_KEY = "facemetric-admin-token";
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) node.append(child);
-  return node;
-}
+// $, el and TOKEN_KEY come from dom.js
 
 // Similarities and thresholds with 4 decimals: a stranger at 0.9970 and a match at 0.9998 must
 // not both read "1.00".

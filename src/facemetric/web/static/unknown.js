@@ -2,19 +2,7 @@
 // name a group (enrols its faces), merge groups, split a face off, dismiss a group. No build step.
 "use strict";
 
-const $ = (sel) => document.querySelector(sel);
-const TOKEN_KEY = "facemetric-admin-token"; // shared with the gallery page (this tab only)
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) node.append(child);
-  return node;
-}
+// $, el and TOKEN_KEY come from dom.js
 
 function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
 
