@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import socket
 import threading
 import time
 import tracemalloc
@@ -21,7 +20,15 @@ from PIL import Image
 from starlette.websockets import WebSocketDisconnect
 
 from facemetric.web.app import create_app
-from webutil import TOKEN, astronaut, encode, frame_640x480, running_server, web_settings
+from webutil import (
+    TOKEN,
+    astronaut,
+    encode,
+    frame_640x480,
+    raw_exchange,
+    running_server,
+    web_settings,
+)
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SIDE = 9000
@@ -294,17 +301,6 @@ def test_names_are_stored_in_normal_form_and_found_either_way(client: TestClient
 
 
 # ---- against a real server: uvicorn's limits ----------------------------------------------------
-def _raw_exchange(port: int, data: bytes, wait: float = 5.0) -> bytes:
-    """Send ``data`` on a fresh connection and read until the server closes it."""
-    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
-        sock.sendall(data)
-        chunks = []
-        try:
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        except TimeoutError:
-            chunks.append(b"<still open>")
-    return b"".join(chunks)
 
 
 def test_real_server_limits_hosts_headers_slow_clients_and_origins(
@@ -337,15 +333,15 @@ def test_real_server_limits_hosts_headers_slow_clients_and_origins(
         assert httpx.get(srv.url + "/api/health").status_code == 200
         # A head that never completes, and a connection that says nothing: closed after 1 s.
         started = time.monotonic()
-        assert _raw_exchange(port, b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n") == b""
-        assert _raw_exchange(port, b"") == b""
+        assert raw_exchange(port, b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n") == b""
+        assert raw_exchange(port, b"") == b""
         assert time.monotonic() - started < 5  # closed by the server, not by our 5 s timeout
         # A body that trickles: 408.
         head = (
             b"POST /api/identify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data;"
             b" boundary=b\r\nContent-Length: 50000\r\n\r\n--b\r\n"
         )
-        answer = _raw_exchange(port, head)
+        answer = raw_exchange(port, head)
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
         # Chunked body over max_upload_bytes: 413 (was 400).
         chunks = [b'--b\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n']

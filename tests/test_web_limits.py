@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import socket
 from pathlib import Path
 
 import httpx
@@ -19,7 +18,7 @@ from PIL import Image
 
 from bombs import jpeg_claiming, png_of_zeros
 from facemetric.web.app import create_app
-from webutil import TOKEN, Server, astronaut, encode, running_server, web_settings
+from webutil import TOKEN, Server, astronaut, encode, raw_exchange, running_server, web_settings
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -158,19 +157,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, untrained_tiny_checkpoint: 
         yield srv
 
 
-def _one_write(port: int, data: bytes, wait: float = 10.0) -> bytes:
-    """Send ``data`` in one write on a fresh connection; read until the server closes it."""
-    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
-        sock.sendall(data)
-        chunks = []
-        try:
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        except TimeoutError:
-            chunks.append(b"<still open>")
-    return b"".join(chunks)
-
-
 def _port(srv: Server) -> int:
     return int(srv.url.rsplit(":", 1)[1])
 
@@ -186,7 +172,7 @@ def _port(srv: Server) -> int:
 def test_head_over_the_limit_in_one_write_is_400(server: Server, headers: bytes) -> None:
     """Both got 200: h11 checks its limit only while a head is incomplete."""
     head = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-    answer = _one_write(_port(server), head + headers + b"\r\n")
+    answer = raw_exchange(_port(server), head + headers + b"\r\n", wait=10.0)
     assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
     assert b"max_header_bytes" in answer and b"65,536" in answer
 
@@ -195,7 +181,9 @@ def test_heads_within_the_limit_and_pipelined_heads(server: Server) -> None:
     port = _port(server)
     ok = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Fill: " + b"c" * 60_000 + b"\r\n\r\n"
     big = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"d" * 70_000 + b"\r\n\r\n"
-    answer = _one_write(port, ok + big)  # a good head, then a large one in the same write
+    answer = raw_exchange(
+        port, ok + big, wait=10.0
+    )  # a good head, then a large one in the same write
     assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
     assert answer.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 400" in answer
     assert httpx.get(server.url + "/api/health").status_code == 200

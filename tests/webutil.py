@@ -117,3 +117,17 @@ def running_server(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def raw_exchange(port: int, data: bytes, wait: float = 5.0) -> bytes:
+    """Send ``data`` in one write on a fresh connection and read until the server closes it
+    (``b"<still open>"`` appended when it is still open after ``wait`` seconds)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        sock.sendall(data)
+        chunks = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except TimeoutError:
+            chunks.append(b"<still open>")
+    return b"".join(chunks)
