@@ -1,17 +1,20 @@
-"""Tracks -> events: consecutive sightings of one face on one camera become one ``Event``.
+"""Tracks -> events: one followed face (one track) on one camera is one ``Event``.
 
-The builder is fed each recognised frame's steadied faces (``facemetric.tracking.Tracker``
-output: ``track_id``, ``identity``, ``similarity``, ``box``, ``top_k``) with the frame and the
-faces' embeddings. An event opens at a track's ``min_frames``-th sighting and stays open while
-the face is seen; it closes once nothing of it was seen for ``gap`` seconds. Missed frames do
-not split it: a track that the tracker lost and started again (a new track id) continues the
-open event of the same person (an unknown face: an unknown one whose box overlaps) within
-``gap``.
+The builder is fed each recognised frame's faces as ``facemetric.tracking.Tracker`` reports
+them (``track_id``, ``identity``, ``reason``, ``decision``, ``box``, ``top_k``, ``raw``) with
+the frame and the faces' embeddings. An event opens at a track's ``min_frames``-th sighting and
+stays open while the face is seen; it closes once nothing of it was seen for ``gap`` seconds.
+Tracks are joined only by the tracker, and only by the same face (its embedding): a track
+lost for a moment and found again keeps its id, so missed frames never split an event, and a
+different face at the same place (a cut) is a new track, so an event never spans two people.
 
-Each event keeps its best sighting: the highest similarity to the person decided, that frame's
-face chip, a small JPEG snapshot of that frame and (for unknown faces, to group them later) its
-embedding. Sinks (``EventSink``: history, notifiers, ``watch --json``) get ``update`` when an
-event opens, changes person or its best sighting improves (at most once a second), and
+An event's person is its track's decision over the track's evidence (``Recognizer.decide``),
+never a label seen once and kept: when more evidence names an unknown face, or no longer names
+a person, the event changes person and the sinks get an ``update``. Each event keeps its best
+sighting: the highest frame similarity to the person decided (the nearest one when unknown),
+that frame's face chip, a small JPEG snapshot of that frame and its embedding (to group unknown
+faces later). Sinks (``EventSink``: history, notifiers, ``watch --json``) get ``update`` when
+an event opens, changes person or its best sighting improves (at most once a second), and
 ``close_event`` once. A sink that raises is logged and skipped; recognition goes on.
 """
 
@@ -19,13 +22,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from facemetric.events.model import Event, EventSink
-from facemetric.tracking import iou
 
 log = logging.getLogger(__name__)
 CHIP_SIZE = 150
@@ -39,7 +41,6 @@ class _Open:
     best_frame: np.ndarray | None = None
     best_box: tuple[float, float, float, float] | None = None
     best_label: str | None = None  # the person the best sighting was scored for
-    labels: dict[str | None, int] = field(default_factory=dict)  # frames per steadied label
     emitted: bool = False
     last_update: float = float("-inf")
     dirty: bool = False
@@ -56,10 +57,12 @@ class EventBuilder:
         min_frames: int = 2,
         update_every: float = 1.0,
         snapshot_side: int = SNAPSHOT_SIDE,
+        source: str = "camera",
     ) -> None:
         if gap <= 0:
             raise ValueError(f"gap: must be positive, got {gap}")
         self.camera = camera
+        self.source = source
         self.sinks = (
             sinks if isinstance(sinks, list) else list(sinks)
         )  # shared: sinks added later count
@@ -105,15 +108,6 @@ class EventBuilder:
         for item in self.open:
             if track in item.tracks:
                 return item
-        person = face.get("identity")
-        box = tuple(face["box"])
-        candidates = [o for o in self.open if o.event.last_seen < self._now]  # not seen now
-        for item in sorted(candidates, key=lambda o: -o.event.last_seen):
-            if person is not None and item.event.person == person:
-                return item
-            overlaps = item.event.box is not None and iou(item.event.box, box) > 0.1
-            if overlaps and person is None and item.event.person is None:
-                return item
         return None
 
     def _sighting(
@@ -130,6 +124,7 @@ class EventBuilder:
                 similarity=-1.0,
                 track_id=int(face["track_id"]),
                 frames=0,
+                source=self.source,
             )
             item = _Open(event, {int(face["track_id"])})
             self.open.append(item)
@@ -138,22 +133,24 @@ class EventBuilder:
         event.last_seen = max(event.last_seen, t)
         event.frames += 1
         event.box = box  # type: ignore[assignment]
-        label = face.get("identity")
-        item.labels[label] = item.labels.get(label, 0) + 1
-        person = _person(item.labels)
+        person = face.get("identity")  # the track's decision now (None: not named)
         changed = person != event.person
         event.person = person
+        if face.get("decision"):
+            event.decision = dict(face["decision"])
         scored_for = person if person is not None else face.get("nearest")
         similarity = _similarity(face, scored_for)
         first = item.best_frame is None and frame is not None  # an empty gallery: no score
-        if first or changed or item.best_label != scored_for or similarity > event.similarity:
+        seen = face.get("raw") is not None or item.best_frame is None  # embedded this frame
+        better = seen and similarity > event.similarity
+        if first or changed or item.best_label != scored_for or better:
             event.similarity = similarity
             event.nearest = scored_for
-            event.decision = dict(face.get("decision") or {})
             item.best_frame = frame
             item.best_box = box  # type: ignore[assignment]
             item.best_label = scored_for
-            event.embedding = None if emb is None else np.asarray(emb, np.float32)
+            if emb is not None or event.embedding is None:
+                event.embedding = None if emb is None else np.asarray(emb, np.float32)
             event.chip = None
             event.snapshot = None
             item.dirty = True
@@ -197,20 +194,14 @@ class EventBuilder:
                 log.exception("event sink %s.%s failed", type(sink).__name__, method)
 
 
-def _person(labels: dict[str | None, int]) -> str | None:
-    """The event's person: the steadied label held in most frames (unknown only if no one was
-    ever decided for it: the tracker's hysteresis already steadies the label)."""
-    known = {k: v for k, v in labels.items() if k is not None}
-    if not known:
-        return None
-    return max(known, key=known.__getitem__)
-
-
 def _similarity(face: dict[str, Any], person: str | None) -> float:
-    """This frame's own similarity to ``person`` (its top-k entry), else the steadied one."""
-    for cand in face.get("top_k") or []:
-        if cand.get("identity") == person:
-            return float(cand["similarity"])
+    """This frame's own similarity to ``person`` (its top-k entry when it was embedded), else
+    the track's."""
+    raw = face.get("raw") or {}
+    for source in (raw.get("top_k") or [], face.get("top_k") or []):
+        for cand in source:
+            if cand.get("identity") == person:
+                return float(cand["similarity"])
     value = face.get("similarity")
     return float(value) if value is not None else -1.0
 

@@ -15,8 +15,9 @@ event's successive updates are merged while queued, so memory is bounded by the 
 plus those waiting; a database that is away is retried with backoff and reported in
 ``status()``.
 
-The v3 schema has no ``closed`` column: whether an event was closed is kept in its stored
-decision JSON under ``"_closed"`` (stripped when read).
+The v3 schema has no ``closed`` or ``source`` column: whether an event was closed, and where it
+came from (a server ``camera`` or a ``browser`` webcam), are kept in its stored decision JSON
+under ``"_closed"`` and ``"_source"`` (stripped when read).
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ class EventStore:
         snapshot = None if event.snapshot is None else bytes(event.snapshot)
         size = ROW_BYTES + len(chip or b"") + len(snapshot or b"")
         decision = json.dumps(
-            {**(event.decision or {}), "_closed": bool(event.closed)}, default=json_default
+            {**(event.decision or {}), "_closed": bool(event.closed), "_source": event.source},
+            default=json_default,
         )
         values = [
             event.person,
@@ -351,6 +353,7 @@ def _stored(row: Sequence[Any]) -> StoredEvent:
     ident, camera, person, nearest, first, last, sim, frames, track, box, decision, chip, snap = row
     extra = json.loads(decision) if decision else {}
     closed = bool(extra.pop("_closed", False))
+    source = str(extra.pop("_source", "camera"))
     event = Event(
         camera=str(camera),
         person=None if person is None else str(person),
@@ -364,6 +367,7 @@ def _stored(row: Sequence[Any]) -> StoredEvent:
         decision=extra,
         id=int(ident),
         closed=closed,
+        source=source,
     )
     return StoredEvent(event, bool(chip), bool(snap))
 

@@ -30,7 +30,9 @@ class Event:
     ``similarity`` the best similarity to that person (to the nearest person when unknown);
     ``decision`` says why it is or is not a match (the decision's own ``to_dict``). ``chip`` is
     the best frame's face crop (RGB uint8) and ``snapshot`` a small JPEG of that frame;
-    ``embedding`` the best frame's embedding (kept for unknown faces, to group them).
+    ``embedding`` the best frame's embedding (kept for unknown faces, to group them);
+    ``source`` where the frames came from: ``camera`` (server-side) or ``browser`` (a page's
+    webcam, named by the page: it never speaks for a server camera).
     """
 
     camera: str
@@ -48,6 +50,7 @@ class Event:
     embedding: np.ndarray | None = field(default=None, repr=False)
     id: int | None = None  # the store's id once saved
     closed: bool = False
+    source: str = "camera"  # camera: a server-side camera; browser: a page's webcam stream
 
     @property
     def duration(self) -> float:
@@ -59,6 +62,7 @@ class Event:
         return {
             "id": self.id,
             "camera": self.camera,
+            "source": self.source,
             "person": self.person,
             "known": self.person is not None,
             "nearest": self.nearest,

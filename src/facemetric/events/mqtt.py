@@ -7,7 +7,8 @@ prefix (default ``facemetric``); names appear in topics as slugs (``Eileen Colli
 - ``PREFIX/events``: every message, ``{"type": "new"|"end", "event": {...}, ...}``
 - ``PREFIX/camera/CAMERA/person/PERSON``: the same, per camera and person
 - ``PREFIX/person/PERSON/last_seen`` (retained): ``{"person", "camera", "last_seen",
-  "similarity", "event_id", "snapshot_path"}``, so a subscriber that comes later knows at once
+  "similarity", "event_id", "snapshot_path"}``, so a subscriber that comes later knows at once;
+  only for a person the decision named (never for an unknown or undecided face)
 - ``PREFIX/camera/CAMERA/snapshot`` (retained): the JPEG of the last event that ended there
 - ``PREFIX/status`` (retained): ``online``; the broker says ``offline`` (last will) when the
   server goes away
@@ -227,7 +228,10 @@ class MqttNotifier(QueueNotifier):
             "event_id": data["id"],
             "snapshot_path": item.message["snapshot_path"],
         }
-        publishes.append((self.topic("person", slug(person), "last_seen"), json.dumps(last), True))
+        if decided(data):  # what automations act on: never an unknown or undecided face
+            publishes.append(
+                (self.topic("person", slug(person), "last_seen"), json.dumps(last), True)
+            )
         if item.kind == "end" and item.event.snapshot is not None:
             publishes.append(
                 (self.topic("camera", slug(camera), "snapshot"), bytes(item.event.snapshot), True)
@@ -280,3 +284,12 @@ class MqttNotifier(QueueNotifier):
             info.wait_for_publish(timeout=1.0)
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def decided(event: dict[str, Any]) -> bool:
+    """Whether an event's JSON names a person by the open-set decision (its ``decision``
+    says ``match``; an event without one is trusted on its ``person``)."""
+    if event.get("person") is None:
+        return False
+    reason = (event.get("decision") or {}).get("reason")
+    return reason in (None, "match")

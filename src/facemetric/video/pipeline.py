@@ -1,9 +1,10 @@
 """A camera's pipeline: reader -> recogniser -> tracker -> event builder -> sinks.
 
-``CameraPipeline.step`` recognises one frame (faces, embeddings, the one match decision
-``Recognizer.match``), steadies the labels with the shared ``Tracker`` and feeds the
-``EventBuilder``; ``serve`` runs one ``CameraWorker`` thread per camera around it, ``watch`` calls
-it in its own loop. The newest labelled frame is kept (one per camera) for the cameras page.
+``CameraPipeline.step`` detects one frame's faces, follows them with the shared ``Tracker``
+(which embeds only the faces that need it and names each track by the one decision,
+``Recognizer.decide``, over the track's evidence) and feeds the ``EventBuilder``; ``serve``
+runs one ``CameraWorker`` thread per camera around it, ``watch`` calls it in its own loop.
+The newest labelled frame is kept (one per camera) for the cameras page.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from facemetric.events.builder import EventBuilder
 from facemetric.events.model import EventSink
-from facemetric.tracking import Tracker
+from facemetric.tracking import Tracker, TrackSettings
 from facemetric.video.reader import CameraReader, Frame, Mode
 from facemetric.video.sources import Camera
 
@@ -36,27 +37,25 @@ class PipelineOptions:
     threshold: float | None = None  # None: the recogniser's (calibrated) threshold
     detect_size: int | None = 640
     track_iou: float = 0.3
-    track_alpha: float = 0.4
-    track_hysteresis: float = 0.05
     track_max_missed: int = 5
+    track_min_frames: int = 2
+    track_reembed_s: float = 1.0  # 0: embed every face of every frame
+    track_same_face: float | None = None  # None: the model's per-pair threshold
     event_gap: float = 2.0
     event_min_frames: int = 2
 
 
-def recognise(
-    recognizer: Recognizer,
-    image: np.ndarray,
-    threshold: float | None,
-    detect_size: int | None,
-    source: str | None = None,
-) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
-    """Every face of ``image`` as ``FaceMatch.to_dict()`` plus its embedding (events keep an
-    unknown face's embedding). The decision is ``Recognizer.decide``'s, as everywhere, and
-    faces that match nobody go to the recogniser's unknown-face keeper when one is set."""
-    results, emb = recognizer.recognize_embedded(
-        image, threshold, detect_size=detect_size, source=source
+def track_settings(o: PipelineOptions) -> TrackSettings:
+    """The tracker's settings from a pipeline's options (a lost track is found again within
+    the event gap, so a missed frame never splits an event)."""
+    return TrackSettings(
+        iou_threshold=o.track_iou,
+        same_face=o.track_same_face,
+        min_frames=o.track_min_frames,
+        max_missed=o.track_max_missed,
+        lost_s=o.event_gap,
+        reembed_s=o.track_reembed_s,
     )
-    return [r.to_dict() for r in results], list(emb)
 
 
 @dataclass
@@ -81,7 +80,8 @@ class Labelled:
 
 
 def draw_faces(image: np.ndarray, faces: list[dict[str, Any]]) -> np.ndarray:
-    """A BGR copy of ``image`` with each face's box and label (green: known, amber: unknown)."""
+    """A BGR copy of ``image`` with each face's box and its track's decided label and reason
+    (green: named, amber: not named, with why)."""
     import cv2
 
     bgr = np.ascontiguousarray(image[:, :, ::-1])
@@ -92,6 +92,8 @@ def draw_faces(image: np.ndarray, faces: list[dict[str, Any]]) -> np.ndarray:
         label = face.get("identity") or "unknown"
         if face.get("similarity") is not None:
             label += f" {float(face['similarity']):.2f}"
+        if face.get("reason") and face.get("reason") != "match":
+            label += f" ({face['reason']})"
         cv2.rectangle(bgr, (x1, y1), (x2, y2), colour, 2)
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
         top = max(0, y1 - th - 6)
@@ -114,12 +116,7 @@ class CameraPipeline:
         self.recognizer = recognizer
         self.options = options or PipelineOptions()
         o = self.options
-        self.tracker = Tracker(
-            iou_threshold=o.track_iou,
-            alpha=o.track_alpha,
-            margin=o.track_hysteresis,
-            max_missed=o.track_max_missed,
-        )
+        self.tracker = Tracker(track_settings(o))
         self.builder = EventBuilder(
             camera.name,
             sinks if sinks is not None else [],
@@ -142,14 +139,14 @@ class CameraPipeline:
     def step(self, frame: Frame) -> list[dict[str, Any]]:
         """Recognise ``frame``, update the tracks and events; returns the steadied faces."""
         start = time.perf_counter()
-        faces, embeddings = recognise(
+        steady, embeddings = self.tracker.step(
             self.recognizer,
             frame.image,
+            frame.time,
             self.options.threshold,
             self.options.detect_size,
             source=f"camera:{self.camera.name}",
         )
-        steady = self.tracker.update(faces, self.threshold)
         self.builder.update(steady, frame.time, frame.image, embeddings)
         self.latest = Labelled(frame, steady)
         self.recognised += 1
@@ -223,6 +220,7 @@ class CameraWorker(threading.Thread):
         s.update(
             recognised_fps=round(p.fps, 2),
             frames_recognised=p.recognised,
+            faces_embedded=p.tracker.embedded,
             frame_errors=p.errors,
             faces=len(latest.faces) if latest else 0,
             last_frame=round(latest.frame.time, 3) if latest else None,

@@ -96,8 +96,8 @@ def start_cameras(
         threshold=settings.threshold,
         detect_size=settings.camera_detect_size,
         track_iou=settings.track_iou,
-        track_alpha=settings.track_alpha,
-        track_hysteresis=settings.track_hysteresis,
+        track_min_frames=settings.track_min_frames,
+        track_reembed_s=settings.track_reembed_s,
         track_max_missed=settings.track_max_missed,
         event_gap=settings.event_gap,
     )

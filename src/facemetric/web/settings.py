@@ -169,24 +169,23 @@ class WebSettings(BaseSettings):
         default=0.3,
         gt=0.0,
         le=1.0,
-        description="Stabilisation: least box overlap (IoU) for a face to continue a track.",
+        description="Tracking: least box overlap (IoU) for a face that still looks the same to "
+        "continue its decided track without being embedded again.",
     )
-    track_alpha: float = Field(
-        default=0.4,
-        gt=0.0,
-        le=1.0,
-        description="Stabilisation: weight of the newest frame in the moving average "
-        "of similarities (1 = no smoothing).",
+    track_min_frames: int = Field(
+        default=2,
+        ge=1,
+        description="Tracking: embedded frames of a track before the decision's name is shown "
+        "(steadying delays a name, never keeps one).",
     )
-    track_hysteresis: float = Field(
-        default=0.05,
+    track_reembed_s: float = Field(
+        default=1.0,
         ge=0.0,
-        le=1.0,
-        description="Stabilisation: margin by which the evidence must change before a track "
-        "changes its label.",
+        description="Tracking: a track decided with margin is embedded again at least this "
+        "often (seconds; 0: every face of every frame).",
     )
     track_max_missed: int = Field(
-        default=5, ge=0, description="Stabilisation: frames a track survives without its face."
+        default=5, ge=0, description="Tracking: frames a track keeps its box without its face."
     )
     cameras: list[str] = Field(
         default_factory=list,

@@ -5,15 +5,18 @@ limits). The client then sends one binary image message and waits for its answer
 the next, so a slow server never builds a queue. Each answer is either
 ``{"type": "result", "frame", "faces", "width", "height", "threshold", "server_ms"}`` or
 ``{"type": "error", "frame", "code", "detail"}``; an error never closes the stream. Faces are
-steadied across frames per connection (``facemetric.tracking``). Frames are never stored.
+followed across frames per connection (``facemetric.tracking``): each face's label is its
+track's open-set decision over the track's own evidence, with the decision's reason. Frames
+are never stored.
 
 The stream is a camera like a server-side one: its steadied tracks go through an
 ``EventBuilder`` (``facemetric.events.builder``) into the app's event outputs
 (``app.state.events``: history, notifiers), so the webcam's sightings become events in
 ``/api/events`` and on the timeline, with chip and snapshot. The camera is named ``webcam``
 unless the page asks for another name with ``?camera=NAME`` (a camera name as in
-``facemetric.video.sources``; a server-side camera's name is refused). Its events close after
-``event_gap`` seconds without the face, and all of them when the stream closes.
+``facemetric.video.sources``; a server-side camera's name is refused in any case or
+punctuation: ``Door``, ``door.``), and its events say ``"source": "browser"``. Its events
+close after ``event_gap`` seconds without the face, and all of them when the stream closes.
 
 A browser may open the stream only from this server's own pages (or an origin in
 ``cors_origins``): another site's page is refused at the handshake (403), so it cannot read the
@@ -29,14 +32,13 @@ import threading
 import time
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from facemetric.data.image import DecodedImage, ImageTooLargeError
 from facemetric.errors import FacemetricError
 from facemetric.events.builder import EventBuilder
 from facemetric.events.model import EventSink
-from facemetric.tracking import Tracker
+from facemetric.tracking import Tracker, TrackSettings
 from facemetric.video.sources import NAME
 from facemetric.web.security import origin_allowed
 from facemetric.web.state import ServiceUnavailable, WebState
@@ -45,6 +47,7 @@ from facemetric.web.uploads import ACCEPTED, sniff_image_type, to_original
 log = logging.getLogger(__name__)
 router = APIRouter()
 WEBCAM = "webcam"  # the browser webcam's camera name in events, unless the page gives one
+BROWSER = "browser"  # the source of the webcam's events (a server camera's is "camera")
 
 
 class FrameError(Exception):
@@ -56,24 +59,6 @@ class FrameError(Exception):
         super().__init__(detail)
 
 
-def recognize_frame(
-    state: WebState, image: DecodedImage, source: str | None = None
-) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
-    """Recognise one decoded frame (runs on a worker thread): boxes in the frame as it was sent,
-    and each face's embedding (for its event). ``source``: where the unknown-face keeper says
-    a face came from."""
-    recognizer = state.recognizer
-    if recognizer is None:
-        raise FrameError("no_model", f"no model loaded: {state.model_error}")
-    matches, embeddings = recognizer.recognize_embedded(
-        image.pixels,
-        threshold=state.settings.threshold,
-        detect_size=state.settings.stream_detect_size,
-        source=source,
-    )
-    return to_original([m.to_dict() for m in matches], image.scale), list(embeddings)
-
-
 class Session:
     """One stream's state: its tracker and its camera's event builder."""
 
@@ -82,23 +67,36 @@ class Session:
         self.state = state
         self.camera = camera
         self.tracker = Tracker(
-            iou_threshold=s.track_iou,
-            alpha=s.track_alpha,
-            margin=s.track_hysteresis,
-            max_missed=s.track_max_missed,
+            TrackSettings(
+                iou_threshold=s.track_iou,
+                min_frames=s.track_min_frames,
+                max_missed=s.track_max_missed,
+                lost_s=s.event_gap,
+                reembed_s=s.track_reembed_s,
+            )
         )
-        self.builder = EventBuilder(camera, sinks, gap=s.event_gap)
+        self.builder = EventBuilder(camera, sinks, gap=s.event_gap, source=BROWSER)
         self._lock = threading.Lock()  # a frame still on its thread when the stream is cancelled
 
     def step(self, image: DecodedImage, t: float) -> list[dict[str, Any]]:
-        """Recognise, steady and feed the events (one worker thread; one frame in flight per
-        stream, so the tracker and builder are never used by two threads at once)."""
-        faces, embeddings = recognize_frame(self.state, image, f"camera:{self.camera}")
-        steady = self.tracker.update(faces, self.state.threshold)
+        """Detect, follow and decide the tracks, feed the events (one worker thread; one frame
+        in flight per stream, so the tracker and builder are never used by two threads at
+        once). Boxes come back in the frame as it was sent."""
+        recognizer = self.state.recognizer
+        if recognizer is None:
+            raise FrameError("no_model", f"no model loaded: {self.state.model_error}")
+        faces, embeddings = self.tracker.step(
+            recognizer,
+            image.pixels,
+            t,
+            threshold=self.state.settings.threshold,
+            detect_size=self.state.settings.stream_detect_size,
+            source=f"camera:{self.camera}",
+        )
         if self.builder.sinks:
             with self._lock:
-                self.builder.update(in_pixels(steady, image.scale), t, image.pixels, embeddings)
-        return steady
+                self.builder.update(faces, t, image.pixels, embeddings)
+        return to_original(faces, image.scale)
 
     def expire(self, t: float) -> None:
         with self._lock:
@@ -110,27 +108,27 @@ class Session:
             self.builder.close_all()
 
 
-def in_pixels(faces: list[dict[str, Any]], scale: tuple[float, float]) -> list[dict[str, Any]]:
-    """Faces with their boxes in a reduced frame's own pixels (where the event's chip is cut)."""
-    sx, sy = scale
-    if sx == 1.0 and sy == 1.0:
-        return faces
-    out = []
-    for face in faces:
-        x1, y1, x2, y2 = face["box"]
-        out.append({**face, "box": [x1 / sx, y1 / sy, x2 / sx, y2 / sy]})
-    return out
+def camera_key(name: str) -> str:
+    """A camera name as compared for clashes: case and everything but letters and digits
+    dropped (``Door``, ``door `` and ``door.`` are all ``door``)."""
+    return "".join(ch for ch in name.casefold() if ch.isalnum())
 
 
 def camera_name(websocket: WebSocket) -> str:
     """The stream's camera name (``?camera=NAME``, else ``webcam``); ``ValueError`` says why a
-    name cannot be used."""
+    name cannot be used: a browser never speaks for a server-side camera, whatever the case
+    or punctuation of the name."""
     name = websocket.query_params.get("camera") or WEBCAM
+    cameras = getattr(websocket.app.state, "cameras", None)
+    key = camera_key(name)
+    for camera in getattr(cameras, "cameras", None) or []:
+        if key and camera_key(camera.name) == key:
+            raise ValueError(
+                f"camera name {name[:64]!r} is the server camera {camera.name!r}'s; "
+                "a browser stream cannot use it"
+            )
     if not NAME.match(name):
         raise ValueError(f"camera name {name[:64]!r}: use letters, digits, '_', '-' or '.'")
-    cameras = getattr(websocket.app.state, "cameras", None)
-    if any(c.name == name for c in getattr(cameras, "cameras", None) or []):
-        raise ValueError(f"camera name {name!r} is a server-side camera's")
     return name
 
 
