@@ -18,6 +18,7 @@ tracks named, beside the per-photo figures of the same draw::
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -28,7 +29,11 @@ from facemetric.tracking import track_evidence
 from openset import OLD, draw, person_scores
 from openset_data import cached_embeddings, identities
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = Path(
+    os.environ.get(
+        "FACEMETRIC_SHARED_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    )
+)
 
 
 def tracks_of(

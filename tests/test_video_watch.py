@@ -134,3 +134,28 @@ def test_watch_saves_its_events_in_the_history(
     assert [e.event.person for e in stored] == [s.person for s in truth]
     assert main(["watch", str(video), "--save-events", "--quiet"]) == 2  # no --db: one line
     assert "--save-events: give the gallery with --db" in capsys.readouterr().err
+
+
+def test_a_cut_to_a_stranger_at_the_same_place_is_a_second_unknown_event(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 26: the enrolled person and then, at the same place, a stranger: two events, the
+    second unknown (the old tracker folded the stranger into the person's event)."""
+    from videoclip import cut_clip
+
+    video, db, truth = cut_clip(tmp_path, shared_set("celeba-wild"))
+    for fps in ("2", "5"):
+        code = main(["watch", str(video), "--db", str(db), "--model", "dlib", "--json",
+                     "--quiet", "--fps", fps])  # fmt: skip
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        events = sorted((json.loads(line) for line in out.splitlines()), key=lambda e: e["start_s"])
+        assert [e["person"] for e in events] == [truth[0].person, None], (fps, out)
+        first, second = events
+        assert first["track_id"] != second["track_id"]
+        assert (
+            abs(first["end_s"] - truth[0].end) <= 0.6
+            and abs(second["start_s"] - truth[1].start) <= 0.6
+        )
+        assert second["decision"]["reason"] != "match" and not second["known"]
+        assert first["source"] == "camera"

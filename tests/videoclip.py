@@ -137,3 +137,22 @@ def known_clip(
         t += each + gap
     clip = make_clip(folder / "known.mp4", segments, fps=fps)
     return clip, db, segments
+
+
+def cut_clip(
+    folder: Path, wild: Path, fps: int = 15, each: float = 3.0
+) -> tuple[Path, Path, list[Segment]]:
+    """An enrolled person, then at once (a hard cut, the same place) a stranger, then nobody:
+    (clip, gallery of three people, truth). The old tracker followed the box and named the
+    stranger after the person before (issue 26)."""
+    chosen = pick_people(wild, 4)
+    names = list(chosen)
+    known = {n: chosen[n] for n in names[:3]}
+    db = folder / "gallery.db"
+    build_gallery(db, known)
+    segments = [
+        Segment(names[0], 0.5, 0.5 + each, chosen[names[0]][1]),
+        Segment(None, 0.5 + each, 0.5 + 2 * each, chosen[names[3]][1]),  # the stranger
+        Segment(None, 0.5 + 2 * each, 0.5 + 2 * each + 2.5),  # nobody
+    ]
+    return make_clip(folder / "cut.mp4", segments, fps=fps), db, segments
