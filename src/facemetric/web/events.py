@@ -87,6 +87,7 @@ def events_health(app: Any) -> tuple[dict[str, Any] | None, list[dict[str, Any]]
 class EventPublic(BaseModel):
     id: int
     camera: str
+    source: str = "camera"  # camera (server-side) or browser (a page's webcam stream)
     person: str | None
     known: bool
     nearest: str | None
