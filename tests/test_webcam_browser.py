@@ -115,8 +115,12 @@ def test_cameras_page_webcam_tile_streams_on_request_and_makes_an_event(
 
                 page.goto(url + "/events")
                 card = page.locator("#events .event-card.known")
-                expect(card.locator(".camera")).to_have_text("camera webcam", timeout=20_000)
+                # the Timeline says the event came from a browser, and why it is named
+                expect(card.locator(".camera")).to_have_text(
+                    "camera webcam (a browser's webcam)", timeout=20_000
+                )
                 expect(card.locator(".who")).to_have_text("astronaut")
+                expect(card.locator(".reason")).to_contain_text("reaches the threshold")
                 assert violations == []
             finally:
                 browser.close()

@@ -143,7 +143,7 @@ function reasonText(face) {
     case "below_threshold": return `why: below the gallery's threshold ${fmt(d.threshold)}`;
     case "ambiguous_margin": return `why: too close to ${d.second} (lead ${fmt(d.margin)}, needs ${fmt(d.margin_needed)})`;
     case "closer_to_negative": return `why: marked "not ${d.nearest}" before: closer to that correction`;
-    case "steadying": return "why: matched in this frame, waiting for the next ones to agree";
+    case "steadying": return `why: the decision names ${d.nearest}; shown from this face's 2nd frame`;
     case "empty_gallery": return "why: the gallery is empty";
     default: return face.reason ? `why: ${face.reason}` : "";
   }

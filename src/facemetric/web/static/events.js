@@ -31,11 +31,27 @@ function eventCard(ev) {
   if (!ev.closed) name.append(el("span", { class: "open", text: "in view" }));
   card.append(snapshot, chip, el("div", {},
     name,
-    el("div", { class: "camera", text: `camera ${ev.camera}` }),
+    el("div", { class: "camera", text: `camera ${ev.camera}${ev.source === "browser" ? " (a browser's webcam)" : ""}` }),
+    el("div", { class: "reason muted", text: eventReason(ev) }),
     el("div", { class: "time", text: `${when(ev.first_seen)} for ${ev.duration_s.toFixed(1)} s` }),
     el("div", { class: "similarity muted", text: `similarity ${fmt(ev.similarity)}, ${ev.frames} frames` }),
   ));
   return card;
+}
+
+// Why the event names its person (or nobody): the decision over its track's evidence.
+function eventReason(ev) {
+  const d = ev.decision || {};
+  if (!d.reason) return "";
+  const score = `score ${fmt(d.score)}, threshold ${fmt(d.threshold)}`;
+  switch (d.reason) {
+    case "match": return `why: the track's evidence reaches the threshold (${score})`;
+    case "below_threshold": return `why: below the threshold (${score})`;
+    case "ambiguous_margin": return `why: too close to ${d.second} (lead ${fmt(d.margin)})`;
+    case "closer_to_negative": return `why: marked "not ${d.nearest}" before`;
+    case "steadying": return "why: seen too briefly to be named";
+    default: return `why: ${d.reason}`;
+  }
 }
 
 function fillSelect(select, values, first) {

@@ -44,7 +44,9 @@ window.FacemetricWebcam = (() => {
 
   function label(face) {
     const name = face.identity ?? "unknown";
-    return `${name} ${fmt4(face.similarity)} ${face.is_match ? "match" : "no match"}`;
+    // the track's decided label and why (below threshold, steadying, ...)
+    const why = face.is_match ? "match" : (face.reason || "no match").replaceAll("_", " ");
+    return `${name} ${fmt4(face.similarity)} ${why}`;
   }
 
   // The answer's boxes and labels on `canvas`, laid over `video` (green: match, orange: not).
