@@ -159,3 +159,34 @@ def test_a_cut_to_a_stranger_at_the_same_place_is_a_second_unknown_event(
         )
         assert second["decision"]["reason"] != "match" and not second["known"]
         assert first["source"] == "camera"
+
+
+def test_a_decided_track_skips_embeddings_but_never_a_cut(tmp_path: Path) -> None:
+    """Recognise a track, not every frame: at 15 frames/s a settled track's frames need only
+    detection (embedded again about once a second), yet the first frame after the cut is
+    embedded and starts a new, unnamed track."""
+    import av
+
+    from facemetric.recognize import Recognizer
+    from facemetric.tracking import Tracker
+    from videoclip import cut_clip
+
+    video, db, truth = cut_clip(tmp_path, shared_set("celeba-wild"), each=2.0)
+    recognizer = Recognizer.from_paths("dlib", db, create=False)
+    tracker = Tracker()
+    seen = []
+    with av.open(str(video)) as container:
+        for frame in container.decode(video=0):
+            t = float(frame.time or 0.0)
+            faces, embs = tracker.step(recognizer, frame.to_ndarray(format="rgb24"), t)
+            assert len(faces) == len(embs)
+            seen += [(t, f["track_id"], f["identity"], f["embedded"]) for f in faces]
+    recognizer.close()
+    before = [s for s in seen if s[0] < truth[1].start]
+    after = [s for s in seen if truth[1].start <= s[0] < truth[1].end]
+    assert before and after
+    assert before[-1][2] == truth[0].person
+    assert sum(s[3] for s in before) < len(before) / 3  # most frames skipped the embedding
+    assert after[0][3] and after[0][1] != before[-1][1]  # the cut: embedded, a new track
+    assert all(name is None for _, _, name, _ in after)  # never the person before
+    assert tracker.embedded < tracker.faces
