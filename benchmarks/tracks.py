@@ -320,6 +320,7 @@ def main() -> None:
                         help="--speed compares over the first this many seconds")  # fmt: skip
     parser.add_argument("--speed-rate", type=float, default=15.0)
     parser.add_argument("--speed", action="store_true")
+    parser.add_argument("--fpir", type=float, default=None, help="the decision's (default 0.01)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     from facemetric.recognize import Recognizer
@@ -339,7 +340,10 @@ def main() -> None:
             f"{max(a.end for a in apps):.0f} s clip; gallery + clip in "
             f"{time.perf_counter() - t0:.0f} s"
         )
-        recognizer = Recognizer.from_paths("dlib", db)
+        from facemetric.decision import DecisionSettings
+
+        settings = DecisionSettings() if args.fpir is None else DecisionSettings(fpir=args.fpir)
+        recognizer = Recognizer.from_paths("dlib", db, decision=settings)
         recognizer.calibration_now()
         print(f"decision threshold {recognizer.decision_threshold:.4f}")
         said = per_photo(recognizer, apps)
