@@ -11,7 +11,7 @@ from typing import Any
 from facemetric.errors import ConfigError
 
 CSV_FIELDS = (
-    "id", "camera", "person", "known", "nearest", "similarity", "first_seen", "last_seen",
+    "id", "camera", "source", "person", "known", "nearest", "similarity", "first_seen", "last_seen",
     "duration_s", "frames", "track_id", "closed",
 )  # fmt: skip
 

@@ -36,7 +36,7 @@ from facemetric.web.settings import WebSettings
 ViewerDep = Annotated[None, Depends(require_viewer)]
 MAX_EVENT_ID = 2**63 - 1
 CSV_FIELDS = (
-    "id", "camera", "person", "known", "nearest", "similarity", "first_seen", "last_seen",
+    "id", "camera", "source", "person", "known", "nearest", "similarity", "first_seen", "last_seen",
     "duration_s", "frames", "track_id", "closed", "snapshot_url",
 )  # fmt: skip
 
