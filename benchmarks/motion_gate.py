@@ -1,6 +1,6 @@
 """The camera side's least work: CPU per still camera with the motion gate on and off, and
 four cameras with a face moving in view (round a 40 px circle every 3 s: never still): recognised
-frames/s each without and with fair turns (1 or 2 slots) and the gate (``facemetric.video.motion``),
+frames/s each without and with the gate and fair turns (one slot) (``facemetric.video.motion``),
 all in one run, alternating::
 
     PYTHONPATH=src .venv/bin/python benchmarks/motion_gate.py [--seconds 30] [--skip still,moving]
@@ -129,6 +129,12 @@ def main() -> int:
     parser.add_argument("--noise", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--skip", default="")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=["off", "on", "off/1", "on/1"],
+        help="moving cameras' settings in order: gate off|on, /N: fair turns of N slots",
+    )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     if not WILD.is_dir():
@@ -168,13 +174,15 @@ def main() -> int:
             rtsp.start()
             try:
                 for r in range(args.rounds):
-                    for gate, slots in ((False, None), (False, 1), (False, 2), (True, 1)):
+                    for config in args.configs:
+                        gate, _, n = config.partition("/")
+                        slots = int(n) if n else None
                         got = run_cameras(recognizer, rtsp.url, args.cameras, args.seconds,
-                                          gate, slots)  # fmt: skip
+                                          gate == "on", slots)  # fmt: skip
                         each = got["recognised"]
                         print(
                             f"round {r + 1} {args.cameras} cameras, a face moving: gate "
-                            f"{'on ' if gate else 'off'}, turns {slots or 'none'}: recognised "
+                            f"{gate}, turns {slots or 'none'}: recognised "
                             f"frames/s {fmt(each)} (total {sum(each):.1f}, min {min(each):.1f});"
                             f" held back still/s {fmt(got['still'])}; CPU "
                             f"{got['cpu_per_camera']:.0f}% a camera",
