@@ -120,7 +120,9 @@ class PersonScores:
     negative: np.ndarray  # (Q, K) float64
 
 
-def best_per_person(sims: np.ndarray, starts: np.ndarray, counts: np.ndarray, agree: int):
+def best_per_person(
+    sims: np.ndarray, starts: np.ndarray, counts: np.ndarray, agree: int
+) -> np.ndarray:
     """(Q, P, agree): each person's best ``agree`` similarities in ``sims`` (Q, N, grouped by
     person), best first, -inf past a person's faces; repeated values count as often as
     they occur."""
