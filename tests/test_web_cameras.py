@@ -92,3 +92,33 @@ def test_a_video_file_as_a_camera(tmp_path: Path, untrained_tiny_checkpoint: Pat
         picture = client.get("/api/cameras/astro/frame.jpg")
         assert picture.status_code == 200 and picture.content[:2] == b"\xff\xd8"
         assert picture.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize("motion", [True, False])
+def test_a_still_camera_is_gated_as_set(
+    tmp_path: Path, untrained_tiny_checkpoint: Path, motion: bool
+) -> None:
+    from videoclip import Segment, make_clip
+
+    clip = make_clip(tmp_path / "still.mp4", [Segment(None, 0.0, 2.0)], fps=10)
+    settings = web_settings(
+        tmp_path,
+        untrained_tiny_checkpoint,
+        cameras=[f"still={clip}"],
+        camera_fps=10.0,
+        camera_motion=motion,
+        camera_motion_refresh=0.5,
+    )
+    with TestClient(create_app(settings)) as client:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            (cam,) = client.get("/api/cameras").json()["cameras"]
+            if cam.get("frames_decoded", 0) >= 30:
+                break
+            time.sleep(0.2)
+    assert cam["frames_decoded"] >= 30
+    if motion:  # one frame, then one each refresh: most are held back, never converted
+        assert cam["frames_still"] >= 15
+        assert cam["frames_delivered"] <= cam["frames_decoded"] // 2
+    else:
+        assert cam["frames_still"] == 0 and cam["frames_delivered"] >= 25

@@ -239,10 +239,11 @@ class Recognizer:
         )
 
     # ---- the open-set decision -------------------------------------------------------------------
-    def calibration_now(self) -> Calibration:
+    def calibration_now(self, gallery: LiveGallery | None = None) -> Calibration:
         """The decision's calibration for the gallery as it is now (computed again when its
-        references changed: people added or removed, faces added)."""
-        gallery = self._current()
+        references changed: people added or removed, faces added); ``gallery``: the gallery
+        just brought up to date (saves checking it again)."""
+        gallery = gallery if gallery is not None else self._current()
         generation = gallery.generation
         with self._lock:
             if self._calibration is not None and self._calibrated_at == generation:
@@ -274,9 +275,9 @@ class Recognizer:
         rows = self.store.embeddings(self.model_key, compute_missing=False, face_ids=ids)
         return calibrate(rows.vectors, rows.names, floor, settings, gallery.generation)
 
-    def decider(self) -> Decider:
+    def decider(self, gallery: LiveGallery | None = None) -> Decider:
         """The decision as it stands for the current gallery (and a ``threshold`` given)."""
-        return Decider(self.calibration_now(), self.decision_settings, self._threshold)
+        return Decider(self.calibration_now(gallery), self.decision_settings, self._threshold)
 
     @property
     def decision_threshold(self) -> float:
@@ -373,17 +374,55 @@ class Recognizer:
         if k < 1:
             raise ConfigError(f"top_k: must be at least 1, got {k}")
         gallery = self._current()
-        decider = self.decider()
+        decider = self.decider(gallery)
         if threshold is not None:
             decider.threshold = float(threshold)
         if len(gallery) == 0 or len(embeddings) == 0:
             return [([], decider.decide([])) for _ in range(len(embeddings))]
         # The decision looks at more people than it shows (vetoes, the margin, the cohort).
         people = max(k, self.decision_settings.candidates)
-        sims, ids = gallery.search(embeddings, min(len(gallery), people * gallery.faces_per_person))
+        k_hits = min(len(gallery), people * gallery.faces_per_person)
         agree = self.decision_settings.agree
-        negatives = self._negatives_now(gallery)
+        use_neg = self.decision_settings.use_negatives
+        found = gallery.top_people(embeddings, k_hits, people, agree, use_neg)
+        if found is None:  # an approximate index: from its hits
+            every = self._from_hits(gallery, embeddings, k_hits, people, agree)
+        else:
+            layout, top = found
+            every = [
+                [
+                    Candidate(layout.names[p], s, f, b, None if n != n else n)
+                    for p, s, f, b, n in zip(
+                        top.people[i].tolist(),
+                        top.scores[i].tolist(),
+                        top.face_ids[i].tolist(),
+                        top.best[i].tolist(),
+                        top.negative[i].tolist(),
+                        strict=True,
+                    )
+                    if p >= 0
+                ]
+                for i in range(len(embeddings))
+            ]
         out = []
+        for cands in every:
+            decision = decider.decide(
+                [(c.identity, c.similarity) for c in cands],
+                {c.identity: c.negative for c in cands if c.negative is not None},
+                {c.identity: float(c.best or c.similarity) for c in cands},
+            )
+            if decision.identity is not None and cands[0].identity != decision.identity:
+                cands.sort(key=lambda c: c.identity != decision.identity)
+            out.append((cands[:k], decision))
+        return out
+
+    def _from_hits(
+        self, gallery: LiveGallery, embeddings: np.ndarray, k_hits: int, people: int, agree: int
+    ) -> list[list[Candidate]]:
+        """Each face's candidates from the index's hits (what an approximate index gives)."""
+        sims, ids = gallery.search(embeddings, k_hits)
+        negatives = self._negatives_now(gallery)
+        every = []
         for q, s, r in zip(np.asarray(embeddings, np.float32), sims, ids, strict=True):
             cands = per_person_top_k(s, r, gallery, people, agree)
             neg = {
@@ -391,19 +430,13 @@ class Recognizer:
                 for c in cands
                 if c.identity in negatives
             }
-            cands = [
-                Candidate(c.identity, c.similarity, c.face_id, c.best, neg.get(c.identity))
-                for c in cands
-            ]
-            decision = decider.decide(
-                [(c.identity, c.similarity) for c in cands],
-                neg,
-                {c.identity: float(c.best or c.similarity) for c in cands},
+            every.append(
+                [
+                    Candidate(c.identity, c.similarity, c.face_id, c.best, neg.get(c.identity))
+                    for c in cands
+                ]
             )
-            if decision.identity is not None and cands[0].identity != decision.identity:
-                cands.sort(key=lambda c: c.identity != decision.identity)
-            out.append((cands[:k], decision))
-        return out
+        return every
 
     def recognize(
         self,

@@ -24,6 +24,7 @@ import numpy as np
 
 from facemetric.errors import GalleryError
 from facemetric.gallery.index import SearchIndex, check_index_name, create_index
+from facemetric.gallery.persons import PersonLayout, PersonScores, single_thread_blas, top_people
 from facemetric.gallery.store import GalleryEmbeddings, GalleryStore, model_key
 
 if TYPE_CHECKING:
@@ -89,6 +90,7 @@ class LiveGallery:
         self._index: SearchIndex | None = None
         self._person_of: dict[int, str] = {}  # reference face id -> person
         self._lookup: PersonLookup | None = None  # the same as arrays, made when first asked
+        self._layout: tuple[int, PersonLayout] | None = None  # (generation, grouped vectors)
         self._faces_of: dict[str, set[int]] = {}
         self._negatives: dict[int, tuple[str, np.ndarray]] = {}  # negative face id -> (person, v)
         self._dim = int(embedder.spec.embedding_dim)
@@ -99,6 +101,7 @@ class LiveGallery:
         self._thread: threading.Thread | None = None
         self._unwatch: Callable[[], None] | None = None
         self._listeners: list[Callable[[], None]] = []
+        single_thread_blas()
 
     # ---- loading and following -------------------------------------------------------------------
     @property
@@ -130,6 +133,7 @@ class LiveGallery:
                     self._generation = changes.generation
             self._updated = time.time()
             self._lookup = None
+            self._layout = None
         self._changed()
         return True
 
@@ -253,6 +257,36 @@ class LiveGallery:
             assert self._index is not None  # current() loads it
             return self._index.search(queries, k)
 
+    def person_layout(self) -> PersonLayout | None:
+        """The reference vectors grouped by person for this generation (made once per
+        generation); None while the index answers approximately (hits are searched then)."""
+        with self._lock:
+            index = self._index
+            slots = getattr(index, "slots", None)
+            if index is None or slots is None or index.kind not in ("exact", "faiss"):
+                return None
+            cached = self._layout
+            if cached is not None and cached[0] == self._generation:
+                return cached[1]
+            names = sorted(self._faces_of)
+            number = {name: i for i, name in enumerate(names)}
+            ids = slots.ids.copy()
+            people = np.fromiter((number[self._person_of[int(i)]] for i in ids), np.int64, len(ids))
+            layout = PersonLayout.build(names, ids, people, slots.vectors, self.negatives())
+            self._layout = (self._generation, layout)
+            return layout
+
+    def top_people(
+        self, queries: np.ndarray, k_hits: int, k_people: int, agree: int, negatives: bool = True
+    ) -> tuple[PersonLayout, PersonScores] | None:
+        """Each query's best people as ``per_person_top_k`` finds them in the ``k_hits``
+        best faces, from one scan (``facemetric.gallery.persons``); None when the index is
+        approximate now."""
+        layout = self.person_layout()
+        if layout is None:
+            return None
+        return layout, top_people(layout, queries, k_hits, k_people, agree, negatives)
+
     def person_of(self, face_id: int) -> str | None:
         return self._person_of.get(int(face_id))
 
@@ -276,7 +310,8 @@ class LiveGallery:
     @property
     def faces_per_person(self) -> int:
         """The most reference faces one person has (1 for an empty gallery)."""
-        return max((len(f) for f in self._faces_of.values()), default=1)
+        counts = self.person_lookup().counts
+        return int(counts.max()) if len(counts) else 1
 
     def __len__(self) -> int:
         return len(self._person_of)

@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from facemetric.redact import redact_text
+from facemetric.video.motion import MotionGate, MotionSettings
 from facemetric.video.sources import Camera
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class CameraReader(threading.Thread):
         max_backoff: float = 4.0,
         loop: bool = True,
         time_origin: float | None = None,
+        motion: MotionSettings | None = None,
     ) -> None:
         super().__init__(name=f"facemetric-camera-{camera.name}", daemon=True)
         self.camera = camera
@@ -111,6 +113,10 @@ class CameraReader(threading.Thread):
         self._index = 0
         self._taken = 0  # frames handed over (``all`` mode) / newest index taken
         self._times: deque[float] = deque(maxlen=64)
+        # live cameras only: a still scene's frames are not converted nor recognised
+        motion = motion if motion is not None else MotionSettings.from_env()
+        live_like = self.mode != "all"
+        self.gate = MotionGate(motion) if live_like and motion.enabled else None
 
     # ---- consumer side --------------------------------------------------------------------------
     def get(self, timeout: float = 1.0) -> Frame | None:
@@ -170,6 +176,7 @@ class CameraReader(threading.Thread):
             "frames_dropped": self.dropped,
             "bad_packets": self.bad_packets,
             "packets_skipped": self.skipped,
+            "frames_still": self.gate.still if self.gate is not None else 0,
         }
 
     # ---- reader thread --------------------------------------------------------------------------
@@ -289,6 +296,8 @@ class CameraReader(threading.Thread):
                     continue  # over the budget: never converted to pixels
                 next_budget = max(next_budget + budget, clock + budget / 2)
                 self._next_budget = next_budget
+                if self.gate is not None and not self.gate.check_frame(frame):
+                    continue  # nothing moved since the last frame handed over
                 image = frame.to_ndarray(format="rgb24")
                 self.height, self.width = image.shape[:2]
                 self.media_time = media

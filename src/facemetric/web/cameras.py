@@ -83,6 +83,7 @@ def start_cameras(
 ) -> Cameras:
     """Start a reader and a recognising thread per configured camera; their events go to
     ``sinks`` (and to any sink added to ``Cameras.sinks`` later)."""
+    from facemetric.video.motion import MotionSettings
     from facemetric.video.pipeline import CameraHub, CameraWorker, PipelineOptions
 
     cameras = configured_cameras(settings)
@@ -103,7 +104,10 @@ def start_cameras(
     )
     hub = CameraHub([])
     hub.sinks.extend(sinks or [])
-    workers = [CameraWorker(c, state.recognizer, hub.sinks, options) for c in cameras]
+    motion = MotionSettings(enabled=settings.camera_motion, refresh=settings.camera_motion_refresh)
+    workers = [
+        CameraWorker(c, state.recognizer, hub.sinks, options, motion=motion) for c in cameras
+    ]
     hub.add(workers)
     hub.start()
     names = ", ".join(f"{c.name} ({c.public_source})" for c in cameras)

