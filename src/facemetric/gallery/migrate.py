@@ -34,6 +34,7 @@ def set_up_schema(backend: Backend) -> None:
     with backend.read() as con:
         version = schema_version(backend, con)
     if version == SCHEMA_VERSION:
+        _set_storage(backend)
         return
     _refuse_newer(backend, version)
     rebuild = backend.kind == "sqlite" and version in (1, 2)
@@ -78,6 +79,8 @@ def set_up_schema(backend: Backend) -> None:
             )
         con.execute("DELETE FROM schema_version")
         con.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        for sql in _storage_statements(backend, con):
+            con.execute(sql)
         if rebuild:
             problems = con.execute("PRAGMA foreign_key_check").fetchall()
             if problems:
@@ -85,6 +88,25 @@ def set_up_schema(backend: Backend) -> None:
                     f"{backend.location}: migration to schema {SCHEMA_VERSION} found "
                     f"{len(problems)} broken references; nothing was changed"
                 )
+
+
+def _storage_statements(backend: Backend, con: Connection) -> list[str]:
+    """The backend's storage settings still to apply (PostgreSQL: images stored without a
+    compression attempt); none for SQLite."""
+    pending = getattr(backend, "storage_statements", None)
+    return [] if pending is None else list(pending(con))
+
+
+def _set_storage(backend: Backend) -> None:
+    """Apply the storage settings a gallery made by an older facemetric lacks: one catalogue
+    query when there is nothing to do, which is every time but once."""
+    with backend.read() as con:
+        if not _storage_statements(backend, con):
+            return
+    with backend.write() as con:
+        backend.schema_lock(con)
+        for sql in _storage_statements(backend, con):
+            con.execute(sql)
 
 
 def _refuse_newer(backend: Backend, version: int | None) -> None:
