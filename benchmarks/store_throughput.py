@@ -103,7 +103,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--faces", type=int, default=20_000, help="faces enrolled per store")
     parser.add_argument("--per-person", type=int, default=20)
-    parser.add_argument("--formats", nargs="+", default=["png", "jpeg"], help="chip formats")
+    parser.add_argument(
+        "--formats",
+        nargs="+",
+        default=["png-before", "png", "jpeg"],
+        help="chip formats; png-before: PNG with PostgreSQL's storage as before (compression "
+        "attempted on every chip)",
+    )
     parser.add_argument("--copy-faces", type=int, default=100_000, help="faces copied (0: none)")
     parser.add_argument("--encode-faces", type=int, default=1000, help="faces enrolled from pixels")
     parser.add_argument("--batch", type=int, default=500, help="faces a transaction (add_many)")
@@ -123,12 +129,15 @@ def main() -> None:
         people = args.faces // args.per_person
         rates: dict[tuple[str, str], float] = {}
         for fmt in args.formats:
-            data = encode_chip(pixels, fmt)
+            data = encode_chip(pixels, fmt.removesuffix("-before"))
             print(f"\n{fmt}: {len(data):,} bytes a chip")
             for name in args.stores:
                 location = str(folder / f"enrol-{fmt}.db") if name == "sqlite" else None
                 store = GalleryStore(location or server.new_database())
-                store.set_chip_format(fmt)
+                store.set_chip_format(fmt.removesuffix("-before"))
+                if fmt.endswith("-before") and name == "postgresql":
+                    with store.backend.write() as con:
+                        con.execute("ALTER TABLE faces ALTER COLUMN crop_png SET STORAGE EXTENDED")
                 rate = enrol(store, people, args.per_person, data, pixels)
                 rates[(fmt, name)] = rate
                 per_face = stored_bytes(store) / (people * args.per_person)

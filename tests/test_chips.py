@@ -143,6 +143,16 @@ def test_add_many_writes_many_people_in_one_transaction(gallery_at: str) -> None
     with pytest.raises(GalleryError, match="vectors: 1 rows for 2 faces"):
         store.add_many([("Cy", bob, vectors[:1])], "model-a")
     assert [p.name for p in store.list_people()] == ["Ann", "Bob"]
+
+    # One group photo enrolled for two people: the same content hash, each their own face.
+    eve, fay = face_chip(30), face_chip(31)
+    (e,), (f,) = store.add_many(
+        [("Eve", [FaceRecord(eve, content_sha256="group")], None),
+         ("Fay", [FaceRecord(fay, content_sha256="group")], None)]
+    )  # fmt: skip
+    for face_id, own, other in ((e, eve, fay), (f, fay, eve)):
+        back = store.face_crop(face_id).astype(int)
+        assert np.abs(back - own).mean() < np.abs(back - other).mean() / 4
     store.close()
 
 

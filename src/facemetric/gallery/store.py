@@ -600,8 +600,8 @@ FACE_TYPES = ("int8", "text", "text", "bytea", *["text"] * 7)
 def insert_faces(con: Connection, rows: Sequence[Sequence[Any]]) -> list[int]:
     """Insert face rows (``FACE_INSERT``'s columns); their new ids in the rows' order. A
     backend with bulk copy (PostgreSQL) takes ids first and copies the rows; otherwise several
-    rows go per statement, matched back by kind and content hash (unique among one person's
-    new faces)."""
+    rows go per statement, matched back by person, kind and content hash (unique among one
+    person's new faces; two people may share a photo)."""
     copy = getattr(con, "copy_rows", None)
     if copy is not None and rows:
         new_ids: list[int] = con.new_ids("faces", len(rows))  # type: ignore[attr-defined]
@@ -613,9 +613,11 @@ def insert_faces(con: Connection, rows: Sequence[Sequence[Any]]) -> list[int]:
         block = rows[start : start + INSERT_BLOCK]
         values = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(block))
         flat = [v for row in block for v in row]
-        sql = FACE_INSERT + values + " RETURNING id, kind, content_sha256"
-        made = {(str(k), str(d)): int(i) for i, k, d in con.execute(sql, flat).fetchall()}
-        ids += [made[(str(row[1]), str(row[9]))] for row in block]
+        sql = FACE_INSERT + values + " RETURNING id, person_id, kind, content_sha256"
+        made = {
+            (int(p), str(k), str(d)): int(i) for i, p, k, d in con.execute(sql, flat).fetchall()
+        }
+        ids += [made[(int(row[0]), str(row[1]), str(row[9]))] for row in block]
     return ids
 
 
