@@ -4,8 +4,9 @@ into PostgreSQL.
 
 A real PostgreSQL 15 server is started in a temporary folder with its default durability (fsync
 on, synchronous commit), on 127.0.0.1. Faces carry a real 200 px gallery chip (scikit-image's
-astronaut, encoded once per format, the same bytes for every face; content hashes differ) and a
-128-d embedding. Printed per format and store: faces/s, chip bytes and the database's bytes per
+astronaut's face, cut as enrolment cuts it, or with ``--chip picture`` the whole picture shrunk;
+encoded once per format, the same bytes for every face; content hashes differ) and a 128-d
+embedding. Printed per format and store: faces/s, chip bytes and the database's bytes per
 face (tables, TOAST and indexes of faces, embeddings and the change log).
 
     .venv/bin/python benchmarks/store_throughput.py            # 20,000 faces, copy 100,000
@@ -31,11 +32,20 @@ from facemetric.gallery.store import GalleryStore
 DIM = 128
 
 
-def chip() -> np.ndarray:
+def chip(kind: str = "picture") -> np.ndarray:
+    """``face``: the astronaut's gallery chip as enrolment cuts it (RetinaFace); ``picture``:
+    the whole picture shrunk to a chip (busier than a face chip: more bytes)."""
     from PIL import Image
     from skimage import data
 
-    return np.asarray(Image.fromarray(data.astronaut()).resize((CHIP_SIZE, CHIP_SIZE)))
+    img = np.ascontiguousarray(data.astronaut())
+    if kind == "picture":
+        return np.asarray(Image.fromarray(img).resize((CHIP_SIZE, CHIP_SIZE)))
+    from facemetric.data.align import detect_and_align
+    from facemetric.data.detect import create_detector
+
+    face = detect_and_align(img, create_detector("retinaface"))[0]
+    return FaceRecord.from_photo(img, face).chip
 
 
 def enrol(
@@ -113,6 +123,8 @@ def main() -> None:
     parser.add_argument("--copy-faces", type=int, default=100_000, help="faces copied (0: none)")
     parser.add_argument("--encode-faces", type=int, default=1000, help="faces enrolled from pixels")
     parser.add_argument("--batch", type=int, default=500, help="faces a transaction (add_many)")
+    parser.add_argument("--chip", choices=("face", "picture"), default="face",
+                        help="the chip every face carries (see chip())")  # fmt: skip
     parser.add_argument("--stores", nargs="+", default=["sqlite", "postgresql"])
     args = parser.parse_args()
 
@@ -121,8 +133,11 @@ def main() -> None:
     why = pgserver.available()
     if why:
         raise SystemExit(why)
-    pixels = chip()
-    print(f"chip: {CHIP_SIZE} px; embeddings {DIM}-d float32; {args.per_person} faces a call")
+    pixels = chip(args.chip)
+    print(
+        f"chip: the astronaut's {args.chip}, {CHIP_SIZE} px; embeddings {DIM}-d float32; "
+        f"{args.per_person} faces a call"
+    )
     server = pgserver.PostgresServer(durable=True)
     folder = Path(tempfile.mkdtemp(prefix="facemetric-bench-"))
     try:
