@@ -238,3 +238,32 @@ def test_cli_chip_format_is_recorded(
         }
     with pytest.raises(SystemExit):
         main(["gallery", "build", str(photos.parent), *common, "--chip-format", "gif"])
+
+
+def test_postgres_user_who_may_not_alter_still_opens_and_writes(
+    postgres_server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Switching the storage needs the tables' owner; anyone else opens the gallery as it is."""
+    import logging
+    import uuid
+
+    import psycopg
+
+    url = postgres_server.new_database()
+    GalleryStore(url).close()
+    role = f"clerk_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url, autocommit=True) as con:
+        con.execute("ALTER TABLE faces ALTER COLUMN crop_png SET STORAGE EXTENDED")  # as before
+        con.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'clerk-password'")
+        con.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"
+        )
+        con.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    db = url.rsplit("/", 1)[1]
+    clerk = f"postgresql://{role}:clerk-password@127.0.0.1:{postgres_server.port}/{db}"
+    with caplog.at_level(logging.WARNING, logger="facemetric.gallery.migrate"):
+        store = GalleryStore(clerk)
+    assert "image columns keep their storage" in caplog.text and "clerk-password" not in caplog.text
+    ids = store.add_faces("Ann", [FaceRecord(face_chip(1))])
+    assert chip_format(store.face_thumbnail(ids[0])) == "jpeg"
+    store.close()

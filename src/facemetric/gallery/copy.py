@@ -139,7 +139,7 @@ class _Pending:
             dst.change(con, "face+", new_ids)
         report.faces += len(new_ids)
         report.embeddings += len(embedded)
-        self.__init__()  # type: ignore[misc]
+        self.people, self.rows, self.vectors = {}, [], {}
 
 
 def _digests(store: GalleryStore, name: str) -> set[tuple[str, str]]:

@@ -10,6 +10,7 @@ refused with a message naming it.
 from __future__ import annotations
 
 import contextlib
+import logging
 
 from facemetric.errors import GalleryError
 from facemetric.gallery.backend import Backend, Connection
@@ -20,6 +21,8 @@ from facemetric.gallery.schema import (
     TABLES,
     statements,
 )
+
+log = logging.getLogger(__name__)
 
 
 def schema_version(backend: Backend, con: Connection) -> int | None:
@@ -99,14 +102,18 @@ def _storage_statements(backend: Backend, con: Connection) -> list[str]:
 
 def _set_storage(backend: Backend) -> None:
     """Apply the storage settings a gallery made by an older facemetric lacks: one catalogue
-    query when there is nothing to do, which is every time but once."""
+    query when there is nothing to do, which is every time but once. A user who may not alter
+    the tables (not their owner) still opens the gallery: only writing is slower."""
     with backend.read() as con:
         if not _storage_statements(backend, con):
             return
-    with backend.write() as con:
-        backend.schema_lock(con)
-        for sql in _storage_statements(backend, con):
-            con.execute(sql)
+    try:
+        with backend.write() as con:
+            backend.schema_lock(con)
+            for sql in _storage_statements(backend, con):
+                con.execute(sql)
+    except backend.database_errors as exc:
+        log.warning("%s: image columns keep their storage (%s)", backend.location, exc)
 
 
 def _refuse_newer(backend: Backend, version: int | None) -> None:
