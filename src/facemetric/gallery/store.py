@@ -2,9 +2,9 @@
 
 Where it lives is the backend's business (``facemetric.gallery.backend``: a SQLite file, the
 default, or a PostgreSQL database several servers share); the rules are written here once. Each
-face keeps a loose chip (JPEG by default; PNG or WebP by the gallery's ``chip_format``) with
-its landmarks (``facemetric.gallery.records``), so a new model
-re-embeds the gallery from the chips, cutting its own crops, without the original photos.
+face keeps a loose chip (JPEG by default; PNG or WebP by the gallery's ``chip_format``) with its
+landmarks (``facemetric.gallery.records``), so a new model re-embeds the gallery from the chips,
+cutting its own crops, without the original photos.
 Embeddings are keyed by a hash of the model's weights and spec, so several models share one
 gallery. Every change is one transaction (a crash mid-enrolment leaves nothing half-written);
 reading never writes, and commands that only read never create a gallery. A person never holds
