@@ -66,7 +66,7 @@ def test_live_gallery_follows_changes_of_another_store(gallery_at: str) -> None:
     live._read = lambda ids: (read.append(ids), real_read(ids))[1]  # type: ignore[method-assign]
     assert live.refresh()
     assert read == [sorted(bob)]  # only Bob's faces were read, not the whole gallery
-    query = embedder.embed(np.stack([bob_records[0].chip]))
+    query = embedder.embed(np.stack([other.face_crop(bob[0])]))  # the chip as stored
     sims, found = live.search(query, 1)
     assert found[0, 0] == bob[0] and sims[0, 0] == pytest.approx(1.0, abs=1e-5)
     other.remove_person("Ann")

@@ -66,13 +66,13 @@ def test_copy_both_ways_is_complete_and_idempotent(
 KILLER = r"""
 import sys, time
 from facemetric.gallery import copy as C
-real = C._write
+real = C._Pending.flush
 def slow(*a, **k):
     n = real(*a, **k)
     print("block", flush=True)
     time.sleep(0.5)
     return n
-C._write = slow
+C._Pending.flush = slow
 from facemetric.gallery.store import GalleryStore
 C.copy_gallery(GalleryStore(sys.argv[1]), GalleryStore(sys.argv[2]), block=5)
 """

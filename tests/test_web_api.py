@@ -71,8 +71,8 @@ def test_empty_gallery_then_enrol_identify_remove(client: TestClient, tmp_path: 
     faces = client.get("/api/people/Eileen Collins/faces").json()
     assert [f["id"] for f in faces] == [face_id]
     img = client.get(f"/api/faces/{face_id}/image")
-    assert img.status_code == 200 and img.headers["content-type"] == "image/png"
-    assert Image.open(io.BytesIO(img.content)).size == (200, 200)  # the gallery chip
+    assert img.status_code == 200 and img.headers["content-type"] == "image/jpeg"
+    assert Image.open(io.BytesIO(img.content)).size == (200, 200)  # the gallery chip (JPEG)
 
     # The very photo that was enrolled must come back as that person, similarity ~1.
     r = client.post("/api/identify", files={"file": photo()})

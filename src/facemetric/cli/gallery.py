@@ -105,6 +105,12 @@ def _quality(args: argparse.Namespace) -> Any:
     return QualityPolicy(parse_floors(args.quality_floor), mode)
 
 
+def _set_chip_format(store: Any, args: argparse.Namespace) -> None:
+    """``--chip-format``: the gallery stores new chips in that format from now on."""
+    if getattr(args, "chip_format", None):
+        store.set_chip_format(args.chip_format)
+
+
 def _aligned(args: argparse.Namespace) -> bool | None:
     return True if args.aligned else None
 
@@ -130,6 +136,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     quality = _quality(args)
     rec = _recognizer(_options(args), create=True)
     _warn_uncalibrated(rec)
+    _set_chip_format(rec.store, args)
     report = build_gallery(rec, args.dir, aligned=_aligned(args), quality=quality)
     _print_report(report, rec.store.path)
     return 0
@@ -142,6 +149,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     quality = _quality(args)
     rec = _recognizer(_options(args), create=True)
     _warn_uncalibrated(rec)
+    _set_chip_format(rec.store, args)
     report = add_photos(rec, args.name, args.images, aligned=_aligned(args), quality=quality)
     _print_report(report, rec.store.path)
     return 0
@@ -344,6 +352,13 @@ def _quality_options(p: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="change a floor: min_eye_px, min_sharpness, max_yaw, min_score, min_consistency "
         "(0 turns it off; see docs/quality.md); repeatable",
+    )
+    p.add_argument(
+        "--chip-format",
+        choices=("png", "jpeg", "webp"),
+        help="store this gallery's new face chips in FORMAT from now on (kept in the gallery, "
+        "so later enrolments and servers follow it): jpeg (quality 95, the default), webp, or "
+        "png (lossless, about 5x the bytes); chips already stored keep theirs",
     )
 
 

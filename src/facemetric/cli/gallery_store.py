@@ -8,6 +8,8 @@ import json
 import sys
 from typing import Any
 
+CHIP_FORMATS = ("png", "jpeg", "webp")  # facemetric.gallery.records.CHIP_FORMATS (not imported:
+# the parser is built without importing the gallery)
 LOCATION_HELP = "a SQLite file or postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
 
 
@@ -36,6 +38,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             "models": keys,
             "index": plan["kind"],
             "index_detail": plan,
+            "chip_format": store.chip_format(),
         }
     if args.json:
         print(json.dumps(info, indent=2))
@@ -50,6 +53,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"  search index: {plan['kind']}{f' ({params})' if params else ''}, 'auto' for "
         f"{faces:,} faces (exact scan up to {AUTO_APPROX_ABOVE:,}, approximate above)"
     )
+    print(f"  new chips stored as {info['chip_format']}")
     for key, count in keys.items():
         print(f"  model {key}: {count} embeddings")
     return 0
@@ -71,10 +75,12 @@ def cmd_copy(args: argparse.Namespace) -> int:
         dst,
         tqdm(total=_face_count(src), unit="face", disable=args.quiet, file=sys.stderr) as bar,
     ):
-        report = copy_gallery(src, dst, progress=bar.update)
+        report = copy_gallery(src, dst, progress=bar.update, chip_format=args.chip_format)
+    converted = f", {report.converted} chips stored as {args.chip_format}" * bool(args.chip_format)
     print(
         f"copied {report.faces} faces ({report.embeddings} embeddings) of {report.people} "
         f"people from {src.location} to {dst.location}; {report.skipped} already there"
+        f"{converted}"
     )
     return 0
 
@@ -107,4 +113,10 @@ def register(gsub: Any, db_help: str) -> None:
     p.add_argument("src", metavar="SRC", help=LOCATION_HELP)
     p.add_argument("dst", metavar="DST", help=LOCATION_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--chip-format",
+        choices=CHIP_FORMATS,
+        help="store the copied chips in this format (decoded and encoded again; default: "
+        "each chip's bytes as they are)",
+    )
     p.set_defaults(func=cmd_copy, model=None)

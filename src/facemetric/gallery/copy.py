@@ -5,7 +5,10 @@ every model.
 A face is the same face when the same person already has a face of the same kind with the same
 content hash, so copying again adds nothing and a copy that was killed goes on where it stopped:
 faces go in blocks, one transaction each (a kill leaves whole blocks). People keep their names;
-ids are the destination's own (it may have people of its own).
+ids are the destination's own (it may have people of its own). Chips keep their bytes (PNG,
+JPEG or WebP as they were stored) unless ``chip_format`` asks for one format: then chips in
+another format are decoded and stored again in it (lossy formats lose a little more each time,
+so converting is asked for, never done on the way).
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from facemetric.gallery.bulk import person_ids
+from facemetric.gallery.records import check_chip_format, decode_chip, encode_chip
+from facemetric.gallery.records import chip_format as format_of
 from facemetric.gallery.store import ID_BLOCK, GalleryStore, insert_embeddings, insert_faces, now
 
 BLOCK = 500  # faces per transaction
@@ -25,6 +31,7 @@ class CopyReport:
     faces: int = 0  # faces copied
     embeddings: int = 0
     skipped: int = 0  # faces the destination had already
+    converted: int = 0  # chips stored again in the asked format
 
 
 FACE_COLUMNS = (
@@ -38,10 +45,14 @@ def copy_gallery(
     dst: GalleryStore,
     progress: Callable[[int], None] | None = None,
     block: int = BLOCK,
+    chip_format: str | None = None,
 ) -> CopyReport:
     """Copy every person of ``src`` with their faces and embeddings into ``dst``; ``progress``
-    is told how many faces each block handled."""
+    is told how many faces each block handled; ``chip_format``: store every chip in that
+    format (None: as it is). Faces of several people share a transaction (``block`` faces)."""
+    convert = None if chip_format is None else check_chip_format(chip_format)
     report = CopyReport()
+    pending = _Pending()
     with src.backend.read() as con:
         people = con.execute("SELECT id, name, created FROM people ORDER BY id").fetchall()
     for person_id, name, created in people:
@@ -59,25 +70,76 @@ def copy_gallery(
             if not rows:
                 break
             last = int(rows[-1][0])
-            fresh = []
             for row in rows:
                 digest = row[9] or hashlib.sha256(bytes(row[3])).hexdigest()
                 if (str(row[1]), str(digest)) in have:
                     report.skipped += 1
                     continue
                 have.add((str(row[1]), str(digest)))
-                fresh.append((row, digest))
-            if fresh:
-                report.embeddings += _write(dst, str(name), str(created), fresh, vectors)
-                report.faces += len(fresh)
+                if convert is not None and format_of(bytes(row[3])) != convert:
+                    chip = encode_chip(decode_chip(bytes(row[3])), convert)
+                    row = (*row[:3], chip, *row[4:])
+                    report.converted += 1
+                pending.add(str(name), str(created), row, str(digest), vectors)
                 copied_any = True
+            if pending.faces >= block:
+                pending.flush(dst, report)
             if progress is not None:
                 progress(len(rows))
         if not copied_any and _person_missing(dst, str(name)):
             dst.add_person(str(name))  # a person with no faces yet is copied too
             copied_any = True
         report.people += int(copied_any)
+    pending.flush(dst, report)
     return report
+
+
+class _Pending:
+    """Faces read and not yet written: several people's, written in one transaction."""
+
+    def __init__(self) -> None:
+        self.people: dict[str, str] = {}  # name -> created
+        self.rows: list[tuple[str, tuple[object, ...], str]] = []  # name, face row, digest
+        self.vectors: dict[int, list[tuple[str, int, bytes]]] = {}
+
+    @property
+    def faces(self) -> int:
+        return len(self.rows)
+
+    def add(
+        self,
+        name: str,
+        created: str,
+        row: tuple[object, ...],
+        digest: str,
+        vectors: dict[int, list[tuple[str, int, bytes]]],
+    ) -> None:
+        self.people.setdefault(name, created)
+        self.rows.append((name, row, digest))
+        face_id = int(row[0])  # type: ignore[call-overload]
+        self.vectors[face_id] = vectors.get(face_id, [])
+
+    def flush(self, dst: GalleryStore, report: CopyReport) -> None:
+        """Write what is pending into ``dst`` in one transaction."""
+        if not self.rows:
+            return
+        with dst.backend.write() as con:
+            ids = person_ids(con, {n: c or now() for n, c in self.people.items()})
+            new_ids = insert_faces(
+                con,
+                [(ids[name], *face[1:9], digest, face[10]) for name, face, digest in self.rows],
+            )
+            embedded = [
+                (new_id, key, dim, blob)
+                for new_id, (_, face, _) in zip(new_ids, self.rows, strict=True)
+                for key, dim, blob in self.vectors[int(face[0])]  # type: ignore[call-overload]
+            ]
+            if embedded:
+                insert_embeddings(con, embedded)
+            dst.change(con, "face+", new_ids)
+        report.faces += len(new_ids)
+        report.embeddings += len(embedded)
+        self.people, self.rows, self.vectors = {}, [], {}
 
 
 def _digests(store: GalleryStore, name: str) -> set[tuple[str, str]]:
@@ -106,35 +168,3 @@ def _embeddings(con: object, face_ids: list[int]) -> dict[int, list[tuple[str, i
         ):
             out.setdefault(int(face_id), []).append((str(key), int(dim), bytes(vector)))
     return out
-
-
-def _write(
-    dst: GalleryStore,
-    name: str,
-    created: str,
-    fresh: list[tuple[tuple[object, ...], str]],
-    vectors: dict[int, list[tuple[str, int, bytes]]],
-) -> int:
-    """One block into ``dst`` in one transaction; returns the embeddings written."""
-    written = 0
-    with dst.backend.write() as con:
-        row = con.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            row = con.execute(
-                "INSERT INTO people (name, created) VALUES (?, ?) RETURNING id",
-                (name, created or now()),
-            ).fetchone()
-        person_id = int(row[0])
-        new_ids = insert_faces(
-            con, [(person_id, *face[1:9], digest, face[10]) for face, digest in fresh]
-        )
-        embedded = [
-            (new_id, key, dim, blob)
-            for new_id, (face, _) in zip(new_ids, fresh, strict=True)
-            for key, dim, blob in vectors.get(int(face[0]), [])  # type: ignore[call-overload]
-        ]
-        if embedded:
-            insert_embeddings(con, embedded)
-            written = len(embedded)
-        dst.change(con, "face+", new_ids, person_id=person_id)
-    return written

@@ -82,7 +82,7 @@ class CorrectionStore:
             vector = embedder.embed(record_crop(record, embedder.spec)[None])[0]
         vec = np.asarray(vector, np.float32).reshape(1, -1)
         key = model_key(embedder)
-        row = _face_row(record, KINDS[kind])
+        row = _face_row(record, KINDS[kind], self.store.chip_format())
         created = now()
         with self.store.backend.write() as con:
             person_id = _person_id(con, person)

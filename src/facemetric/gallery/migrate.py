@@ -10,6 +10,7 @@ refused with a message naming it.
 from __future__ import annotations
 
 import contextlib
+import logging
 
 from facemetric.errors import GalleryError
 from facemetric.gallery.backend import Backend, Connection
@@ -20,6 +21,8 @@ from facemetric.gallery.schema import (
     TABLES,
     statements,
 )
+
+log = logging.getLogger(__name__)
 
 
 def schema_version(backend: Backend, con: Connection) -> int | None:
@@ -34,6 +37,7 @@ def set_up_schema(backend: Backend) -> None:
     with backend.read() as con:
         version = schema_version(backend, con)
     if version == SCHEMA_VERSION:
+        _set_storage(backend)
         return
     _refuse_newer(backend, version)
     rebuild = backend.kind == "sqlite" and version in (1, 2)
@@ -78,6 +82,8 @@ def set_up_schema(backend: Backend) -> None:
             )
         con.execute("DELETE FROM schema_version")
         con.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        for sql in _storage_statements(backend, con):
+            con.execute(sql)
         if rebuild:
             problems = con.execute("PRAGMA foreign_key_check").fetchall()
             if problems:
@@ -85,6 +91,29 @@ def set_up_schema(backend: Backend) -> None:
                     f"{backend.location}: migration to schema {SCHEMA_VERSION} found "
                     f"{len(problems)} broken references; nothing was changed"
                 )
+
+
+def _storage_statements(backend: Backend, con: Connection) -> list[str]:
+    """The backend's storage settings still to apply (PostgreSQL: images stored without a
+    compression attempt); none for SQLite."""
+    pending = getattr(backend, "storage_statements", None)
+    return [] if pending is None else list(pending(con))
+
+
+def _set_storage(backend: Backend) -> None:
+    """Apply the storage settings a gallery made by an older facemetric lacks: one catalogue
+    query when there is nothing to do, which is every time but once. A user who may not alter
+    the tables (not their owner) still opens the gallery: only writing is slower."""
+    with backend.read() as con:
+        if not _storage_statements(backend, con):
+            return
+    try:
+        with backend.write() as con:
+            backend.schema_lock(con)
+            for sql in _storage_statements(backend, con):
+                con.execute(sql)
+    except backend.database_errors as exc:
+        log.warning("%s: image columns keep their storage (%s)", backend.location, exc)
 
 
 def _refuse_newer(backend: Backend, version: int | None) -> None:

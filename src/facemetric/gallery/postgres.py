@@ -29,6 +29,15 @@ SCHEMA_LOCK_KEY = 0x46AC3E7  # pg_advisory_xact_lock key while the schema is set
 CONNECT_TIMEOUT = 5  # seconds: a server that does not answer is said to be down
 POOL_TIMEOUT = 5.0  # seconds a call waits for a connection before it is refused
 POOL_MAX = 8
+# Columns holding images already compressed (JPEG, PNG, WebP): stored out of line without
+# PostgreSQL's compression attempt (STORAGE EXTERNAL), which costs as much as the rest of the
+# write and saves nothing (benchmarks/store_throughput.py: 2x the faces a second).
+IMAGE_COLUMNS = (
+    ("faces", "crop_png"),
+    ("unknown_faces", "chip_png"),
+    ("events", "chip_png"),
+    ("events", "snapshot_jpeg"),
+)
 
 
 def _pg_sql(sql: str) -> str:
@@ -191,6 +200,18 @@ class PostgresBackend:
             (name,),
         ).fetchone()
         return row is not None
+
+    def storage_statements(self, con: Any) -> list[str]:
+        """The ``ALTER TABLE`` statements still needed to store ``IMAGE_COLUMNS`` uncompressed
+        (none once done: galleries made before this are set once, when opened)."""
+        wanted = " OR ".join(["(c.relname = ? AND a.attname = ?)"] * len(IMAGE_COLUMNS))
+        rows = con.execute(
+            "SELECT c.relname, a.attname FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+            f"WHERE c.relnamespace = current_schema()::regnamespace AND ({wanted}) "
+            "AND a.attstorage <> 'e' ORDER BY 1, 2",
+            [v for pair in IMAGE_COLUMNS for v in pair],
+        ).fetchall()
+        return [f"ALTER TABLE {t} ALTER COLUMN {c} SET STORAGE EXTERNAL" for t, c in rows]
 
     def notify(self, con: Any, generation: int) -> None:
         con.execute("SELECT pg_notify(?, ?)", (CHANNEL, str(generation)))

@@ -114,22 +114,81 @@ class FaceRecord:
         return chip_digest(self.chip)
 
 
-def encode_png(crop: np.ndarray) -> bytes:
+CHIP_FORMATS = ("png", "jpeg", "webp")
+# Chosen by benchmarks/chip_format.py (docs/shared-gallery.md): JPEG at quality 95 re-embeds
+# within noise of the lossless PNG (CFP FF/FP accuracy and open-set rates; every face's
+# embedding at cosine >= 0.9995 of its PNG chip's) at a quarter of the bytes (12.8 KB against
+# 49.6 KB) and a sixth of the encoding time; WebP is smaller still but 10-20x slower to encode.
+DEFAULT_CHIP_FORMAT = "jpeg"
+CHIP_QUALITY = {"jpeg": 95, "webp": 95}  # the lossy formats' default quality
+_MAGIC = ((b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff", "jpeg"))
+MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp"}
+
+
+def check_chip_format(fmt: str) -> str:
+    """``fmt`` lower-cased when it is one of ``CHIP_FORMATS`` (``jpg`` is ``jpeg``), else
+    ``GalleryError`` naming it."""
+    name = str(fmt).strip().lower()
+    name = "jpeg" if name == "jpg" else name
+    if name not in CHIP_FORMATS:
+        from facemetric.errors import GalleryError
+
+        raise GalleryError(f"chip format: {fmt!r} is not one of {', '.join(CHIP_FORMATS)}")
+    return name
+
+
+def encode_chip(
+    crop: np.ndarray, fmt: str = DEFAULT_CHIP_FORMAT, quality: int | None = None
+) -> bytes:
+    """A chip's stored bytes: ``png`` (lossless), ``jpeg`` or ``webp`` (lossy, at ``quality``,
+    default ``CHIP_QUALITY``). Decoding tells the format from the bytes (``chip_format``), so a
+    gallery may hold chips of every format."""
     from PIL import Image
 
+    fmt = check_chip_format(fmt)
+    img = Image.fromarray(np.ascontiguousarray(crop, dtype=np.uint8))
     buf = io.BytesIO()
-    # Level 1: a third of the default level's time (16 -> 5 ms a chip here) for 6 % more bytes.
-    Image.fromarray(np.ascontiguousarray(crop, dtype=np.uint8)).save(
-        buf, format="PNG", compress_level=1
-    )
+    if fmt == "png":
+        # Level 1: a third of the default level's time (16 -> 5 ms a chip here) for 6 % more bytes.
+        img.save(buf, format="PNG", compress_level=1)
+    elif fmt == "jpeg":
+        img.save(buf, format="JPEG", quality=quality or CHIP_QUALITY["jpeg"])
+    else:
+        img.save(buf, format="WEBP", quality=quality or CHIP_QUALITY["webp"], method=4)
     return buf.getvalue()
 
 
-def decode_png(data: bytes) -> np.ndarray:
+def encode_png(crop: np.ndarray) -> bytes:
+    """A lossless PNG of ``crop`` (event chips, pages' previews, ``--chip-format png``)."""
+    return encode_chip(crop, "png")
+
+
+def chip_format(data: bytes) -> str | None:
+    """The format of stored chip bytes by their magic bytes: ``png``, ``jpeg``, ``webp`` or
+    None when none of them."""
+    head = bytes(data[:12])
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def chip_media_type(data: bytes) -> str:
+    """The HTTP media type of stored chip bytes (``image/png`` when unknown: old galleries)."""
+    return MEDIA_TYPES.get(chip_format(data) or "png", "image/png")
+
+
+def decode_chip(data: bytes) -> np.ndarray:
+    """Stored chip bytes (PNG, JPEG or WebP) as (S, S, 3) uint8 RGB."""
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as img:
         return np.asarray(img.convert("RGB"))
+
+
+decode_png = decode_chip  # the name older callers use; every chip format decodes
 
 
 def chip_digest(chip: np.ndarray) -> str:

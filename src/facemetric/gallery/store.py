@@ -2,8 +2,9 @@
 
 Where it lives is the backend's business (``facemetric.gallery.backend``: a SQLite file, the
 default, or a PostgreSQL database several servers share); the rules are written here once. Each
-face keeps a loose chip (PNG) with its landmarks (``facemetric.gallery.records``), so a new model
-re-embeds the gallery from the chips, cutting its own crops, without the original photos.
+face keeps a loose chip (JPEG by default; PNG or WebP by the gallery's ``chip_format``) with its
+landmarks (``facemetric.gallery.records``), so a new model re-embeds the gallery from the chips,
+cutting its own crops, without the original photos.
 Embeddings are keyed by a hash of the model's weights and spec, so several models share one
 gallery. Every change is one transaction (a crash mid-enrolment leaves nothing half-written);
 reading never writes, and commands that only read never create a gallery. A person never holds
@@ -28,10 +29,12 @@ from facemetric.errors import GalleryError
 from facemetric.gallery.backend import Backend, Connection, open_backend
 from facemetric.gallery.keys import model_key, weights_key
 from facemetric.gallery.records import (
+    DEFAULT_CHIP_FORMAT,
     FaceRecord,
+    check_chip_format,
     cut_for_model,
-    decode_png,
-    encode_png,
+    decode_chip,
+    encode_chip,
     record_crop,
 )
 
@@ -152,12 +155,19 @@ class GalleryStore:
         ).fetchone()
         generation = int(row[0])
         ids = list(face_ids)
-        con.executemany(
-            "INSERT INTO changes (generation, op, face_id, person_id, model_key) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [(generation, op, int(i), what.get("person_id"), what.get("model_key")) for i in ids]
-            or [(generation, op, None, what.get("person_id"), what.get("model_key"))],
-        )
+        rows: list[tuple[Any, ...]] = [
+            (generation, op, int(i), what.get("person_id"), what.get("model_key")) for i in ids
+        ] or [(generation, op, None, what.get("person_id"), what.get("model_key"))]
+        copy = getattr(con, "copy_rows", None)
+        if copy is not None and len(rows) > 1:
+            columns = ("generation", "op", "face_id", "person_id", "model_key")
+            copy("changes", columns, ("int8", "text", "int8", "int8", "text"), rows)
+        else:
+            con.executemany(
+                "INSERT INTO changes (generation, op, face_id, person_id, model_key) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
         if generation % 1000 == 0:  # now and then, forget the oldest changes
             floor = generation - CHANGES_KEPT
             if floor > 0:
@@ -250,6 +260,7 @@ class GalleryStore:
         embedder: Embedder | str | None = None,
         kind: str = "reference",
         vectors: np.ndarray | None = None,
+        chip_format: str | None = None,
     ) -> list[int]:
         """Add faces to ``name`` (created when new), all or nothing; returns the ids of the
         faces added. A face whose photo ``name`` already has (same content hash, same kind) is
@@ -259,7 +270,8 @@ class GalleryStore:
         transaction; ``vectors`` (one row per face) gives them precomputed for the model of
         ``embedder`` (an embedder or a model key). Without either they are computed on first
         use. ``kind``: ``reference``, or ``negative`` (a face that is *not* ``name``, from a
-        correction).
+        correction). Chips are stored in ``chip_format`` (None: the gallery's, ``chip_format()``);
+        a record's ``chip_png`` (already encoded) is stored as it is.
         """
         name = _check_name(name)
         if kind not in KINDS:
@@ -271,7 +283,9 @@ class GalleryStore:
             _check_crop(record.chip, i)
         if vectors is not None and len(vectors) != len(records):
             raise GalleryError(f"vectors: {len(vectors)} rows for {len(records)} faces")
-        known = self.known_photos(name, kind)
+        with self.backend.read() as con:
+            known = _known_photos(con, name, kind)
+            fmt = check_chip_format(chip_format) if chip_format else _chip_format(con)
         fresh: list[int] = []
         for i, record in enumerate(records):
             digest = record.digest()
@@ -289,7 +303,7 @@ class GalleryStore:
         elif embedder is not None and not isinstance(embedder, str):
             crops = [record_crop(records[i], embedder.spec) for i in fresh]
             chosen = np.asarray(embedder.embed(np.stack(crops)), np.float32)
-        rows = [_face_row(records[i], kind) for i in fresh]
+        rows = [_face_row(records[i], kind, fmt) for i in fresh]
         created = now()
         with self.backend.write() as con:
             person_id = _person_id(con, name)
@@ -310,6 +324,21 @@ class GalleryStore:
             self.change(con, "face+", ids, person_id=person_id)
         return ids
 
+    def add_many(
+        self,
+        batch: Sequence[tuple[str, Sequence[FaceRecord], np.ndarray | None]],
+        embedder: Embedder | str | None = None,
+        kind: str = "reference",
+        chip_format: str | None = None,
+    ) -> list[list[int]]:
+        """``add_faces`` for many people in one transaction (``facemetric.gallery.bulk``):
+        each ``(name, faces, vectors)`` with its embeddings precomputed by ``embedder`` (or
+        None); the new face ids per entry."""
+        from facemetric.gallery.bulk import add_many
+
+        key = embedder if isinstance(embedder, str) or embedder is None else model_key(embedder)
+        return add_many(self, batch, key, kind, chip_format)
+
     def remove_faces(self, face_ids: Sequence[int]) -> int:
         """Delete faces by id (with their embeddings); returns how many there were."""
         ids = [int(i) for i in face_ids]
@@ -328,12 +357,23 @@ class GalleryStore:
     def known_photos(self, name: str, kind: str = "reference") -> set[str]:
         """Content hashes of the faces of ``kind`` that ``name`` already has."""
         with self.backend.read() as con:
-            rows = con.execute(
-                "SELECT f.content_sha256 FROM faces f JOIN people p ON p.id = f.person_id "
-                "WHERE p.name = ? AND f.kind = ? AND f.content_sha256 IS NOT NULL",
-                (name, kind),
-            ).fetchall()
-        return {str(r[0]) for r in rows}
+            return _known_photos(con, name, kind)
+
+    def chip_format(self) -> str:
+        """The format new chips are stored in: the gallery's setting (``set_chip_format``,
+        kept in the database so every writer of a shared gallery follows it), else
+        ``DEFAULT_CHIP_FORMAT``. Stored chips of any format decode (``decode_chip``)."""
+        with self.backend.read() as con:
+            return _chip_format(con)
+
+    def set_chip_format(self, fmt: str) -> str:
+        """Store new chips of this gallery as ``fmt`` (``png``: lossless; ``jpeg``, ``webp``);
+        chips already stored keep their bytes. Returns the checked name."""
+        fmt = check_chip_format(fmt)
+        with self.backend.write() as con:
+            con.execute("DELETE FROM meta WHERE key = 'chip_format'")
+            con.execute("INSERT INTO meta (key, value) VALUES ('chip_format', ?)", (fmt,))
+        return fmt
 
     def faces_of(self, name: str, kind: str | None = "reference") -> list[Face]:
         """The faces of ``name`` (of ``kind``; None: every kind) in the order they were added."""
@@ -364,7 +404,8 @@ class GalleryStore:
         ]
 
     def face_thumbnail(self, face_id: int) -> bytes:
-        """The PNG of a face's stored chip; ``GalleryError`` for an unknown id."""
+        """The stored bytes of a face's chip (PNG, JPEG or WebP: ``chip_media_type`` tells);
+        ``GalleryError`` for an unknown id."""
         with self.backend.read() as con:
             row = con.execute("SELECT crop_png FROM faces WHERE id = ?", (int(face_id),)).fetchone()
         if row is None:
@@ -372,7 +413,8 @@ class GalleryStore:
         return bytes(row[0])
 
     def face_picture(self, face_id: int) -> tuple[bytes, Face]:
-        """A face's chip (PNG) with what is known of it; ``GalleryError`` for an unknown id."""
+        """A face's chip (stored bytes) with what is known of it; ``GalleryError`` for an
+        unknown id."""
         with self.backend.read() as con:
             row = con.execute(
                 "SELECT f.crop_png, p.name, f.source, f.created, f.kind, f.content_sha256 "
@@ -387,7 +429,7 @@ class GalleryStore:
 
     def face_crop(self, face_id: int) -> np.ndarray:
         """A face's stored chip as (S, S, 3) uint8 RGB."""
-        return decode_png(self.face_thumbnail(face_id))
+        return decode_chip(self.face_thumbnail(face_id))
 
     def count_faces(self) -> int:
         """Reference faces in the gallery."""
@@ -444,7 +486,7 @@ class GalleryStore:
                 continue
             crops = [
                 cut_for_model(
-                    decode_png(bytes(png)),
+                    decode_chip(bytes(png)),
                     template_name,
                     None if marks_json is None else np.asarray(json.loads(marks_json)),
                     embedder.spec,
@@ -558,8 +600,8 @@ FACE_TYPES = ("int8", "text", "text", "bytea", *["text"] * 7)
 def insert_faces(con: Connection, rows: Sequence[Sequence[Any]]) -> list[int]:
     """Insert face rows (``FACE_INSERT``'s columns); their new ids in the rows' order. A
     backend with bulk copy (PostgreSQL) takes ids first and copies the rows; otherwise several
-    rows go per statement, matched back by kind and content hash (unique among one person's
-    new faces)."""
+    rows go per statement, matched back by person, kind and content hash (unique among one
+    person's new faces; two people may share a photo)."""
     copy = getattr(con, "copy_rows", None)
     if copy is not None and rows:
         new_ids: list[int] = con.new_ids("faces", len(rows))  # type: ignore[attr-defined]
@@ -571,9 +613,11 @@ def insert_faces(con: Connection, rows: Sequence[Sequence[Any]]) -> list[int]:
         block = rows[start : start + INSERT_BLOCK]
         values = ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(block))
         flat = [v for row in block for v in row]
-        sql = FACE_INSERT + values + " RETURNING id, kind, content_sha256"
-        made = {(str(k), str(d)): int(i) for i, k, d in con.execute(sql, flat).fetchall()}
-        ids += [made[(str(row[1]), str(row[9]))] for row in block]
+        sql = FACE_INSERT + values + " RETURNING id, person_id, kind, content_sha256"
+        made = {
+            (int(p), str(k), str(d)): int(i) for i, p, k, d in con.execute(sql, flat).fetchall()
+        }
+        ids += [made[(int(row[0]), str(row[1]), str(row[9]))] for row in block]
     return ids
 
 
@@ -620,12 +664,26 @@ def _person_id(con: Connection, name: str) -> int | None:
     return None if row is None else int(row[0])
 
 
-def _face_row(record: FaceRecord, kind: str) -> tuple[Any, ...]:
-    """A record's columns: source, png, box, landmarks | template, chip marks, digest, quality."""
+def _known_photos(con: Connection, name: str, kind: str) -> set[str]:
+    rows = con.execute(
+        "SELECT f.content_sha256 FROM faces f JOIN people p ON p.id = f.person_id "
+        "WHERE p.name = ? AND f.kind = ? AND f.content_sha256 IS NOT NULL",
+        (name, kind),
+    ).fetchall()
+    return {str(r[0]) for r in rows}
+
+
+def _chip_format(con: Connection) -> str:
+    row = con.execute("SELECT value FROM meta WHERE key = 'chip_format'").fetchone()
+    return DEFAULT_CHIP_FORMAT if row is None else str(row[0])
+
+
+def _face_row(record: FaceRecord, kind: str, fmt: str) -> tuple[Any, ...]:
+    """A record's columns: source, chip, box, landmarks | template, chip marks, digest, quality."""
     quality = getattr(record, "quality", None)
     return (
         record.source,
-        record.chip_png if record.chip_png is not None else encode_png(record.chip),
+        record.chip_png if record.chip_png is not None else encode_chip(record.chip, fmt),
         _json_or_none(record.box),
         _json_or_none(record.landmarks),
         record.chip_template,

@@ -28,7 +28,7 @@ import numpy as np
 
 from facemetric.errors import FacemetricError
 from facemetric.gallery.backend import Connection
-from facemetric.gallery.records import CHIP_TEMPLATE, FaceRecord, encode_png
+from facemetric.gallery.records import CHIP_TEMPLATE, FaceRecord, encode_chip
 from facemetric.gallery.store import GalleryStore
 from facemetric.unknown import store as pool
 from facemetric.unknown.grouping import DEFAULT_THRESHOLD, Grouper
@@ -155,7 +155,7 @@ class UnknownKeeper:
             if group is not None and self._repeat(group, source, now):
                 return None
             record: FaceRecord = make()
-            png = encode_png(record.chip)
+            png = encode_chip(record.chip)  # the default chip format (JPEG), as the gallery's
             try:
                 with self.store.backend.write() as con:
                     generation = pool.bump(con)

@@ -28,7 +28,7 @@ import numpy as np
 
 from facemetric.errors import GalleryError
 from facemetric.gallery.backend import Connection
-from facemetric.gallery.records import FaceRecord, decode_png
+from facemetric.gallery.records import FaceRecord, decode_chip
 from facemetric.gallery.store import GalleryStore
 from facemetric.unknown.grouping import Placement
 
@@ -177,7 +177,7 @@ class UnknownStore:
             return self._group(con, row, faces)
 
     def face_image(self, face_id: int) -> bytes:
-        """A kept face's chip (PNG)."""
+        """A kept face's chip (its stored bytes: JPEG, or PNG when kept by an older version)."""
         with self.backend.read() as con:
             row = con.execute(
                 "SELECT chip_png FROM unknown_faces WHERE id = ?", (int(face_id),)
@@ -245,7 +245,7 @@ class UnknownStore:
             raise UnknownGroupNotFound(f"unknown group {group_id} has no faces")
         records = [
             FaceRecord(
-                chip=decode_png(bytes(png)),
+                chip=decode_chip(bytes(png)),
                 chip_template=None if tpl is None else str(tpl),
                 chip_landmarks=None if marks is None else np.asarray(json.loads(marks), np.float32),
                 source=src,

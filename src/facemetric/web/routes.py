@@ -37,7 +37,7 @@ from facemetric.data.quality import QualityFloors, problems
 from facemetric.errors import FaceNotFoundError, GalleryError, ImageReadError
 from facemetric.gallery.backend import StoreUnavailableError
 from facemetric.gallery.names import check_person_name
-from facemetric.gallery.records import FaceRecord
+from facemetric.gallery.records import FaceRecord, chip_media_type
 from facemetric.screen import QualityPolicy, enrol_checked, screen_for
 from facemetric.web.state import WebState, public_message
 from facemetric.web.uploads import png_data_url, to_original
@@ -498,7 +498,10 @@ async def person_faces(state: StateDep, name: str) -> list[FacePublic]:
 @faces_router.get(
     "/{face_id}/image",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}, 404: {"description": "no such face"}},
+    responses={
+        200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}},
+        404: {"description": "no such face"},
+    },
 )
 async def face_image(
     state: StateDep,
@@ -529,7 +532,7 @@ async def face_image(
     headers = {"Cache-Control": cache, "ETag": f'"{tag}"'}
     if if_none_match is not None and f'"{tag}"' in if_none_match:
         return Response(status_code=304, headers=headers)
-    return Response(data, media_type="image/png", headers=headers)
+    return Response(data, media_type=chip_media_type(data), headers=headers)
 
 
 def image_tag(face: Any) -> str:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from facemetric.errors import GalleryError
 from facemetric.gallery.backend import StoreUnavailableError
+from facemetric.gallery.records import chip_media_type
 from facemetric.unknown.store import UnknownGroupNotFound, UnknownStore
 from facemetric.web.routes import MAX_FACE_ID, AdminDep, StateDep, check_name
 from facemetric.web.state import WebState
@@ -158,7 +159,10 @@ async def list_groups(
 @router.get(
     "/faces/{face_id}/image",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}, 404: {"description": "no such face"}},
+    responses={
+        200: {"content": {"image/jpeg": {}, "image/png": {}}},
+        404: {"description": "no such face"},
+    },
 )
 async def face_image(
     state: StateDep, face_id: Annotated[int, Path(ge=1, le=MAX_FACE_ID)]
@@ -166,7 +170,7 @@ async def face_image(
     """The chip of one kept unknown face, by id (ids are never reused, a chip never changes)."""
     data = await state.run_quick(_checked, _pool(state).face_image, face_id)
     cache = {"Cache-Control": "private, max-age=31536000, immutable"}
-    return Response(data, media_type="image/png", headers=cache)
+    return Response(data, media_type=chip_media_type(data), headers=cache)
 
 
 @router.get("/{group_id}", response_model=UnknownGroupPublic)
