@@ -25,7 +25,7 @@ from facemetric.data.image import ImageTooLargeError
 from facemetric.errors import ConfigError, FacemetricError, FaceNotFoundError, ImageReadError
 from facemetric.gallery.backend import StoreUnavailableError
 from facemetric.web import cameras, corrections, events, routes, stream, unknown
-from facemetric.web.limits import ConnectionCount, ConnectionLimit
+from facemetric.web.limits import CloseUnfinished, ConnectionCount, ConnectionLimit
 from facemetric.web.security import (
     ALL_INTERFACES,
     BodyLimits,
@@ -107,7 +107,9 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     app.state.admin_token = admin_token
     app.state.viewer_token = viewer_token
     app.state.viewer_required = viewer_token_needed(settings)
-    app.state.connections = ConnectionCount(settings.max_connections)
+    app.state.connections = ConnectionCount(
+        settings.max_connections, min_body_rate=settings.min_body_rate
+    )
     # The last added runs first: security headers wrap the connection limit, which wraps the
     # host check, then the origin check of writes, the body limits and CORS (so whatever is
     # refused still gets the headers).
@@ -126,6 +128,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         any_host="*" in settings.allowed_hosts,
     )
     app.add_middleware(ConnectionLimit, count=app.state.connections)  # streams included
+    app.add_middleware(CloseUnfinished)  # an error answer before the whole body ends it
     app.add_middleware(SecurityHeaders, same_origin_resources=not settings.cors_origins)
 
     @app.exception_handler(FacemetricError)
@@ -212,12 +215,15 @@ def serve(settings: WebSettings) -> None:
         port=settings.port,
         log_level="warning",
         # h11, not httptools: the subclass bounds the request head's time and whole size.
-        http=protocol_class(settings.header_timeout, settings.max_header_bytes),
+        http=protocol_class(
+            settings.header_timeout, settings.max_header_bytes, settings.max_idle_connections
+        ),
         h11_max_incomplete_event_size=settings.max_header_bytes,
         timeout_keep_alive=settings.keep_alive_timeout,
-        # The app counts streams and requests together (web.limits); uvicorn's own count of
-        # sockets is only a backstop, well above it, so /api/health answers with every slot taken.
-        limit_concurrency=2 * settings.max_connections + 16,
+        # The app counts the streams and requests it serves (web.limits), the protocol the
+        # connections waiting for a head; uvicorn's limit_concurrency counted those too, so
+        # slow heads made every route 503, /api/health included.
+        limit_concurrency=None,
         # Moderately oversized frames get an error answer; far larger ones close the socket (1009).
         ws_max_size=4 * settings.max_frame_bytes,
     )

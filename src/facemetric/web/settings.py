@@ -109,6 +109,19 @@ class WebSettings(BaseSettings):
         "together: a stream over it is closed at once with code 1013 and a reason, a request "
         "gets 503; /api/health is always answered.",
     )
+    max_idle_connections: int = Field(
+        default=100,
+        ge=1,
+        description="Most connections kept open waiting for a request head (new or idle "
+        "keep-alive ones, not counted in max_connections); one more closes the one waiting "
+        "longest, so slow heads cannot hold sockets.",
+    )
+    min_body_rate: float = Field(
+        default=1024.0,
+        ge=0,
+        description="Bytes a second below which an upload (after its first 2 s) gives up its "
+        "slot with 408 when all max_connections are taken and another client needs one.",
+    )
     stream_idle_timeout: float = Field(
         default=60.0,
         gt=0,
