@@ -8,7 +8,6 @@ Every read here needs the viewer token when the server listens beyond 127.0.0.1
 
 from __future__ import annotations
 
-import csv
 import io
 import secrets
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
+from facemetric.csvcells import SafeDictWriter
 from facemetric.errors import GalleryError
 from facemetric.events.history import MAX_LIMIT
 from facemetric.events.outputs import EventOutputs
@@ -196,7 +196,7 @@ async def events_csv(
 
     def rows() -> Iterator[str]:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer = SafeDictWriter(buf, CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
         for stored in outputs.history.iterate(**filters):
             writer.writerow(stored.to_dict())
