@@ -148,6 +148,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(stream.router)
     app.include_router(events.router)
+    app.include_router(events.session_router)
     app.include_router(cameras.router)
     for router in unknown.ROUTERS:
         app.include_router(router)

@@ -19,8 +19,9 @@ from facemetric.errors import ConfigError, FaceNotFoundError, GalleryError
 from facemetric.gallery.backend import StoreUnavailableError
 from facemetric.gallery.corrections import KINDS, CorrectionNotFoundError, CorrectionStore
 from facemetric.web.routes import AdminDep, StateDep, _find_person, check_name, decoded_photos
+from facemetric.web.security import VIEWER_ONLY
 
-router = APIRouter(prefix="/api/corrections", tags=["corrections"])
+router = APIRouter(prefix="/api/corrections", tags=["corrections"], dependencies=VIEWER_ONLY)
 
 
 class CorrectionPublic(BaseModel):

@@ -27,20 +27,20 @@ from facemetric.web.routes import AdminDep, StateDep
 from facemetric.web.security import (
     VIEWER_COOKIE,
     VIEWER_COOKIE_DAYS,
-    require_viewer,
+    VIEWER_ONLY,
     viewer_allowed,
     viewer_cookie_value,
 )
 from facemetric.web.settings import WebSettings
 
-ViewerDep = Annotated[None, Depends(require_viewer)]
 MAX_EVENT_ID = 2**63 - 1
 CSV_FIELDS = (
     "id", "camera", "person", "known", "nearest", "similarity", "first_seen", "last_seen",
     "duration_s", "frames", "track_id", "closed", "snapshot_url",
 )  # fmt: skip
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], dependencies=VIEWER_ONLY)
+session_router = APIRouter(tags=["events"])  # the sign-in itself is open
 
 
 def open_event_outputs(settings: WebSettings, store: Any) -> EventOutputs:
@@ -154,7 +154,6 @@ async def list_events(
     request: Request,
     state: StateDep,
     outputs: OutputsDep,
-    _viewer: ViewerDep,
     person: Person = None,
     camera: Camera = None,
     since: Since = None,
@@ -183,7 +182,6 @@ async def list_events(
 async def events_csv(
     state: StateDep,
     outputs: OutputsDep,
-    _viewer: ViewerDep,
     person: Person = None,
     camera: Camera = None,
     since: Since = None,
@@ -211,7 +209,7 @@ async def events_csv(
 
 
 @router.get("/api/events/facets", response_model=EventFacets)
-async def event_facets(state: StateDep, outputs: OutputsDep, _viewer: ViewerDep) -> EventFacets:
+async def event_facets(state: StateDep, outputs: OutputsDep) -> EventFacets:
     """The cameras and people that have events (for the timeline's filters)."""
     cameras, people = await state.run_quick(outputs.history.facets)
     return EventFacets(cameras=cameras, people=people)
@@ -221,7 +219,6 @@ async def event_facets(state: StateDep, outputs: OutputsDep, _viewer: ViewerDep)
 async def get_event(
     state: StateDep,
     outputs: OutputsDep,
-    _viewer: ViewerDep,
     event_id: Annotated[int, Path(ge=1, le=MAX_EVENT_ID)],
 ) -> EventPublic:
     stored = await state.run_quick(outputs.history.get, event_id)
@@ -254,7 +251,6 @@ async def _image(
 async def event_chip(
     state: StateDep,
     outputs: OutputsDep,
-    _viewer: ViewerDep,
     event_id: Annotated[int, Path(ge=1, le=MAX_EVENT_ID)],
 ) -> Response:
     """The best frame's face crop of an event (PNG)."""
@@ -269,7 +265,6 @@ async def event_chip(
 async def event_snapshot(
     state: StateDep,
     outputs: OutputsDep,
-    _viewer: ViewerDep,
     event_id: Annotated[int, Path(ge=1, le=MAX_EVENT_ID)],
 ) -> Response:
     """A small snapshot of the best frame of an event (JPEG)."""
@@ -298,14 +293,14 @@ async def prune_events(state: StateDep, outputs: OutputsDep, _admin: AdminDep) -
 
 
 # ---- the page's sign-in ---------------------------------------------------------------------
-@router.get("/api/session", response_model=SessionPublic)
+@session_router.get("/api/session", response_model=SessionPublic)
 async def session(request: Request) -> SessionPublic:
     """Whether this server needs the viewer token and whether this client has given it."""
     required = bool(getattr(request.app.state, "viewer_required", False))
     return SessionPublic(required=required, authorized=bool(viewer_allowed(request)))
 
 
-@router.post("/api/session", response_model=SessionPublic)
+@session_router.post("/api/session", response_model=SessionPublic)
 async def sign_in(request: Request, body: SessionIn, response: Response) -> SessionPublic:
     """Give the viewer (or admin) token once; the answer sets an HttpOnly, SameSite=Strict
     cookie for events, snapshots and camera pictures (not for changes: those need the admin
@@ -329,7 +324,7 @@ async def sign_in(request: Request, body: SessionIn, response: Response) -> Sess
     return SessionPublic(required=bool(getattr(st, "viewer_required", False)), authorized=True)
 
 
-@router.delete("/api/session", response_model=SessionPublic)
+@session_router.delete("/api/session", response_model=SessionPublic)
 async def sign_out(request: Request, response: Response) -> SessionPublic:
     response.delete_cookie(VIEWER_COOKIE, path="/")
     required = bool(getattr(request.app.state, "viewer_required", False))

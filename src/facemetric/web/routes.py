@@ -39,6 +39,7 @@ from facemetric.gallery.backend import StoreUnavailableError
 from facemetric.gallery.names import check_person_name
 from facemetric.gallery.records import FaceRecord
 from facemetric.screen import QualityPolicy, enrol_checked, screen_for
+from facemetric.web.security import VIEWER_ONLY
 from facemetric.web.state import WebState, public_message
 from facemetric.web.uploads import png_data_url, to_original
 
@@ -251,8 +252,8 @@ def _find_person(store: Any, name: str) -> Any:
 # ---- routers ------------------------------------------------------------------------------------
 status_router = APIRouter(prefix="/api", tags=["status"])
 identify_router = APIRouter(prefix="/api", tags=["identify"])
-people_router = APIRouter(prefix="/api/people", tags=["people"])
-faces_router = APIRouter(prefix="/api/faces", tags=["faces"])
+people_router = APIRouter(prefix="/api/people", tags=["people"], dependencies=VIEWER_ONLY)
+faces_router = APIRouter(prefix="/api/faces", tags=["faces"], dependencies=VIEWER_ONLY)
 enroll_router = APIRouter(prefix="/api/enroll", tags=["people"])
 
 

@@ -19,6 +19,7 @@ from facemetric.errors import GalleryError
 from facemetric.gallery.backend import StoreUnavailableError
 from facemetric.unknown.store import UnknownGroupNotFound, UnknownStore
 from facemetric.web.routes import MAX_FACE_ID, AdminDep, StateDep, check_name
+from facemetric.web.security import VIEWER_ONLY
 from facemetric.web.state import WebState
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from facemetric.web.settings import WebSettings
 
 STATIC_DIR = files("facemetric.web") / "static"
-router = APIRouter(prefix="/api/unknown", tags=["unknown"])
+router = APIRouter(prefix="/api/unknown", tags=["unknown"], dependencies=VIEWER_ONLY)
 page_router = APIRouter(include_in_schema=False)
 GroupId = Annotated[int, Path(ge=1, le=MAX_FACE_ID, description="an unknown group's id")]
 
