@@ -3,8 +3,8 @@
 Gallery locations (``postgresql://ada:secret@host/db``) and camera sources
 (``rtsp://admin:secret@cam/stream``, ``http://cam/video.mjpg?user=a&pwd=secret``) carry passwords;
 ``redact`` keeps what tells the operator which one is meant (scheme, user name, host, port, path,
-query names) and replaces every value that may be a secret with ``***``; ``redact_text`` does it for every URL inside a message (a
-decoder's error often repeats the URL it was given).
+query names) and replaces every value that may be a secret with ``***``; ``redact_text`` does
+it for every URL inside a message (a decoder's error often repeats the URL it was given).
 """
 
 from __future__ import annotations
