@@ -102,7 +102,10 @@ def start_cameras(
     )
     hub = CameraHub([])
     hub.sinks.extend(sinks or [])
-    workers = [CameraWorker(c, state.recognizer, hub.sinks, options) for c in cameras]
+    workers = [
+        CameraWorker(c, state.recognizer, hub.sinks, options, max_pixels=settings.max_decode_pixels)
+        for c in cameras
+    ]
     hub.add(workers)
     hub.start()
     names = ", ".join(f"{c.name} ({c.public_source})" for c in cameras)

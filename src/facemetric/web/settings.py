@@ -74,7 +74,8 @@ class WebSettings(BaseSettings):
         description="Largest image decoded at all: a PNG, WebP, ... of more pixels is refused "
         "with 413 from its header (JPEGs count at the 1/2 to 1/8 scale they are decoded at, so "
         "with the defaults every JPEG is taken). Bounds the memory of one decode (about 4 bytes "
-        "a pixel).",
+        "a pixel). Camera frames over it are skipped and counted (frames_oversized in "
+        "/api/cameras).",
     )
     decode_concurrency: int = Field(
         default=2,
