@@ -66,6 +66,11 @@ class Backend(Protocol):
         """One transaction; writers are serialised, readers go on."""
         ...
 
+    def name_lock(self, con: Connection, name: str) -> None:
+        """Inside ``write()``: until it ends, no other transaction adds to person ``name``
+        (two servers enrolling the same person at once stored each photo twice)."""
+        ...
+
     def schema_lock(self, con: Connection) -> None:
         """Inside ``write()``: keep other processes from setting up the schema at once."""
         ...

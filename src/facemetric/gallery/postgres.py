@@ -181,6 +181,9 @@ class PostgresBackend:
         with self.read() as con:
             return self.table_exists(con, "schema_version")
 
+    def name_lock(self, con: Any, name: str) -> None:
+        con.execute("SELECT pg_advisory_xact_lock(hashtext(?))", ("facemetric-person:" + name,))
+
     def schema_lock(self, con: Any) -> None:
         con.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK_KEY,))
 

@@ -95,6 +95,9 @@ class SQLiteBackend:
         finally:
             con.execute("PRAGMA foreign_keys = ON")
 
+    def name_lock(self, con: Any, name: str) -> None:
+        pass  # BEGIN IMMEDIATE already holds the file's write lock
+
     def schema_lock(self, con: Any) -> None:
         pass  # BEGIN IMMEDIATE already holds the file's write lock
 

@@ -198,6 +198,7 @@ class GalleryStore:
         created = now()
         try:
             with self.backend.write() as con:
+                self.backend.name_lock(con, name)
                 if _person_id(con, name) is not None:
                     raise GalleryError(f"person {name!r} is already in the gallery")
                 row = con.execute(
@@ -292,6 +293,7 @@ class GalleryStore:
         rows = [_face_row(records[i], kind) for i in fresh]
         created = now()
         with self.backend.write() as con:
+            self.backend.name_lock(con, name)  # another server may be adding the same photos
             person_id = _person_id(con, name)
             if person_id is None:
                 person_id = int(
@@ -300,6 +302,14 @@ class GalleryStore:
                         (name, created),
                     ).fetchone()[0]
                 )
+            else:  # what it has now, inside the lock: a photo added meanwhile is not added again
+                stored = _photos_of(con, person_id, kind)
+                keep = [j for j, i in enumerate(fresh) if records[i].digest() not in stored]
+                if len(keep) < len(fresh):
+                    rows = [rows[j] for j in keep]
+                    chosen = None if chosen is None else chosen[keep]
+                    if not rows:
+                        return []
             ids = insert_faces(con, [(person_id, kind, *r[:4], created, *r[4:]) for r in rows])
             if key is not None and chosen is not None:
                 vecs = np.ascontiguousarray(chosen, dtype=np.float32)
@@ -613,6 +623,15 @@ def _embeddings(key: str, rows: list[Any]) -> GalleryEmbeddings:
         names=[str(r[2]) for r in rows],
         kinds=[str(r[5]) for r in rows],
     )
+
+
+def _photos_of(con: Connection, person_id: int, kind: str) -> set[str]:
+    rows = con.execute(
+        "SELECT content_sha256 FROM faces WHERE person_id = ? AND kind = ? "
+        "AND content_sha256 IS NOT NULL",
+        (person_id, kind),
+    ).fetchall()
+    return {str(r[0]) for r in rows}
 
 
 def _person_id(con: Connection, name: str) -> int | None:
