@@ -30,7 +30,7 @@ def test_same_photos_enrolled_at_once_are_stored_once(gallery_at: str) -> None:
                 barrier.wait()
                 try:
                     added.append(len(store.add_faces(name, faces, "key-test", vectors=vectors)))
-                except BaseException as exc:  # noqa: BLE001 - the test reports it
+                except BaseException as exc:  # the test reports it
                     errors.append(exc)
 
             threads = [threading.Thread(target=enrol, args=(s,)) for s in stores]
