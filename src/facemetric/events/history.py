@@ -36,6 +36,7 @@ import numpy as np
 from facemetric.errors import ConfigError, GalleryError
 from facemetric.events.model import Event
 from facemetric.events.notify import json_default
+from facemetric.gallery.backend import StoreUnavailableError
 from facemetric.gallery.store import GalleryStore
 
 log = logging.getLogger(__name__)
@@ -466,7 +467,9 @@ class HistorySink:
                         self._pending.move_to_end(key, last=False)
                     if self.error is None:
                         log.warning("event history: %s; retrying", exc)
-                    self.error = str(exc)
+                    # shown by the unauthenticated /api/health: not the database's address
+                    unavailable = isinstance(exc, StoreUnavailableError)
+                    self.error = "database unavailable" if unavailable else str(exc)
                     self._cond.notify_all()
                     if self._stop:
                         return  # closing: what could not be written is given up
