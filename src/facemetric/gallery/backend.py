@@ -25,6 +25,14 @@ class StoreUnavailableError(GalleryError):
     reads of what is loaded go on, changes are refused (the API answers 503)."""
 
 
+FULL = "database or disk is full"
+
+
+class StoreFullError(StoreUnavailableError):
+    """The gallery's disk (or database) is full: reads go on, changes are refused (507) until
+    space is freed; ``/api/health`` says so."""
+
+
 class Rows(Protocol):
     """What ``Connection.execute`` returns (a DB-API cursor)."""
 

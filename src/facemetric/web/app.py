@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from facemetric import __version__
 from facemetric.data.image import ImageTooLargeError
 from facemetric.errors import ConfigError, FacemetricError, FaceNotFoundError, ImageReadError
-from facemetric.gallery.backend import StoreUnavailableError
+from facemetric.gallery.backend import FULL, StoreFullError, StoreUnavailableError
 from facemetric.web import cameras, corrections, events, routes, stream, unknown
 from facemetric.web.limits import CloseUnfinished, ConnectionCount, ConnectionLimit
 from facemetric.web.security import (
@@ -133,6 +133,10 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
 
     @app.exception_handler(FacemetricError)
     async def _user_error(request: Request, exc: FacemetricError) -> JSONResponse:
+        if isinstance(exc, StoreFullError):  # 507 Insufficient Storage, with the reason
+            log.error("%s %s: %s", request.method, request.url.path, exc)
+            detail = f"the gallery's {FULL}: free space on the server, then try again"
+            return JSONResponse({"detail": detail}, status_code=507)
         if isinstance(exc, StoreUnavailableError):  # the database's address stays in the log
             log.warning("%s %s: %s", request.method, request.url.path, exc)
             detail = "the gallery database does not answer now; try again later"
