@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -84,6 +85,9 @@ class Pruned:
     bytes: int
 
 
+MAX_ID = 2**63 - 1
+
+
 def cursor_of(event: Event) -> str:
     return f"{event.first_seen!r}_{event.id}"
 
@@ -91,9 +95,12 @@ def cursor_of(event: Event) -> str:
 def parse_cursor(text: str) -> tuple[float, int]:
     try:
         first, _, ident = text.partition("_")
-        return float(first), int(ident)
+        when, number = float(first), int(ident)
     except ValueError:
-        raise ConfigError(f"before: {text!r} is not a cursor this server handed out") from None
+        when, number = 0.0, -1
+    if not (0 <= number <= MAX_ID) or not math.isfinite(when):  # SQLite's integers are 64-bit
+        raise ConfigError(f"before: {text[:100]!r} is not a cursor this server handed out")
+    return when, number
 
 
 def _json(values: Any) -> str | None:

@@ -144,6 +144,12 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         detail = public_message(str(exc))  # no server folders in answers
         return JSONResponse({"detail": detail}, status_code=_error_status(exc))
 
+    @app.exception_handler(OverflowError)
+    async def _too_large_number(request: Request, exc: OverflowError) -> JSONResponse:
+        # a number past SQLite's 64-bit integers that no check caught: not found, not a 500
+        detail = "a number in the request is out of range (at most 9223372036854775807)"
+        return JSONResponse({"detail": detail}, status_code=422)
+
     @app.exception_handler(ServiceUnavailable)
     async def _unavailable(request: Request, exc: ServiceUnavailable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)

@@ -77,13 +77,15 @@ class NameBody(BaseModel):
 
 
 class MergeBody(BaseModel):
-    others: list[Annotated[int, Field(ge=1)]] = Field(
+    others: list[Annotated[int, Field(ge=1, le=MAX_FACE_ID)]] = Field(
         min_length=1, max_length=100, description="Groups whose faces move into this one"
     )
 
 
 class SplitBody(BaseModel):
-    face_id: int = Field(ge=1, description="The face to take out into a group of its own")
+    face_id: int = Field(
+        ge=1, le=MAX_FACE_ID, description="The face to take out into a group of its own"
+    )
 
 
 class NamedPublic(BaseModel):
@@ -137,7 +139,7 @@ async def unknown_page() -> FileResponse:
 @router.get("", response_model=UnknownListPublic)
 async def list_groups(
     state: StateDep,
-    min_faces: Annotated[int, Query(ge=1, description="smallest group listed")] = 1,
+    min_faces: Annotated[int, Query(ge=1, le=MAX_FACE_ID, description="smallest group listed")] = 1,
     faces: Annotated[int, Query(ge=0, le=200, description="newest faces per group")] = 12,
     dismissed: Annotated[bool, Query(description="list dismissed groups too")] = False,
     limit: Annotated[int, Query(ge=1, le=1000, description="most groups listed")] = 200,
