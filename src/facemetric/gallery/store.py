@@ -16,6 +16,7 @@ whole gallery again.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from facemetric.gallery.records import (
     encode_png,
     record_crop,
 )
+from facemetric.gallery.skeleton import look_alike
 
 if TYPE_CHECKING:
     from facemetric.data.align import AlignedFace
@@ -201,6 +203,7 @@ class GalleryStore:
                 self.backend.name_lock(con, name)
                 if _person_id(con, name) is not None:
                     raise GalleryError(f"person {name!r} is already in the gallery")
+                _no_look_alike(con, name)
                 row = con.execute(
                     "INSERT INTO people (name, created) VALUES (?, ?) RETURNING id",
                     (name, created),
@@ -296,6 +299,7 @@ class GalleryStore:
             self.backend.name_lock(con, name)  # another server may be adding the same photos
             person_id = _person_id(con, name)
             if person_id is None:
+                _no_look_alike(con, name)
                 person_id = int(
                     con.execute(
                         "INSERT INTO people (name, created) VALUES (?, ?) RETURNING id",
@@ -623,6 +627,21 @@ def _embeddings(key: str, rows: list[Any]) -> GalleryEmbeddings:
         names=[str(r[2]) for r in rows],
         kinds=[str(r[5]) for r in rows],
     )
+
+
+def _no_look_alike(con: Connection, name: str) -> None:
+    """``GalleryError`` when a person whose name looks like ``name`` is in the gallery."""
+    names = [str(r[0]) for r in con.execute("SELECT name FROM people").fetchall()]
+    other = look_alike(name, names)
+    if other is not None:
+        odd = ", ".join(
+            f"U+{ord(c):04X} {unicodedata.name(c, '?')}" for c in name if c not in other
+        )
+        raise GalleryError(
+            f"name {name!r} looks like {other!r}, already in the gallery"
+            + (f" ({odd})" if odd else "")
+            + ": use that name, or one that reads differently"
+        )
 
 
 def _photos_of(con: Connection, person_id: int, kind: str) -> set[str]:

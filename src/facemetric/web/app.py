@@ -62,8 +62,24 @@ def _error_status(exc: FacemetricError) -> int:
     return 400
 
 
+def strict_form_text() -> None:
+    """Form fields that are not valid UTF-8 keep U+FFFD where their bad bytes were, which the
+    name check refuses ("bytes that were not valid UTF-8"). Starlette decodes such a field as
+    Latin-1 instead: ``A\\xff\\xfeB`` was stored as the name "AÿþB"."""
+    from starlette import formparsers
+
+    def decode(src: bytes | bytearray, codec: str) -> str:
+        try:
+            return src.decode(codec, errors="replace")
+        except LookupError:  # a charset Python does not know
+            return src.decode("utf-8", errors="replace")
+
+    formparsers._user_safe_decode = decode
+
+
 def create_app(settings: WebSettings | None = None) -> FastAPI:
     """Build the web app; the model and gallery are loaded when it starts, not here."""
+    strict_form_text()
     settings = settings if settings is not None else WebSettings()
     admin_token, generated = resolve_admin_token(settings)
     viewer_token, viewer_generated = resolve_viewer_token(settings)
