@@ -327,6 +327,8 @@ class CameraReader(threading.Thread):
                     continue
             if self._too_large(packet, stream, intra):
                 self.oversized += 1
+                if self.mode == "realtime":  # a file played as a camera: skipped at its pace
+                    self._halt.wait(1.0 / self.camera.fps)
                 continue
             try:
                 frames = packet.decode()
