@@ -201,9 +201,12 @@ class EventStore:
         keep_days: float | None = None,
         max_bytes: int | None = None,
         now: float | None = None,
+        trusted: Sequence[str] = (),
     ) -> Pruned:
         """Delete events last seen more than ``keep_days`` ago, then the oldest until the
-        events take at most ``max_bytes`` (images plus ``ROW_BYTES`` a row)."""
+        events take at most ``max_bytes`` (images plus ``ROW_BYTES`` a row). Events of cameras
+        not in ``trusted`` (anyone's browser streams) go first: a flood of them cannot push
+        the server-side cameras' events out."""
         now = time.time() if now is None else now
         events = freed = 0
         with self.backend.write() as con:
@@ -219,8 +222,11 @@ class EventStore:
                 excess = total - int(max_bytes)
                 doomed: list[int] = []
                 if excess > 0:
+                    marks = ",".join("?" * len(trusted)) or "NULL"
                     for ident, size in con.execute(
-                        "SELECT id, bytes FROM events ORDER BY first_seen, id"
+                        f"SELECT id, bytes FROM events ORDER BY CASE WHEN camera IN ({marks}) "
+                        "THEN 1 ELSE 0 END, first_seen, id",
+                        tuple(trusted),
                     ).fetchall():
                         doomed.append(int(ident))
                         excess -= int(size)

@@ -49,7 +49,7 @@ def open_event_outputs(settings: WebSettings, store: Any) -> EventOutputs:
     def people() -> list[str]:
         return [p.name for p in store.list_people()]
 
-    return EventOutputs(
+    outputs = EventOutputs(
         store,
         keep_days=settings.events_keep_days,
         max_mb=settings.events_max_mb,
@@ -62,6 +62,18 @@ def open_event_outputs(settings: WebSettings, store: Any) -> EventOutputs:
         else settings.webhook_secret.get_secret_value(),
         people=people,
     )
+    outputs.trusted_cameras = trusted_cameras(settings)
+    return outputs
+
+
+def trusted_cameras(settings: WebSettings) -> tuple[str, ...]:
+    """The server-side cameras' names: an operator configured them, anyone may open a stream."""
+    from facemetric.web.cameras import configured_cameras
+
+    try:
+        return tuple(c.name for c in configured_cameras(settings))
+    except Exception:  # a bad cameras file is reported where the cameras start
+        return ()
 
 
 def outputs_of(request: Request) -> EventOutputs:

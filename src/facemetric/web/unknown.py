@@ -33,8 +33,10 @@ GroupId = Annotated[int, Path(ge=1, le=MAX_FACE_ID, description="an unknown grou
 
 
 def attach(recognizer: Recognizer, settings: WebSettings) -> None:
-    """Have the server's recognizer keep the faces it matches to nobody (``keep_unknown``)."""
+    """Have the server's recognizer keep the faces it matches to nobody (``keep_unknown``);
+    the server-side cameras' faces are pruned last."""
     from facemetric.unknown.keeper import attach_keeper
+    from facemetric.web.events import trusted_cameras
 
     attach_keeper(
         recognizer,
@@ -43,6 +45,7 @@ def attach(recognizer: Recognizer, settings: WebSettings) -> None:
         max_faces=settings.unknown_max_faces,
         interval=settings.unknown_interval,
         source="web",
+        trusted_sources=[f"camera:{name}" for name in trusted_cameras(settings)],
     )
 
 
