@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,22 +151,38 @@ class ConnectionLimit:
     def _watched(self, holder: Holder, receive: Receive, send: Send) -> Receive:
         """``receive`` that records useful input and ends when the holder's slot is reclaimed."""
 
+        # The receive in flight is kept across calls: a caller that gives up waiting (a
+        # stream's idle tick cancels its receive) must not leave a task that swallows the
+        # next message.
+        pending: asyncio.Future[Any] | None = None
+
         async def watched_receive() -> Message:
-            if holder.body_done and holder.kind == "http":
+            nonlocal pending
+            if holder.body_done and holder.kind == "http" and pending is None:
                 return await receive()  # after the body: only a disconnect can come
-            message = await _first(receive(), holder.reclaimed)  # type: ignore[arg-type]
-            if message is None:  # reclaimed for another client
+            if pending is None:
+                pending = asyncio.ensure_future(receive())
+            if not holder.reclaimed.is_set():
+                waiting: asyncio.Future[Any] = asyncio.ensure_future(holder.reclaimed.wait())
+                try:
+                    await asyncio.wait({pending, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiting.cancel()
+            if not pending.done():  # reclaimed for another client
+                pending.cancel()
+                pending = None
                 if holder.kind == "websocket":
                     reason = "slot reclaimed: no frame sent for a while; reconnect to go on"
-                    await send(
-                        {"type": "websocket.close", "code": BUSY_CLOSE_CODE, "reason": reason}
-                    )
+                    close = {"type": "websocket.close", "code": BUSY_CLOSE_CODE, "reason": reason}
+                    await send(close)
                     return {"type": "websocket.disconnect", "code": BUSY_CLOSE_CODE}
                 raise HTTPException(
                     408,
                     f"request body slower than {self.count.min_body_rate:g} bytes/s "
                     "(min_body_rate) while the server was busy; its slot went to another client",
                 )
+            message: Message = pending.result()
+            pending = None
             now = time.monotonic()
             if message["type"] == "http.request":
                 holder.received += len(message.get("body", b""))
@@ -200,21 +215,6 @@ def _has_body(scope: Scope) -> bool:
     headers = dict(scope.get("headers") or [])
     length = headers.get(b"content-length", b"").strip()
     return b"transfer-encoding" in headers or (length.isdigit() and int(length) > 0)
-
-
-async def _first(message: Coroutine[Any, Any, Message], reclaimed: asyncio.Event) -> Message | None:
-    """The awaited message, or None when ``reclaimed`` is set first."""
-    if reclaimed.is_set():
-        message.close()
-        return None
-    receiving = asyncio.ensure_future(message)
-    waiting = asyncio.ensure_future(reclaimed.wait())
-    done, _ = await asyncio.wait({receiving, waiting}, return_when=asyncio.FIRST_COMPLETED)
-    if receiving in done:
-        waiting.cancel()
-        return receiving.result()
-    receiving.cancel()
-    return None
 
 
 class CloseUnfinished:
