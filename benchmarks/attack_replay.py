@@ -53,6 +53,7 @@ ENV = {
     "FACEMETRIC_EVENTS_KEEP_DAYS": "0",
     "FACEMETRIC_MAX_DECODE_PIXELS": "1000000",  # the MJPEG clip's 1600x1200 frames are over
     "FACEMETRIC_CAMERA_FPS": "5",
+    "FACEMETRIC_EVENTS_MAX_MB": "0.1",  # case 8: a stream flood against the size cap
 }
 CAMERAS = {
     "cgi": f"http://127.0.0.1:9/videostream.cgi?loginuse=admin&loginpas={SECRET}",
@@ -444,6 +445,41 @@ def concurrent_enrol(served: Served) -> Result:
     ), (f"{rounds} races of 3 photos: faces stored {[s[1:] for s in stored]}")
 
 
+# ---- 8: retention by trust -------------------------------------------------------------------
+def stream_flood_retention(served: Served) -> Result:
+    """Three events of a server-side camera, then 25 newer ones of anyone's streams
+    (``?camera=flood0..24``) over the 0.1 MB cap; the admin prunes now."""
+    from facemetric.events.history import EventStore
+    from facemetric.events.model import Event
+    from facemetric.gallery.store import GalleryStore
+
+    store = GalleryStore(served.db)
+    history = EventStore(store)
+    rng = np.random.default_rng(8)
+
+    def save(camera: str, t: float, track: int) -> None:
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)).save(buf, "JPEG")
+        chip = rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)
+        history.save(
+            Event(camera=camera, person=None, first_seen=t, last_seen=t + 1, similarity=0.1,
+                  track_id=track, closed=True, chip=chip, snapshot=buf.getvalue())
+        )  # fmt: skip
+
+    for i in range(3):
+        save("pw", 1.70e9 + i, 100 + i)  # "pw" is one of the server's own cameras
+    for i in range(25):
+        save(f"flood{i}", 1.77e9 + i, 200 + i)
+    store.close()
+    r = httpx.post(served.url + "/api/events/prune", headers=ADMIN_AUTH, timeout=30)
+    page = get(served, "/api/events?camera=pw&limit=10", headers=VIEWER_AUTH).json()
+    kept = len(page["events"])
+    return r.status_code == 200 and kept == 3, (
+        f"prune {r.status_code}: {r.json().get('events')} events deleted, "
+        f"the camera's kept {kept} of 3"
+    )
+
+
 # ---- 11-13: numbers, names, tokens --------------------------------------------------------------
 def big_id(method: str, path: str, body: object) -> Callable[[Served], Result]:
     def case(served: Served) -> Result:
@@ -499,6 +535,7 @@ CASES: list[tuple[str, Callable[[Served], Result]]] = [
     ("5 start-up line shows no credentials", camera_log),
     ("6 camera frames over the pixel budget skipped", camera_pixels),
     ("7 concurrent enrolments store each photo once", concurrent_enrol),
+    ("8 a stream flood does not prune camera events", stream_flood_retention),
     *((f"11 {m} {p} with 2^64", big_id(m, p, b)) for m, p, b in (
         ("POST", "/api/unknown/1/merge", {"others": [2**64]}),
         ("POST", "/api/unknown/1/split", {"face_id": 2**64}),
