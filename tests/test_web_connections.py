@@ -176,3 +176,41 @@ def test_text_messages_do_not_keep_a_stream_open(server: Server) -> None:
         return time.monotonic() - started
 
     assert asyncio.run(run()) < 6
+
+
+def test_streams_sending_nothing_useful_give_up_their_slots(
+    tmp_path: Path, untrained_tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """100 streams kept alive by text messages held their slots for ever. In process, with
+    max_connections 2 and streams judged useless after 0.5 s (10 s in the server)."""
+    from fastapi.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    from facemetric.web import limits
+    from facemetric.web.app import create_app
+    from webutil import web_settings
+
+    monkeypatch.setattr(limits, "RECLAIM_STREAM_AFTER", 0.5)
+    settings = web_settings(tmp_path, untrained_tiny_checkpoint, max_connections=2)
+    with (
+        TestClient(create_app(settings)) as client,
+        client.websocket_connect("/ws/stream") as one,
+        client.websocket_connect("/ws/stream") as two,
+    ):
+        for ws in (one, two):
+            assert ws.receive_json()["type"] == "hello"
+            ws.send_text("ping")  # answered with an error; not a frame
+            assert ws.receive_json()["type"] == "error"
+        assert client.get("/api/people").status_code == 503  # within 0.5 s: still useful
+        time.sleep(0.7)
+        assert client.get("/api/people").status_code == 200  # a slot was reclaimed
+        closed = []
+        for ws in (one, two):
+            with contextlib.suppress(WebSocketDisconnect):
+                ws.send_text("ping")
+                ws.receive_json()
+                continue
+            closed.append(ws)
+        assert len(closed) == 1
+        health = client.get("/api/health").json()["connections"]
+        assert health["reclaimed"] == 1, health
