@@ -74,6 +74,9 @@ def strict_form_text() -> None:
         except LookupError:  # a charset Python does not know
             return src.decode("utf-8", errors="replace")
 
+    if not hasattr(formparsers, "_user_safe_decode"):  # Starlette changed: say so, go on
+        log.warning("starlette.formparsers has no _user_safe_decode; form text not checked")
+        return
     formparsers._user_safe_decode = decode
 
 
