@@ -68,7 +68,7 @@ def test_one_redaction_helper_for_databases_and_cameras() -> None:
     assert redact("postgresql://ada:pw@h:5/db") == "postgresql://ada:***@h:5/db"
     assert redact("rtsp://admin:12345@[fe80::1]:554/s") == "rtsp://admin:***@[fe80::1]:554/s"
     assert redact("http://cam/snap.cgi?user=a&pwd=12345&chn=1") == (
-        "http://cam/snap.cgi?user=a&pwd=***&chn=1"
+        "http://cam/snap.cgi?user=***&pwd=***&chn=***"  # every value (issue 28)
     )
     assert redact("http://cam/video.mjpg") == "http://cam/video.mjpg"
     assert redact("/videos/clip.mp4") == "/videos/clip.mp4"

@@ -2,9 +2,9 @@
 
 Gallery locations (``postgresql://ada:secret@host/db``) and camera sources
 (``rtsp://admin:secret@cam/stream``, ``http://cam/video.mjpg?user=a&pwd=secret``) carry passwords;
-``redact`` keeps what tells the operator which one is meant (scheme, user, host, port, path) and
-replaces the secrets with ``***``; ``redact_text`` does it for every URL inside a message (a
-decoder's error often repeats the URL it was given).
+``redact`` keeps what tells the operator which one is meant (scheme, user name, host, port, path,
+query names) and replaces every value that may be a secret with ``***``; ``redact_text`` does
+it for every URL inside a message (a decoder's error often repeats the URL it was given).
 """
 
 from __future__ import annotations
@@ -13,16 +13,20 @@ import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
-# Query parameters that carry a secret in cameras' URLs (Hikvision, Axis, Reolink, tokens, ...).
-SECRET_PARAMS = frozenset(
-    {"password", "passwd", "pass", "pwd", "token", "access_token", "auth", "key", "apikey",
-     "api_key", "secret", "signature", "sig", "session", "sessionid"}
-)  # fmt: skip
 _URL = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+# Vendor forms that put the login in the path (``/user=admin_password=SECRET_channel=1_...``,
+# ``/loginpas=SECRET/``): the value runs to the next ``_name=``, ``&``, ``;`` or ``/``.
+_PATH_SECRET = re.compile(
+    r"(?i)((?:user|usr|login|pass|pwd|token|key|secret|auth|sig|session)[a-z_]*=)"
+    r"(.*?)(?=_[a-z]+=|[&;/]|$)"
+)
 
 
 def redact(url: str) -> str:
-    """``url`` without its password or secret query values (``rtsp://ada:***@host/s``)."""
+    """``url`` without its secrets: the password (``rtsp://ada:***@host/s``), a user part with
+    no password (often a token: ``http://***@host/``), every query value (vendors name the
+    password ``pwd``, ``loginpas``, ``p``, ...: ``?loginuse=***&loginpas=***``) and logins
+    in the path (``/user=***_password=***_channel=1``)."""
     if "://" not in url:
         return url
     try:
@@ -31,21 +35,20 @@ def redact(url: str) -> str:
     except ValueError:
         return url.split("://", 1)[0] + "://" + MASK
     netloc = parts.netloc
-    if parts.password is not None:
+    if "@" in netloc:
         host = parts.hostname or ""
         if ":" in host:
             host = f"[{host}]"
-        netloc = f"{parts.username or ''}:{MASK}@{host}{port}"
+        user = f"{parts.username}:" if parts.password is not None and parts.username else ""
+        netloc = f"{user}{MASK}@{host}{port}"
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        if any(k.lower() in SECRET_PARAMS for k, _ in pairs):
-            query = urlencode(
-                [(k, MASK if k.lower() in SECRET_PARAMS else v) for k, v in pairs], safe="*"
-            )
-    if netloc == parts.netloc and query == parts.query:
+        query = urlencode([(k, MASK) for k, _ in pairs], safe="*") if pairs else MASK
+    path = _PATH_SECRET.sub(lambda m: m.group(1) + MASK, parts.path)
+    if netloc == parts.netloc and query == parts.query and path == parts.path:
         return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, path, query, parts.fragment))
 
 
 def redact_text(text: str, *secrets: str) -> str:

@@ -4,11 +4,12 @@ gallery. The handler only parses arguments into ``facemetric.cluster.library.clu
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
 from typing import Any
+
+from facemetric.csvcells import SafeWriter
 
 # facemetric.cluster.core.available_methods() and DEFAULT_METHOD, without importing numpy here
 # (tests/test_cluster_cli.py checks they agree).
@@ -46,7 +47,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([f.to_dict() for f in result.faces], indent=1))
     elif args.csv:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer = SafeWriter(sys.stdout, lineterminator="\n")
         writer.writerow(CSV_COLUMNS)
         writer.writerows(f.csv_row() for f in result.faces)
     summary = result.summary()

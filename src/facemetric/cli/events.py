@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from typing import Any
 
+from facemetric.csvcells import SafeDictWriter
 from facemetric.errors import ConfigError
 
 CSV_FIELDS = (
@@ -48,7 +48,7 @@ def list_events(args: argparse.Namespace) -> int:
         shown = 0
         writer = None
         if args.csv:
-            writer = csv.DictWriter(sys.stdout, fieldnames=CSV_FIELDS, extrasaction="ignore")
+            writer = SafeDictWriter(sys.stdout, CSV_FIELDS, extrasaction="ignore")
             writer.writeheader()
         for stored in history.iterate(**filters):
             row = stored.to_dict()

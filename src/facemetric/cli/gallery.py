@@ -5,13 +5,13 @@ and ``export MODEL --onnx``. Handlers only parse arguments and call plain functi
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from facemetric.csvcells import SafeWriter
 from facemetric.errors import ConfigError
 
 ENGINES = ("auto", "torch", "onnx")
@@ -273,7 +273,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
         keep_unknown(args, rec)
     results = identify_photos(rec, files, opts.threshold, opts.top_k)
-    writer = csv.writer(sys.stdout, lineterminator="\n") if args.csv else None
+    writer = SafeWriter(sys.stdout, lineterminator="\n") if args.csv else None
     if writer is not None:
         writer.writerow(CSV_COLUMNS)
     summaries, failed = [], 0

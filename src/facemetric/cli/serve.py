@@ -36,6 +36,10 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         )
         if (value := getattr(args, key, None)) is not None
     }
+    for key in ("admin_token", "viewer_token"):
+        path = getattr(args, f"{key}_file", None)
+        if path is not None:
+            given[key] = read_token_file(path, f"--{key.replace('_', '-')}-file")
     if getattr(args, "webhook", None):
         given["webhook"] = list(args.webhook)
     if getattr(args, "camera", None):
@@ -54,6 +58,23 @@ def settings_from_args(args: argparse.Namespace) -> Any:
             for err in exc.errors()
         )
         raise ConfigError(f"serve settings: {problems}") from None
+
+
+def read_token_file(path: str, flag: str) -> str:
+    """The token in ``path`` (its first line, trimmed): unlike a flag's value, a file's content
+    is not shown by ``ps`` to every user of the machine."""
+    from pathlib import Path
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        raise ConfigError(f"{flag} {path}: cannot read it ({why})") from None
+    lines = text.strip().splitlines()
+    token = lines[0].strip() if lines else ""
+    if not token:
+        raise ConfigError(f"{flag} {path}: the file is empty")
+    return token
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -84,9 +105,18 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="TCP port (default 8000)")
-    p.add_argument(
+    admin = p.add_mutually_exclusive_group()
+    admin.add_argument(
         "--admin-token",
-        help="bearer token for gallery changes (default: $FACEMETRIC_ADMIN_TOKEN, else generated)",
+        help="bearer token for gallery changes (default: $FACEMETRIC_ADMIN_TOKEN, else "
+        "generated). A flag's value shows in ps to every user: set $FACEMETRIC_ADMIN_TOKEN "
+        "or use --admin-token-file instead",
+    )
+    admin.add_argument(
+        "--admin-token-file",
+        metavar="FILE",
+        help="read the admin token from FILE (its first line): the safe way, with "
+        "$FACEMETRIC_ADMIN_TOKEN",
     )
     p.add_argument("--engine", choices=["auto", "torch", "onnx"], help="inference engine")
     p.add_argument("--detector", help="face detector by registered name (default retinaface)")
@@ -103,10 +133,18 @@ def register(sub: Any) -> None:
         "(e.g. myhost.lan,192.168.1.5; '*' = any, open to DNS rebinding)",
     )
     events = p.add_argument_group("events: history, notifications and access (docs/events.md)")
-    events.add_argument(
+    viewer = events.add_mutually_exclusive_group()
+    viewer.add_argument(
         "--viewer-token",
-        help="token to read events, snapshots and camera pictures when listening beyond "
-        "127.0.0.1 (default: $FACEMETRIC_VIEWER_TOKEN, else generated and printed)",
+        help="token to read people, faces, events and camera pictures when listening beyond "
+        "127.0.0.1 (default: $FACEMETRIC_VIEWER_TOKEN, else generated and printed). Shows in "
+        "ps: prefer $FACEMETRIC_VIEWER_TOKEN or --viewer-token-file",
+    )
+    viewer.add_argument(
+        "--viewer-token-file",
+        metavar="FILE",
+        help="read the viewer token from FILE (its first line): the safe way, with "
+        "$FACEMETRIC_VIEWER_TOKEN",
     )
     events.add_argument(
         "--events-keep-days",

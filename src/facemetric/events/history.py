@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -37,6 +38,7 @@ import numpy as np
 from facemetric.errors import ConfigError, GalleryError
 from facemetric.events.model import Event
 from facemetric.events.notify import json_default
+from facemetric.gallery.backend import StoreUnavailableError
 from facemetric.gallery.store import GalleryStore
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,9 @@ class Pruned:
     bytes: int
 
 
+MAX_ID = 2**63 - 1
+
+
 def cursor_of(event: Event) -> str:
     return f"{event.first_seen!r}_{event.id}"
 
@@ -91,9 +96,12 @@ def cursor_of(event: Event) -> str:
 def parse_cursor(text: str) -> tuple[float, int]:
     try:
         first, _, ident = text.partition("_")
-        return float(first), int(ident)
+        when, number = float(first), int(ident)
     except ValueError:
-        raise ConfigError(f"before: {text!r} is not a cursor this server handed out") from None
+        when, number = 0.0, -1
+    if not (0 <= number <= MAX_ID) or not math.isfinite(when):  # SQLite's integers are 64-bit
+        raise ConfigError(f"before: {text[:100]!r} is not a cursor this server handed out")
+    return when, number
 
 
 def _json(values: Any) -> str | None:
@@ -195,9 +203,12 @@ class EventStore:
         keep_days: float | None = None,
         max_bytes: int | None = None,
         now: float | None = None,
+        trusted: Sequence[str] = (),
     ) -> Pruned:
         """Delete events last seen more than ``keep_days`` ago, then the oldest until the
-        events take at most ``max_bytes`` (images plus ``ROW_BYTES`` a row)."""
+        events take at most ``max_bytes`` (images plus ``ROW_BYTES`` a row). Events of cameras
+        not in ``trusted`` (anyone's browser streams) go first: a flood of them cannot push
+        the server-side cameras' events out."""
         now = time.time() if now is None else now
         events = freed = 0
         with self.backend.write() as con:
@@ -213,8 +224,11 @@ class EventStore:
                 excess = total - int(max_bytes)
                 doomed: list[int] = []
                 if excess > 0:
+                    marks = ",".join("?" * len(trusted)) or "NULL"
                     for ident, size in con.execute(
-                        "SELECT id, bytes FROM events ORDER BY first_seen, id"
+                        f"SELECT id, bytes FROM events ORDER BY CASE WHEN camera IN ({marks}) "
+                        "THEN 1 ELSE 0 END, first_seen, id",
+                        tuple(trusted),
                     ).fetchall():
                         doomed.append(int(ident))
                         excess -= int(size)
@@ -470,7 +484,9 @@ class HistorySink:
                         self._pending.move_to_end(key, last=False)
                     if self.error is None:
                         log.warning("event history: %s; retrying", exc)
-                    self.error = str(exc)
+                    # shown by the unauthenticated /api/health: not the database's address
+                    unavailable = isinstance(exc, StoreUnavailableError)
+                    self.error = "database unavailable" if unavailable else str(exc)
                     self._cond.notify_all()
                     if self._stop:
                         return  # closing: what could not be written is given up

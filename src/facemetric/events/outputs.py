@@ -60,6 +60,7 @@ class EventOutputs:
             self.notifiers.append(WebhookNotifier(url, secret=webhook_secret))
         self.sink = FanOut([self.history_sink, *self.notifiers])
         self.last_prune: dict[str, Any] | None = None
+        self.trusted_cameras: tuple[str, ...] = ()  # their events are pruned last
         self._stop = threading.Event()
         self._pruner = threading.Thread(
             target=self._prune_loop, args=(prune_every,), name="facemetric-retention", daemon=True
@@ -77,7 +78,9 @@ class EventOutputs:
         """Apply the retention settings once (also done every ``prune_every`` seconds)."""
         import time
 
-        done = self.history.prune(keep_days=self.keep_days, max_bytes=self.max_bytes)
+        done = self.history.prune(
+            keep_days=self.keep_days, max_bytes=self.max_bytes, trusted=self.trusted_cameras
+        )
         self.last_prune = {"at": iso(time.time()), "events": done.events, "bytes": done.bytes}
         if done.events:
             log.info("event retention: deleted %d events (%d bytes)", done.events, done.bytes)

@@ -25,6 +25,14 @@ class StoreUnavailableError(GalleryError):
     reads of what is loaded go on, changes are refused (the API answers 503)."""
 
 
+FULL = "database or disk is full"
+
+
+class StoreFullError(StoreUnavailableError):
+    """The gallery's disk (or database) is full: reads go on, changes are refused (507) until
+    space is freed; ``/api/health`` says so."""
+
+
 class Rows(Protocol):
     """What ``Connection.execute`` returns (a DB-API cursor)."""
 
@@ -64,6 +72,11 @@ class Backend(Protocol):
 
     def write(self) -> contextlib.AbstractContextManager[Connection]:
         """One transaction; writers are serialised, readers go on."""
+        ...
+
+    def name_lock(self, con: Connection, name: str) -> None:
+        """Inside ``write()``: until it ends, no other transaction adds to person ``name``
+        (two servers enrolling the same person at once stored each photo twice)."""
         ...
 
     def schema_lock(self, con: Connection) -> None:

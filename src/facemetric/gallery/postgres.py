@@ -28,6 +28,8 @@ CHANNEL = "facemetric_gallery"
 SCHEMA_LOCK_KEY = 0x46AC3E7  # pg_advisory_xact_lock key while the schema is set up
 CONNECT_TIMEOUT = 5  # seconds: a server that does not answer is said to be down
 POOL_TIMEOUT = 5.0  # seconds a call waits for a connection before it is refused
+PROBE_EVERY = 0.5  # seconds between probes of a server that was lost
+PROBE_TIMEOUT = 2  # seconds a probe waits for the server
 POOL_MAX = 8
 # Columns holding images already compressed (JPEG, PNG, WebP): stored out of line without
 # PostgreSQL's compression attempt (STORAGE EXTERNAL), which costs as much as the rest of the
@@ -123,6 +125,12 @@ class PostgresBackend:
             self._password = None
         self._pool: Any = None
         self._pool_lock = threading.Lock()
+        # After a lost database the pool's own reconnection backs off (1, 2, 4 ... 32 s): writes
+        # got 503 for 21-44 s after a 25 s outage ended. Here a failed session marks the pool
+        # broken; later sessions probe the server (at most every PROBE_EVERY s) and, once it
+        # answers, start a fresh pool at once.
+        self._broken = False
+        self._last_probe = 0.0
 
     # ---- connecting ------------------------------------------------------------------------------
     def _connect(self, **kwargs: Any) -> Any:
@@ -131,7 +139,7 @@ class PostgresBackend:
         import psycopg
 
         try:
-            return psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT, **kwargs)
+            return psycopg.connect(self.url, **{"connect_timeout": CONNECT_TIMEOUT, **kwargs})
         except psycopg.OperationalError as exc:
             reason = _reason(exc, self._password)
             raise StoreUnavailableError(f"{self.location}: cannot connect ({reason})") from None
@@ -167,17 +175,40 @@ class PostgresBackend:
         import psycopg
         from psycopg_pool import PoolTimeout
 
+        if self._broken:
+            self._recover()
         try:
             with self._get_pool().connection() as con:
                 yield _Connection(con)
         except PoolTimeout:
+            self._broken = True
             raise StoreUnavailableError(
                 f"{self.location}: the database does not answer (no connection within "
                 f"{POOL_TIMEOUT:g} s)"
             ) from None
         except psycopg.OperationalError as exc:
+            self._broken = True
             reason = _reason(exc, self._password)
             raise StoreUnavailableError(f"{self.location}: lost the database ({reason})") from None
+
+    def _recover(self) -> None:
+        """Probe a server that was lost; when it answers, replace the pool (its connections
+        are dead and its reconnection backs off); else ``StoreUnavailableError`` at once."""
+        with self._pool_lock:
+            if not self._broken:
+                return
+            now = time.monotonic()
+            if now - self._last_probe < PROBE_EVERY:
+                raise StoreUnavailableError(f"{self.location}: the database is away (retrying)")
+            self._last_probe = now
+            try:
+                self._connect(connect_timeout=PROBE_TIMEOUT).close()
+            except StoreUnavailableError:
+                self._last_probe = time.monotonic()
+                raise
+            old, self._pool, self._broken = self._pool, None, False
+        if old is not None:  # closed aside: its workers may still be waiting to reconnect
+            threading.Thread(target=old.close, kwargs={"timeout": 1}, daemon=True).start()
 
     def read(self) -> contextlib.AbstractContextManager[_Connection]:
         return self._session()
@@ -189,6 +220,9 @@ class PostgresBackend:
     def exists(self) -> bool:
         with self.read() as con:
             return self.table_exists(con, "schema_version")
+
+    def name_lock(self, con: Any, name: str) -> None:
+        con.execute("SELECT pg_advisory_xact_lock(hashtext(?))", ("facemetric-person:" + name,))
 
     def schema_lock(self, con: Any) -> None:
         con.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK_KEY,))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from facemetric.errors import GalleryError
-from facemetric.gallery.backend import register_backend
+from facemetric.gallery.backend import FULL, StoreFullError, register_backend
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -33,6 +33,7 @@ class SQLiteBackend:
         self.location = str(self.path)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
+        self.full = False  # the last write failed for a full disk
         self._lock = threading.Lock()
 
     def exists(self) -> bool:
@@ -81,9 +82,17 @@ class SQLiteBackend:
         try:
             yield con
             con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
+        except BaseException as exc:
+            # SQLite ends the transaction itself on some errors (a full disk): rolling back
+            # again said "cannot rollback - no transaction is active", hiding the reason.
+            if con.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    con.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and _is_full(exc):
+                self.full = True
+                raise StoreFullError(f"the gallery's {FULL}") from None
             raise
+        self.full = False
 
     @contextlib.contextmanager
     def foreign_keys_off(self) -> Iterator[None]:
@@ -94,6 +103,9 @@ class SQLiteBackend:
             yield
         finally:
             con.execute("PRAGMA foreign_keys = ON")
+
+    def name_lock(self, con: Any, name: str) -> None:
+        pass  # BEGIN IMMEDIATE already holds the file's write lock
 
     def schema_lock(self, con: Any) -> None:
         pass  # BEGIN IMMEDIATE already holds the file's write lock
@@ -111,6 +123,8 @@ class SQLiteBackend:
         return lambda: None
 
     def ping(self) -> str | None:
+        if self.full:  # until a write succeeds again
+            return FULL
         try:
             self._con().execute("SELECT 1").fetchone()
         except (sqlite3.Error, GalleryError) as exc:
@@ -129,3 +143,8 @@ class SQLiteBackend:
 @register_backend("sqlite")
 def _sqlite(location: str) -> SQLiteBackend:
     return SQLiteBackend(location)
+
+
+def _is_full(exc: sqlite3.OperationalError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code == sqlite3.SQLITE_FULL or FULL in str(exc)

@@ -17,6 +17,7 @@ whole gallery again.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ from facemetric.gallery.records import (
     encode_chip,
     record_crop,
 )
+from facemetric.gallery.skeleton import look_alike
 
 if TYPE_CHECKING:
     from facemetric.data.align import AlignedFace
@@ -208,8 +210,10 @@ class GalleryStore:
         created = now()
         try:
             with self.backend.write() as con:
+                self.backend.name_lock(con, name)
                 if _person_id(con, name) is not None:
                     raise GalleryError(f"person {name!r} is already in the gallery")
+                _no_look_alike(con, name)
                 row = con.execute(
                     "INSERT INTO people (name, created) VALUES (?, ?) RETURNING id",
                     (name, created),
@@ -306,14 +310,24 @@ class GalleryStore:
         rows = [_face_row(records[i], kind, fmt) for i in fresh]
         created = now()
         with self.backend.write() as con:
+            self.backend.name_lock(con, name)  # another server may be adding the same photos
             person_id = _person_id(con, name)
             if person_id is None:
+                _no_look_alike(con, name)
                 person_id = int(
                     con.execute(
                         "INSERT INTO people (name, created) VALUES (?, ?) RETURNING id",
                         (name, created),
                     ).fetchone()[0]
                 )
+            else:  # what it has now, inside the lock: a photo added meanwhile is not added again
+                stored = _photos_of(con, person_id, kind)
+                keep = [j for j, i in enumerate(fresh) if records[i].digest() not in stored]
+                if len(keep) < len(fresh):
+                    rows = [rows[j] for j in keep]
+                    chosen = None if chosen is None else chosen[keep]
+                    if not rows:
+                        return []
             ids = insert_faces(con, [(person_id, kind, *r[:4], created, *r[4:]) for r in rows])
             if key is not None and chosen is not None:
                 vecs = np.ascontiguousarray(chosen, dtype=np.float32)
@@ -657,6 +671,30 @@ def _embeddings(key: str, rows: list[Any]) -> GalleryEmbeddings:
         names=[str(r[2]) for r in rows],
         kinds=[str(r[5]) for r in rows],
     )
+
+
+def _no_look_alike(con: Connection, name: str) -> None:
+    """``GalleryError`` when a person whose name looks like ``name`` is in the gallery."""
+    names = [str(r[0]) for r in con.execute("SELECT name FROM people").fetchall()]
+    other = look_alike(name, names)
+    if other is not None:
+        odd = ", ".join(
+            f"U+{ord(c):04X} {unicodedata.name(c, '?')}" for c in name if c not in other
+        )
+        raise GalleryError(
+            f"name {name!r} looks like {other!r}, already in the gallery"
+            + (f" ({odd})" if odd else "")
+            + ": use that name, or one that reads differently"
+        )
+
+
+def _photos_of(con: Connection, person_id: int, kind: str) -> set[str]:
+    rows = con.execute(
+        "SELECT content_sha256 FROM faces WHERE person_id = ? AND kind = ? "
+        "AND content_sha256 IS NOT NULL",
+        (person_id, kind),
+    ).fetchall()
+    return {str(r[0]) for r in rows}
 
 
 def _person_id(con: Connection, name: str) -> int | None:

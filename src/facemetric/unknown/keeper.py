@@ -71,8 +71,10 @@ class UnknownKeeper:
         interval: float = 10.0,
         source: str | None = None,
         camera: str | None = None,
+        trusted_sources: Sequence[str] = (),
     ) -> None:
         self.store = store
+        self.trusted_sources = tuple(trusted_sources)  # kept faces pruned last
         self.pool = pool.UnknownStore(store)
         self.model_key = model_key
         self.threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
@@ -205,7 +207,9 @@ class UnknownKeeper:
             return
         if aged:
             self._age_checked = now
-        gone = pool.prune(con, self.max_days if aged else None, self.max_faces, now)
+        gone = pool.prune(
+            con, self.max_days if aged else None, self.max_faces, now, self.trusted_sources
+        )
         if gone:
             self._grouper.remove(gone)
             self._total -= len(gone)

@@ -438,8 +438,16 @@ def new_group(con: Connection, now: float) -> int:
     return int(row[0])
 
 
-def prune(con: Connection, max_days: float | None, max_faces: int | None, now: float) -> list[int]:
-    """Delete faces past retention and the groups they leave empty; their ids."""
+def prune(
+    con: Connection,
+    max_days: float | None,
+    max_faces: int | None,
+    now: float,
+    trusted: Sequence[str] = (),
+) -> list[int]:
+    """Delete faces past retention and the groups they leave empty; their ids. Over
+    ``max_faces``, faces from sources not in ``trusted`` (uploads, browser streams) go first:
+    anonymous uploads cannot push a camera's kept faces out."""
     gone: list[int] = []
     if max_days is not None:
         gone += [
@@ -453,8 +461,11 @@ def prune(con: Connection, max_days: float | None, max_faces: int | None, now: f
         over = total - len(gone) - int(max_faces)
         if over > 0:
             seen = set(gone)
+            marks = ",".join("?" * len(trusted)) or "NULL"
             rows = con.execute(
-                "SELECT id FROM unknown_faces ORDER BY seen_at, id LIMIT ?", (over + len(gone),)
+                f"SELECT id FROM unknown_faces ORDER BY CASE WHEN source IN ({marks}) THEN 1 "
+                "ELSE 0 END, seen_at, id LIMIT ?",
+                (*trusted, over + len(gone)),
             ).fetchall()
             extra = [int(r[0]) for r in rows if int(r[0]) not in seen][:over]
             gone += extra

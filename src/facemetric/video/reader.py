@@ -82,6 +82,7 @@ class CameraReader(threading.Thread):
         loop: bool = True,
         time_origin: float | None = None,
         motion: MotionSettings | None = None,
+        max_pixels: int | None = None,
     ) -> None:
         super().__init__(name=f"facemetric-camera-{camera.name}", daemon=True)
         self.camera = camera
@@ -101,6 +102,10 @@ class CameraReader(threading.Thread):
         self.dropped = 0
         self.bad_packets = 0
         self.skipped = 0  # intra-only packets over the budget, never decoded
+        # Frames of more pixels are skipped and counted, never converted (a 12000 x 12000
+        # MJPEG frame took 1.6 GiB): the uploads' max_decode_pixels, for cameras too.
+        self.max_pixels = max_pixels
+        self.oversized = 0
         self._next_budget = 0.0
         self._start_mono = time.monotonic()
         self.width: int | None = None
@@ -177,6 +182,7 @@ class CameraReader(threading.Thread):
             "bad_packets": self.bad_packets,
             "packets_skipped": self.skipped,
             "frames_still": self.gate.still if self.gate is not None else 0,
+            "frames_oversized": self.oversized,
         }
 
     # ---- reader thread --------------------------------------------------------------------------
@@ -328,12 +334,32 @@ class CameraReader(threading.Thread):
                 if at is not None and self.decoded and at + 1e-6 < self._next_budget:
                     self.skipped += 1
                     continue
+            if self._too_large(packet, stream, intra):
+                self.oversized += 1
+                if self.mode == "realtime":  # a file played as a camera: skipped at its pace
+                    self._halt.wait(1.0 / self.camera.fps)
+                continue
             try:
                 frames = packet.decode()
             except av.error.InvalidDataError:
                 self.bad_packets += 1
                 continue
-            yield from frames
+            for frame in frames:
+                if self.max_pixels is not None and frame.width * frame.height > self.max_pixels:
+                    self.oversized += 1  # decoded (an inter codec), never converted
+                    continue
+                yield frame
+
+    def _too_large(self, packet: Any, stream: Any, intra: bool) -> bool:
+        """Is this packet's picture over ``max_pixels``, judged before decoding? A JPEG
+        packet by its own header; others by the size the stream announces."""
+        if self.max_pixels is None:
+            return False
+        size = jpeg_size(bytes(packet)) if intra else None
+        if size is None:
+            ctx = stream.codec_context
+            size = (ctx.width or 0, ctx.height or 0)
+        return size[0] * size[1] > self.max_pixels
 
     def _deliver(self, frame: Frame) -> None:
         with self._cond:
@@ -372,3 +398,30 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "no answer in time"
     return str(exc) or type(exc).__name__
+
+
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header, without decoding; None if not a JPEG."""
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    i = 2
+    while i + 9 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker in _SOF:
+            height = int.from_bytes(data[i + 5 : i + 7], "big")
+            width = int.from_bytes(data[i + 7 : i + 9], "big")
+            return width, height
+        i += 2 + length
+    return None

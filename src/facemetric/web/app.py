@@ -23,9 +23,9 @@ from fastapi.staticfiles import StaticFiles
 from facemetric import __version__
 from facemetric.data.image import ImageTooLargeError
 from facemetric.errors import ConfigError, FacemetricError, FaceNotFoundError, ImageReadError
-from facemetric.gallery.backend import StoreUnavailableError
+from facemetric.gallery.backend import FULL, StoreFullError, StoreUnavailableError
 from facemetric.web import cameras, corrections, events, routes, stream, unknown
-from facemetric.web.limits import ConnectionCount, ConnectionLimit
+from facemetric.web.limits import CloseUnfinished, ConnectionCount, ConnectionLimit
 from facemetric.web.security import (
     ALL_INTERFACES,
     BodyLimits,
@@ -62,8 +62,27 @@ def _error_status(exc: FacemetricError) -> int:
     return 400
 
 
+def strict_form_text() -> None:
+    """Form fields that are not valid UTF-8 keep U+FFFD where their bad bytes were, which the
+    name check refuses ("bytes that were not valid UTF-8"). Starlette decodes such a field as
+    Latin-1 instead: ``A\\xff\\xfeB`` was stored as the name "AÿþB"."""
+    from starlette import formparsers
+
+    def decode(src: bytes | bytearray, codec: str) -> str:
+        try:
+            return src.decode(codec, errors="replace")
+        except LookupError:  # a charset Python does not know
+            return src.decode("utf-8", errors="replace")
+
+    if not hasattr(formparsers, "_user_safe_decode"):  # Starlette changed: say so, go on
+        log.warning("starlette.formparsers has no _user_safe_decode; form text not checked")
+        return
+    formparsers._user_safe_decode = decode
+
+
 def create_app(settings: WebSettings | None = None) -> FastAPI:
     """Build the web app; the model and gallery are loaded when it starts, not here."""
+    strict_form_text()
     settings = settings if settings is not None else WebSettings()
     admin_token, generated = resolve_admin_token(settings)
     viewer_token, viewer_generated = resolve_viewer_token(settings)
@@ -107,7 +126,9 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     app.state.admin_token = admin_token
     app.state.viewer_token = viewer_token
     app.state.viewer_required = viewer_token_needed(settings)
-    app.state.connections = ConnectionCount(settings.max_connections)
+    app.state.connections = ConnectionCount(
+        settings.max_connections, min_body_rate=settings.min_body_rate
+    )
     # The last added runs first: security headers wrap the connection limit, which wraps the
     # host check, then the origin check of writes, the body limits and CORS (so whatever is
     # refused still gets the headers).
@@ -126,16 +147,27 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         any_host="*" in settings.allowed_hosts,
     )
     app.add_middleware(ConnectionLimit, count=app.state.connections)  # streams included
+    app.add_middleware(CloseUnfinished)  # an error answer before the whole body ends it
     app.add_middleware(SecurityHeaders, same_origin_resources=not settings.cors_origins)
 
     @app.exception_handler(FacemetricError)
     async def _user_error(request: Request, exc: FacemetricError) -> JSONResponse:
+        if isinstance(exc, StoreFullError):  # 507 Insufficient Storage, with the reason
+            log.error("%s %s: %s", request.method, request.url.path, exc)
+            detail = f"the gallery's {FULL}: free space on the server, then try again"
+            return JSONResponse({"detail": detail}, status_code=507)
         if isinstance(exc, StoreUnavailableError):  # the database's address stays in the log
             log.warning("%s %s: %s", request.method, request.url.path, exc)
             detail = "the gallery database does not answer now; try again later"
             return JSONResponse({"detail": detail}, status_code=503)
         detail = public_message(str(exc))  # no server folders in answers
         return JSONResponse({"detail": detail}, status_code=_error_status(exc))
+
+    @app.exception_handler(OverflowError)
+    async def _too_large_number(request: Request, exc: OverflowError) -> JSONResponse:
+        # a number past SQLite's 64-bit integers that no check caught: not found, not a 500
+        detail = "a number in the request is out of range (at most 9223372036854775807)"
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(ServiceUnavailable)
     async def _unavailable(request: Request, exc: ServiceUnavailable) -> JSONResponse:
@@ -145,6 +177,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(stream.router)
     app.include_router(events.router)
+    app.include_router(events.session_router)
     app.include_router(cameras.router)
     for router in unknown.ROUTERS:
         app.include_router(router)
@@ -212,12 +245,15 @@ def serve(settings: WebSettings) -> None:
         port=settings.port,
         log_level="warning",
         # h11, not httptools: the subclass bounds the request head's time and whole size.
-        http=protocol_class(settings.header_timeout, settings.max_header_bytes),
+        http=protocol_class(
+            settings.header_timeout, settings.max_header_bytes, settings.max_idle_connections
+        ),
         h11_max_incomplete_event_size=settings.max_header_bytes,
         timeout_keep_alive=settings.keep_alive_timeout,
-        # The app counts streams and requests together (web.limits); uvicorn's own count of
-        # sockets is only a backstop, well above it, so /api/health answers with every slot taken.
-        limit_concurrency=2 * settings.max_connections + 16,
+        # The app counts the streams and requests it serves (web.limits), the protocol the
+        # connections waiting for a head; uvicorn's limit_concurrency counted those too, so
+        # slow heads made every route 503, /api/health included.
+        limit_concurrency=None,
         # Moderately oversized frames get an error answer; far larger ones close the socket (1009).
         ws_max_size=4 * settings.max_frame_bytes,
     )

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from facemetric.web.security import require_viewer
+from facemetric.web.security import VIEWER_ONLY
 
 if TYPE_CHECKING:
     from facemetric.events.model import EventSink
@@ -27,8 +27,7 @@ if TYPE_CHECKING:
     from facemetric.web.state import WebState
 
 log = logging.getLogger(__name__)
-router = APIRouter(tags=["cameras"])
-ViewerDep = Annotated[None, Depends(require_viewer)]
+router = APIRouter(tags=["cameras"], dependencies=VIEWER_ONLY)
 
 
 def configured_cameras(settings: WebSettings) -> list[Camera]:
@@ -106,7 +105,15 @@ def start_cameras(
     hub.sinks.extend(sinks or [])
     motion = MotionSettings(enabled=settings.camera_motion, refresh=settings.camera_motion_refresh)
     workers = [
-        CameraWorker(c, state.recognizer, hub.sinks, options, motion=motion) for c in cameras
+        CameraWorker(
+            c,
+            state.recognizer,
+            hub.sinks,
+            options,
+            motion=motion,
+            max_pixels=settings.max_decode_pixels,
+        )
+        for c in cameras
     ]
     hub.add(workers)
     hub.start()
@@ -124,7 +131,7 @@ CamerasDep = Annotated[Cameras, Depends(_cameras)]
 
 
 @router.get("/api/cameras")
-async def list_cameras(cameras: CamerasDep, _: ViewerDep) -> dict[str, Any]:
+async def list_cameras(cameras: CamerasDep) -> dict[str, Any]:
     """Every server-side camera with its state, the reason when it is not live, frames a second
     and its source without credentials."""
     return {"cameras": cameras.status()}
@@ -135,7 +142,7 @@ async def list_cameras(cameras: CamerasDep, _: ViewerDep) -> dict[str, Any]:
     response_class=Response,
     responses={200: {"content": {"image/jpeg": {}}}},
 )
-async def camera_frame(name: str, cameras: CamerasDep, _: ViewerDep) -> Response:
+async def camera_frame(name: str, cameras: CamerasDep) -> Response:
     """The camera's newest recognised frame with boxes and names drawn (JPEG)."""
     worker = cameras.hub.get(name) if cameras.hub is not None else None
     if worker is None:

@@ -18,9 +18,17 @@ from pydantic import BaseModel
 from facemetric.errors import ConfigError, FaceNotFoundError, GalleryError
 from facemetric.gallery.backend import StoreUnavailableError
 from facemetric.gallery.corrections import KINDS, CorrectionNotFoundError, CorrectionStore
-from facemetric.web.routes import AdminDep, StateDep, _find_person, check_name, decoded_photos
+from facemetric.web.routes import (
+    MAX_FACE_ID,
+    AdminDep,
+    StateDep,
+    _find_person,
+    check_name,
+    decoded_photos,
+)
+from facemetric.web.security import VIEWER_ONLY
 
-router = APIRouter(prefix="/api/corrections", tags=["corrections"])
+router = APIRouter(prefix="/api/corrections", tags=["corrections"], dependencies=VIEWER_ONLY)
 
 
 class CorrectionPublic(BaseModel):
@@ -98,7 +106,7 @@ async def list_corrections(state: StateDep, person: str | None = None) -> list[C
 
 @router.delete("/{correction_id}", response_model=CorrectionPublic)
 async def undo_correction(
-    state: StateDep, _admin: AdminDep, correction_id: Annotated[int, Path(ge=1)]
+    state: StateDep, _admin: AdminDep, correction_id: Annotated[int, Path(ge=1, le=MAX_FACE_ID)]
 ) -> CorrectionPublic:
     """Undo a correction: it goes, with the face it added."""
     from facemetric.correct import undo_correction as undo

@@ -8,7 +8,6 @@ Every read here needs the viewer token when the server listens beyond 127.0.0.1
 
 from __future__ import annotations
 
-import csv
 import io
 import secrets
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
+from facemetric.csvcells import SafeDictWriter
 from facemetric.errors import GalleryError
 from facemetric.events.history import MAX_LIMIT
 from facemetric.events.outputs import EventOutputs
@@ -27,20 +27,20 @@ from facemetric.web.routes import AdminDep, StateDep
 from facemetric.web.security import (
     VIEWER_COOKIE,
     VIEWER_COOKIE_DAYS,
-    require_viewer,
+    VIEWER_ONLY,
     viewer_allowed,
     viewer_cookie_value,
 )
 from facemetric.web.settings import WebSettings
 
-ViewerDep = Annotated[None, Depends(require_viewer)]
 MAX_EVENT_ID = 2**63 - 1
 CSV_FIELDS = (
     "id", "camera", "source", "person", "known", "nearest", "similarity", "first_seen", "last_seen",
     "duration_s", "frames", "track_id", "closed", "snapshot_url",
 )  # fmt: skip
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], dependencies=VIEWER_ONLY)
+session_router = APIRouter(tags=["events"])  # the sign-in itself is open
 
 
 def open_event_outputs(settings: WebSettings, store: Any) -> EventOutputs:
@@ -49,7 +49,7 @@ def open_event_outputs(settings: WebSettings, store: Any) -> EventOutputs:
     def people() -> list[str]:
         return [p.name for p in store.list_people()]
 
-    return EventOutputs(
+    outputs = EventOutputs(
         store,
         keep_days=settings.events_keep_days,
         max_mb=settings.events_max_mb,
@@ -62,6 +62,18 @@ def open_event_outputs(settings: WebSettings, store: Any) -> EventOutputs:
         else settings.webhook_secret.get_secret_value(),
         people=people,
     )
+    outputs.trusted_cameras = trusted_cameras(settings)
+    return outputs
+
+
+def trusted_cameras(settings: WebSettings) -> tuple[str, ...]:
+    """The server-side cameras' names: an operator configured them, anyone may open a stream."""
+    from facemetric.web.cameras import configured_cameras
+
+    try:
+        return tuple(c.name for c in configured_cameras(settings))
+    except Exception:  # a bad cameras file is reported where the cameras start
+        return ()
 
 
 def outputs_of(request: Request) -> EventOutputs:
@@ -155,7 +167,6 @@ async def list_events(
     request: Request,
     state: StateDep,
     outputs: OutputsDep,
-    _viewer: ViewerDep,
     person: Person = None,
     camera: Camera = None,
     since: Since = None,
@@ -184,7 +195,6 @@ async def list_events(
 async def events_csv(
     state: StateDep,
     outputs: OutputsDep,
-    _viewer: ViewerDep,
     person: Person = None,
     camera: Camera = None,
     since: Since = None,
@@ -197,7 +207,7 @@ async def events_csv(
 
     def rows() -> Iterator[str]:
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer = SafeDictWriter(buf, CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
         for stored in outputs.history.iterate(**filters):
             writer.writerow(stored.to_dict())
@@ -212,7 +222,7 @@ async def events_csv(
 
 
 @router.get("/api/events/facets", response_model=EventFacets)
-async def event_facets(state: StateDep, outputs: OutputsDep, _viewer: ViewerDep) -> EventFacets:
+async def event_facets(state: StateDep, outputs: OutputsDep) -> EventFacets:
     """The cameras and people that have events (for the timeline's filters)."""
     cameras, people = await state.run_quick(outputs.history.facets)
     return EventFacets(cameras=cameras, people=people)
@@ -222,7 +232,6 @@ async def event_facets(state: StateDep, outputs: OutputsDep, _viewer: ViewerDep)
 async def get_event(
     state: StateDep,
     outputs: OutputsDep,
-    _viewer: ViewerDep,
     event_id: Annotated[int, Path(ge=1, le=MAX_EVENT_ID)],
 ) -> EventPublic:
     stored = await state.run_quick(outputs.history.get, event_id)
@@ -255,7 +264,6 @@ async def _image(
 async def event_chip(
     state: StateDep,
     outputs: OutputsDep,
-    _viewer: ViewerDep,
     event_id: Annotated[int, Path(ge=1, le=MAX_EVENT_ID)],
 ) -> Response:
     """The best frame's face crop of an event (PNG)."""
@@ -270,7 +278,6 @@ async def event_chip(
 async def event_snapshot(
     state: StateDep,
     outputs: OutputsDep,
-    _viewer: ViewerDep,
     event_id: Annotated[int, Path(ge=1, le=MAX_EVENT_ID)],
 ) -> Response:
     """A small snapshot of the best frame of an event (JPEG)."""
@@ -299,14 +306,14 @@ async def prune_events(state: StateDep, outputs: OutputsDep, _admin: AdminDep) -
 
 
 # ---- the page's sign-in ---------------------------------------------------------------------
-@router.get("/api/session", response_model=SessionPublic)
+@session_router.get("/api/session", response_model=SessionPublic)
 async def session(request: Request) -> SessionPublic:
     """Whether this server needs the viewer token and whether this client has given it."""
     required = bool(getattr(request.app.state, "viewer_required", False))
     return SessionPublic(required=required, authorized=bool(viewer_allowed(request)))
 
 
-@router.post("/api/session", response_model=SessionPublic)
+@session_router.post("/api/session", response_model=SessionPublic)
 async def sign_in(request: Request, body: SessionIn, response: Response) -> SessionPublic:
     """Give the viewer (or admin) token once; the answer sets an HttpOnly, SameSite=Strict
     cookie for events, snapshots and camera pictures (not for changes: those need the admin
@@ -330,7 +337,7 @@ async def sign_in(request: Request, body: SessionIn, response: Response) -> Sess
     return SessionPublic(required=bool(getattr(st, "viewer_required", False)), authorized=True)
 
 
-@router.delete("/api/session", response_model=SessionPublic)
+@session_router.delete("/api/session", response_model=SessionPublic)
 async def sign_out(request: Request, response: Response) -> SessionPublic:
     response.delete_cookie(VIEWER_COOKIE, path="/")
     required = bool(getattr(request.app.state, "viewer_required", False))

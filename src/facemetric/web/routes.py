@@ -35,14 +35,16 @@ from pydantic import BaseModel
 from facemetric.data.image import DecodedImage, ImageTooLargeError
 from facemetric.data.quality import QualityFloors, problems
 from facemetric.errors import FaceNotFoundError, GalleryError, ImageReadError
-from facemetric.gallery.backend import StoreUnavailableError
+from facemetric.gallery.backend import FULL, StoreUnavailableError
 from facemetric.gallery.names import check_person_name
 from facemetric.gallery.records import FaceRecord, chip_media_type
 from facemetric.screen import QualityPolicy, enrol_checked, screen_for
+from facemetric.web.security import VIEWER_ONLY
 from facemetric.web.state import WebState, public_message
 from facemetric.web.uploads import png_data_url, to_original
 
 UNAVAILABLE = "the gallery database does not answer"  # its address is the operator's business
+FULL_REASON = f"the gallery's {FULL}"
 MAX_FACE_ID = 2**63 - 1  # SQLite's largest integer: no face id can be larger
 PREVIEW_FACES = 10  # crops shown per photo in a preview (enrolment keeps the largest face)
 
@@ -251,8 +253,8 @@ def _find_person(store: Any, name: str) -> Any:
 # ---- routers ------------------------------------------------------------------------------------
 status_router = APIRouter(prefix="/api", tags=["status"])
 identify_router = APIRouter(prefix="/api", tags=["identify"])
-people_router = APIRouter(prefix="/api/people", tags=["people"])
-faces_router = APIRouter(prefix="/api/faces", tags=["faces"])
+people_router = APIRouter(prefix="/api/people", tags=["people"], dependencies=VIEWER_ONLY)
+faces_router = APIRouter(prefix="/api/faces", tags=["faces"], dependencies=VIEWER_ONLY)
 enroll_router = APIRouter(prefix="/api/enroll", tags=["people"])
 
 
@@ -263,7 +265,9 @@ def gallery_health(state: WebState) -> tuple[int, int, GalleryHealth]:
     info = GalleryHealth(
         backend=state.store.kind,
         database="ok" if error is None else "unavailable",
-        error=None if error is None else UNAVAILABLE,
+        error=None
+        if error is None
+        else (f"the gallery's {FULL}" if error == FULL else UNAVAILABLE),
     )
     live = state.recognizer.loaded_gallery if state.recognizer is not None else None
     if live is not None:
@@ -286,7 +290,7 @@ async def health(state: StateDep, request: Request) -> HealthPublic:
     if gallery.database != "ok":
         status = "database_unavailable"
         message = (
-            f"{UNAVAILABLE}: recognising with the {faces} faces loaded, changes are refused "
+            f"{gallery.error}: recognising with the {faces} faces loaded, changes are refused "
             "until it is back"
         )
     elif state.recognizer is None:

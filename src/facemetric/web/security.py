@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+from fastapi import Depends
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
@@ -308,3 +309,9 @@ def require_viewer(connection: HTTPConnection) -> None:
             "token printed by facemetric serve) or sign in on the page",
         )
     raise HTTPException(403, "wrong viewer token")
+
+
+# Every router that shows people, faces, events, corrections or camera pictures takes this one
+# dependency (``APIRouter(dependencies=VIEWER_ONLY)``), so no route of theirs can be left open;
+# tests/test_web_access.py walks the app's routes and fails on a personal one without it.
+VIEWER_ONLY = [Depends(require_viewer)]

@@ -74,7 +74,8 @@ class WebSettings(BaseSettings):
         description="Largest image decoded at all: a PNG, WebP, ... of more pixels is refused "
         "with 413 from its header (JPEGs count at the 1/2 to 1/8 scale they are decoded at, so "
         "with the defaults every JPEG is taken). Bounds the memory of one decode (about 4 bytes "
-        "a pixel).",
+        "a pixel). Camera frames over it are skipped and counted (frames_oversized in "
+        "/api/cameras).",
     )
     decode_concurrency: int = Field(
         default=2,
@@ -108,6 +109,19 @@ class WebSettings(BaseSettings):
         description="Most connections served at once, streams and HTTP requests counted "
         "together: a stream over it is closed at once with code 1013 and a reason, a request "
         "gets 503; /api/health is always answered.",
+    )
+    max_idle_connections: int = Field(
+        default=100,
+        ge=1,
+        description="Most connections kept open waiting for a request head (new or idle "
+        "keep-alive ones, not counted in max_connections); one more closes the one waiting "
+        "longest, so slow heads cannot hold sockets.",
+    )
+    min_body_rate: float = Field(
+        default=1024.0,
+        ge=0,
+        description="Bytes a second below which an upload (after its first 2 s) gives up its "
+        "slot with 408 when all max_connections are taken and another client needs one.",
     )
     stream_idle_timeout: float = Field(
         default=60.0,

@@ -221,8 +221,11 @@ async def stream(websocket: WebSocket) -> None:
     try:
         await websocket.send_json(hello(state))
         while True:
+            left = idle - (time.monotonic() - last)
             try:
-                message = await asyncio.wait_for(websocket.receive(), tick)
+                if left <= 0:
+                    raise TimeoutError
+                message = await asyncio.wait_for(websocket.receive(), min(tick, left))
             except TimeoutError:
                 session.expire(time.time())
                 if time.monotonic() - last >= idle:
@@ -232,7 +235,8 @@ async def stream(websocket: WebSocket) -> None:
             if message["type"] == "websocket.disconnect":
                 break
             frame += 1
-            last = time.monotonic()
+            if message.get("bytes"):  # a text message (an error answer) keeps no stream alive
+                last = time.monotonic()
             await websocket.send_json(await answer(session, frame, message))
     except WebSocketDisconnect:
         pass

@@ -20,6 +20,7 @@ from facemetric.gallery.backend import StoreUnavailableError
 from facemetric.gallery.records import chip_media_type
 from facemetric.unknown.store import UnknownGroupNotFound, UnknownStore
 from facemetric.web.routes import MAX_FACE_ID, AdminDep, StateDep, check_name
+from facemetric.web.security import VIEWER_ONLY
 from facemetric.web.state import WebState
 
 if TYPE_CHECKING:
@@ -27,14 +28,16 @@ if TYPE_CHECKING:
     from facemetric.web.settings import WebSettings
 
 STATIC_DIR = files("facemetric.web") / "static"
-router = APIRouter(prefix="/api/unknown", tags=["unknown"])
+router = APIRouter(prefix="/api/unknown", tags=["unknown"], dependencies=VIEWER_ONLY)
 page_router = APIRouter(include_in_schema=False)
 GroupId = Annotated[int, Path(ge=1, le=MAX_FACE_ID, description="an unknown group's id")]
 
 
 def attach(recognizer: Recognizer, settings: WebSettings) -> None:
-    """Have the server's recognizer keep the faces it matches to nobody (``keep_unknown``)."""
+    """Have the server's recognizer keep the faces it matches to nobody (``keep_unknown``);
+    the server-side cameras' faces are pruned last."""
     from facemetric.unknown.keeper import attach_keeper
+    from facemetric.web.events import trusted_cameras
 
     attach_keeper(
         recognizer,
@@ -43,6 +46,7 @@ def attach(recognizer: Recognizer, settings: WebSettings) -> None:
         max_faces=settings.unknown_max_faces,
         interval=settings.unknown_interval,
         source="web",
+        trusted_sources=[f"camera:{name}" for name in trusted_cameras(settings)],
     )
 
 
@@ -77,13 +81,15 @@ class NameBody(BaseModel):
 
 
 class MergeBody(BaseModel):
-    others: list[Annotated[int, Field(ge=1)]] = Field(
+    others: list[Annotated[int, Field(ge=1, le=MAX_FACE_ID)]] = Field(
         min_length=1, max_length=100, description="Groups whose faces move into this one"
     )
 
 
 class SplitBody(BaseModel):
-    face_id: int = Field(ge=1, description="The face to take out into a group of its own")
+    face_id: int = Field(
+        ge=1, le=MAX_FACE_ID, description="The face to take out into a group of its own"
+    )
 
 
 class NamedPublic(BaseModel):
@@ -137,7 +143,7 @@ async def unknown_page() -> FileResponse:
 @router.get("", response_model=UnknownListPublic)
 async def list_groups(
     state: StateDep,
-    min_faces: Annotated[int, Query(ge=1, description="smallest group listed")] = 1,
+    min_faces: Annotated[int, Query(ge=1, le=MAX_FACE_ID, description="smallest group listed")] = 1,
     faces: Annotated[int, Query(ge=0, le=200, description="newest faces per group")] = 12,
     dismissed: Annotated[bool, Query(description="list dismissed groups too")] = False,
     limit: Annotated[int, Query(ge=1, le=1000, description="most groups listed")] = 200,

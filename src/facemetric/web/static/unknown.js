@@ -7,12 +7,16 @@
 function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
 
 async function api(path, options = {}) {
-  const response = await fetch(path, options);
+  // The admin token (if given) also opens the viewer-only reads; the viewer cookie from the
+  // Timeline page's sign-in is sent by the browser itself.
+  const given = token() ? { Authorization: `Bearer ${token()}` } : {};
+  const response = await fetch(path, { ...options, headers: { ...given, ...(options.headers || {}) } });
   const body = response.headers.get("content-type")?.includes("json") ? await response.json() : null;
   if (!response.ok) {
     const detail = body && body.detail;
     const text = typeof detail === "string" ? detail : JSON.stringify(detail ?? response.statusText);
-    throw new Error(`${response.status}: ${text}`);
+    const hint = response.status === 401 ? " (sign in once on the Timeline page, /events)" : "";
+    throw new Error(`${response.status}: ${text}${hint}`);
   }
   return body;
 }
