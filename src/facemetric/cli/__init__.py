@@ -6,13 +6,13 @@ functions. User errors (``FacemetricError``) become one line on stderr and exit 
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
 from collections.abc import Sequence
 
 from facemetric import __version__
+from facemetric.cli.parser import Parser
 from facemetric.errors import FacemetricError
 
 # Modules registering subcommands, in the order of the data flow.
@@ -30,8 +30,8 @@ STAGES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="facemetric",
         description="Face recognition by metric learning: prepare photos, train, evaluate, "
         "build a gallery and serve a live webcam web app.",

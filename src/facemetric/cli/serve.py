@@ -59,7 +59,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 def run_serve(args: argparse.Namespace) -> int:
     from facemetric.web.app import serve
 
-    serve(settings_from_args(args))
+    serve(settings_from_args(args), create_gallery=args.create)
     return 0
 
 
@@ -81,6 +81,12 @@ def register(sub: Any) -> None:
         "--db",
         help="gallery: a SQLite file or postgresql://USER:PASSWORD@HOST:PORT/DBNAME (default: "
         "$FACEMETRIC_DB, else $FACEMETRIC_HOME/gallery.db)",
+    )
+    p.add_argument(
+        "--create",
+        action="store_true",
+        help="serve an empty gallery when --db does not exist yet (without it, a missing gallery "
+        "is refused, as by identify and gallery list)",
     )
     p.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="TCP port (default 8000)")

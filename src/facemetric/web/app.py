@@ -13,6 +13,7 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -103,6 +104,8 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         version=__version__,
         description="Live face recognition against a reference gallery.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's own /docs and /redoc load Swagger UI from a CDN
+        redoc_url=None,
     )
     app.state.admin_token = admin_token
     app.state.viewer_token = viewer_token
@@ -150,6 +153,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(corrections.router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    mount_api_docs(app)
 
     def _page() -> Any:
         return FileResponse(str(STATIC_DIR / "index.html"), media_type="text/html")
@@ -159,6 +163,23 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     app.add_api_route("/events", _page, methods=["GET"], include_in_schema=False)
     app.add_api_route("/cameras", _page, methods=["GET"], include_in_schema=False)
     return app
+
+
+def mount_api_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from the ``swagger-ui-bundle`` package and our own initialiser, so
+    the API docs work offline and under the pages' CSP; ``/favicon.ico`` for every page."""
+    import swagger_ui_bundle
+
+    def _docs() -> Any:
+        return FileResponse(str(STATIC_DIR / "docs.html"), media_type="text/html")
+
+    def _favicon() -> Any:
+        return FileResponse(str(STATIC_DIR / "favicon.svg"), media_type="image/svg+xml")
+
+    app.add_api_route("/docs", _docs, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/favicon.ico", _favicon, methods=["GET"], include_in_schema=False)
+    assets = StaticFiles(directory=str(swagger_ui_bundle.swagger_ui_path))
+    app.mount("/docs/assets", assets, name="docs-assets")
 
 
 def return_freed_memory() -> None:
@@ -174,8 +195,26 @@ def return_freed_memory() -> None:
         pass
 
 
-def serve(settings: WebSettings) -> None:
-    """Run the app with uvicorn until interrupted (``facemetric serve``)."""
+def need_gallery(settings: WebSettings) -> None:
+    """Refuse a gallery that does not exist, as ``identify`` and ``gallery list`` do: a mistyped
+    ``--db`` would otherwise serve an empty gallery that recognises nobody."""
+    from facemetric.gallery.store import GalleryStore
+    from facemetric.paths import default_gallery_path, gallery_location
+
+    location = gallery_location(settings.db) if settings.db else default_gallery_path()
+    if isinstance(location, Path):
+        if not location.exists():
+            raise ConfigError(
+                f"{location}: no gallery there; build one with: facemetric gallery build PHOTOS "
+                f"--db {location} (or serve an empty one: add --create)"
+            )
+        return  # opened (and checked) by the lifespan
+    GalleryStore(location, create=False).close()  # PostgreSQL: its tables must be there
+
+
+def serve(settings: WebSettings, create_gallery: bool = False) -> None:
+    """Run the app with uvicorn until interrupted (``facemetric serve``); a gallery that does
+    not exist is refused unless ``create_gallery``."""
     import uvicorn
 
     from facemetric.data.detect import available_detectors
@@ -188,6 +227,8 @@ def serve(settings: WebSettings) -> None:
     from facemetric.web.protocol import protocol_class
 
     cameras.configured_cameras(settings)  # a bad --camera or cameras file: one line, exit 2
+    if not create_gallery:
+        need_gallery(settings)
 
     sock = listening_socket(settings.host, settings.port)  # a busy port: one line, exit 2
     return_freed_memory()
