@@ -168,7 +168,7 @@ def problems(figures: dict[str, Any], floors: QualityFloors) -> list[str]:
         f = floors.min_score
         out.append(f"unclear face (detector score at least {f:g}, got {shown(v, f, 2)})")
     if (v := below("consistency", floors.min_consistency)) is not None:
-        f = floors.min_consistency
+        f = float(floors.min_consistency or 0.0)  # set: below() found it
         out.append(
             f"unlike the person's other photos (similarity to them at least {f:g}, "
             f"got {shown(v, f, 3)})"
