@@ -166,9 +166,8 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
 
 
 def mount_api_docs(app: FastAPI) -> None:
-    """``/docs``: Swagger UI from the ``swagger-ui-bundle`` package and our own initialiser, so
-    the API docs work offline and under the pages' CSP; ``/favicon.ico`` for every page."""
-    import swagger_ui_bundle
+    """``/docs``: Swagger UI's files from the ``fastapi-offline`` package and our own
+    initialiser, so the API docs work offline and under the pages' CSP; ``/favicon.ico``."""
 
     def _docs() -> Any:
         return FileResponse(str(STATIC_DIR / "docs.html"), media_type="text/html")
@@ -178,7 +177,7 @@ def mount_api_docs(app: FastAPI) -> None:
 
     app.add_api_route("/docs", _docs, methods=["GET"], include_in_schema=False)
     app.add_api_route("/favicon.ico", _favicon, methods=["GET"], include_in_schema=False)
-    assets = StaticFiles(directory=str(swagger_ui_bundle.swagger_ui_path))
+    assets = StaticFiles(directory=str(files("fastapi_offline") / "static"))
     app.mount("/docs/assets", assets, name="docs-assets")
 
 

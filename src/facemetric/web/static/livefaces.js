@@ -115,7 +115,7 @@ function updateButtons(entry) {
 }
 
 async function sendCorrection(entry, name, kind) {
-  if (!token()) { askToken(() => sendCorrection(entry, name, kind)); return; }
+  if (!token()) { askAdminToken(() => sendCorrection(entry, name, kind)); return; }
   if (!entry.frame) return;
   const form = new FormData();
   form.append("person", name);
@@ -130,7 +130,7 @@ async function sendCorrection(entry, name, kind) {
   } catch (err) {
     if (err.message.startsWith("401") || err.message.startsWith("403")) {
       sessionStorage.removeItem(TOKEN_KEY);
-      askToken(() => sendCorrection(entry, name, kind), `That token was refused (${err.message}).`);
+      askAdminToken(() => sendCorrection(entry, name, kind), `That token was refused (${err.message}).`);
       return;
     }
     $("#conn").textContent = `correction not saved: ${err.message}`;
@@ -155,7 +155,7 @@ function showCorrected(entry, correction, what) {
 }
 
 // The admin token, asked for beside the faces when a correction needs it (kept for this tab).
-function askToken(then, why = "") {
+function askAdminToken(then, why = "") {
   pendingCorrection = then;
   const form = $("#live-token-form");
   form.hidden = false;
