@@ -225,7 +225,7 @@ def serve(settings: WebSettings, create_gallery: bool = False) -> None:
         )
     from facemetric.web.protocol import protocol_class
 
-    cameras.configured_cameras(settings)  # a bad --camera or cameras file: one line, exit 2
+    cameras.check_cameras_at_start(settings)  # a bad camera (a missing file too): one line, exit 2
     if not create_gallery:
         need_gallery(settings)
 
