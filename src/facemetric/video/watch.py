@@ -139,7 +139,7 @@ class Annotator:
         import av
 
         times = [t for t, _ in self.labels]
-        with av.open(self.source) as container:
+        with av.open(self.source, "r") as container:
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate or self.fps
             first: float | None = None
