@@ -45,6 +45,14 @@ def build_parser() -> Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code so tests can call it in-process."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:  # Ctrl-C at any point, while a module loads too: no traceback
+        print("facemetric: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -52,9 +60,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FacemetricError as exc:
         print(f"facemetric: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("facemetric: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         # The reader went away (`facemetric ... | head`): not an error of ours. Point stdout at
         # /dev/null so the interpreter's final flush does not fail again.
