@@ -15,7 +15,8 @@ STAMP := $(VENV)/.installed
 .PHONY: setup apt demo test lint typecheck pytest pytest-no-shared clean
 
 # Quiet installs, one line per step (pip's own output only when a step fails).
-PIP := $(BIN)/python -m pip install -q --disable-pip-version-check --no-warn-script-location
+PIP := $(BIN)/python -m pip install -q --disable-pip-version-check --no-warn-script-location \
+  --root-user-action=ignore
 $(STAMP): pyproject.toml
 	@echo "setup 1/4: virtual environment $(VENV)"; test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "setup 2/4: pip"; $(PIP) --upgrade pip
