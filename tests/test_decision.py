@@ -240,3 +240,15 @@ def test_one_vocabulary_the_score_compared_the_threshold_the_reason() -> None:
     plain = Decision("ann", "match", 0.95, 0.9375, "ann")
     assert plain.compared == pytest.approx(0.95)
     assert plain.explain() == "match: score 0.9500 >= threshold 0.9375"
+
+
+def test_compare_names_its_threshold_apart_from_the_gallery_one() -> None:
+    """Issue 29: `models` (0.9301), the demo's comparison (0.8622) and the live page (0.9375)
+    showed three thresholds with no word on which is which."""
+    from facemetric.evaluate.compare import Comparison, Row, render_terminal
+
+    row = Row("dlib", "dlib", "dlib_resnet", {"auc": 0.99, "threshold": 0.8622}, Path("e"), None)
+    text = render_terminal(Comparison([row], "auc"))
+    header = text.splitlines()[0]
+    assert "pair threshold" in header and "0.8622" in text
+    assert "pair threshold: calibrated on these pairs" in text and "gallery" in text
