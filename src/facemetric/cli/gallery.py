@@ -495,7 +495,7 @@ def register(sub: Any) -> None:
         "--csv",
         action="store_true",
         help="CSV, one row per face: " + ",".join(CSV_COLUMNS_HELP) + " (no row for an "
-        "image without faces)",
+        "image without faces; score: the one the decision compared with threshold)",
     )
     p.add_argument(
         "--annotate",
@@ -531,4 +531,7 @@ def register(sub: Any) -> None:
 
 
 # the columns of ``identify --csv`` (facemetric.enrol.CSV_COLUMNS), without importing numpy here
-CSV_COLUMNS_HELP = ("image", "face", "x1", "y1", "x2", "y2", "identity", "similarity", "is_match")
+CSV_COLUMNS_HELP = (
+    "image", "face", "x1", "y1", "x2", "y2", "identity", "similarity", "is_match",
+    "score", "threshold", "reason", "explanation",
+)  # fmt: skip
