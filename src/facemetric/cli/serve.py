@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from facemetric.errors import ConfigError
@@ -56,10 +57,35 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         raise ConfigError(f"serve settings: {problems}") from None
 
 
+def need_gallery(settings: Any) -> None:
+    """Refuse a gallery that does not exist, as ``identify`` and ``gallery list`` do: a mistyped
+    ``--db`` would otherwise serve an empty gallery that recognises nobody."""
+    from facemetric.gallery.store import GalleryStore
+    from facemetric.paths import default_gallery_path, gallery_location
+
+    location = gallery_location(settings.db) if settings.db else default_gallery_path()
+    if isinstance(location, Path):
+        if not location.exists():
+            raise ConfigError(
+                f"{location}: no gallery there; build one with: facemetric gallery build PHOTOS "
+                f"--db {location} (or serve an empty one: add --create)"
+            )
+        return  # opened (and checked) when the server starts
+    GalleryStore(location, create=False).close()  # PostgreSQL: its tables must be there
+
+
 def run_serve(args: argparse.Namespace) -> int:
+    from facemetric.video.sources import startable_cameras
+
+    settings = settings_from_args(args)
+    # What can be known wrong is said before the web stack and the model load: cameras first
+    # (one rule for all), then the gallery.
+    startable_cameras(settings.cameras, settings.cameras_file, settings.camera_fps)
+    if not args.create:
+        need_gallery(settings)
     from facemetric.web.app import serve
 
-    serve(settings_from_args(args), create_gallery=args.create)
+    serve(settings)
     return 0
 
 

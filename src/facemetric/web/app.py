@@ -13,7 +13,6 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.resources import files
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -194,26 +193,9 @@ def return_freed_memory() -> None:
         pass
 
 
-def need_gallery(settings: WebSettings) -> None:
-    """Refuse a gallery that does not exist, as ``identify`` and ``gallery list`` do: a mistyped
-    ``--db`` would otherwise serve an empty gallery that recognises nobody."""
-    from facemetric.gallery.store import GalleryStore
-    from facemetric.paths import default_gallery_path, gallery_location
-
-    location = gallery_location(settings.db) if settings.db else default_gallery_path()
-    if isinstance(location, Path):
-        if not location.exists():
-            raise ConfigError(
-                f"{location}: no gallery there; build one with: facemetric gallery build PHOTOS "
-                f"--db {location} (or serve an empty one: add --create)"
-            )
-        return  # opened (and checked) by the lifespan
-    GalleryStore(location, create=False).close()  # PostgreSQL: its tables must be there
-
-
-def serve(settings: WebSettings, create_gallery: bool = False) -> None:
-    """Run the app with uvicorn until interrupted (``facemetric serve``); a gallery that does
-    not exist is refused unless ``create_gallery``."""
+def serve(settings: WebSettings) -> None:
+    """Run the app with uvicorn until interrupted (``facemetric serve``; the CLI has checked
+    the gallery exists, unless ``--create``)."""
     import uvicorn
 
     from facemetric.data.detect import available_detectors
@@ -226,8 +208,6 @@ def serve(settings: WebSettings, create_gallery: bool = False) -> None:
     from facemetric.web.protocol import protocol_class
 
     cameras.check_cameras_at_start(settings)  # a bad camera (a missing file too): one line, exit 2
-    if not create_gallery:
-        need_gallery(settings)
 
     sock = listening_socket(settings.host, settings.port)  # a busy port: one line, exit 2
     return_freed_memory()

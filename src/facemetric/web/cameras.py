@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from facemetric.errors import ConfigError
 from facemetric.web.security import require_viewer
 
 if TYPE_CHECKING:
@@ -46,17 +44,10 @@ def configured_cameras(settings: WebSettings) -> list[Camera]:
 
 
 def check_cameras_at_start(settings: WebSettings) -> list[Camera]:
-    """What ``serve`` checks before it starts, one rule for every camera: whatever can be known
-    wrong now (the flag's form, the scheme, a video file that does not exist) stops it with one
-    line; what can only fail later (a network camera that does not answer, a device unplugged)
-    starts and shows its state on /cameras, reconnecting."""
-    cameras = configured_cameras(settings)
-    for camera in cameras:
-        if camera.kind == "file":
-            path = Path(camera.source.removeprefix("file://")).expanduser()
-            if not path.is_file():
-                raise ConfigError(f"camera {camera.name}: {path}: video file not found")
-    return cameras
+    """``serve``'s one rule for every camera before it starts (``startable_cameras``)."""
+    from facemetric.video.sources import startable_cameras
+
+    return startable_cameras(settings.cameras, settings.cameras_file, settings.camera_fps)
 
 
 class Cameras:
