@@ -33,6 +33,7 @@ CASES = [
     ["gallery", "build", "empty", "--db", "new.db"],
     ["gallery", "build", "nophotos", "--db", "new.db"],
     ["identify", "empty", "--known", "people"],
+    ["identify", "empty", "--db", "gallery.db"],
     ["serve", "--db", "missing.db"],
 ]
 
@@ -44,6 +45,9 @@ def make_folders(cwd: str) -> None:
     (root / "nophotos" / "ann").mkdir(parents=True)
     (root / "people" / "ann").mkdir(parents=True)
     (root / "people" / "ann" / "a.jpg").write_bytes(b"not read: answered before")
+    from facemetric.gallery.store import GalleryStore
+
+    GalleryStore(root / "gallery.db").close()  # an (empty) gallery that exists
 
 
 def seconds(argv: list[str], cwd: str, rounds: int, src: str | None = None) -> float:
@@ -62,12 +66,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--baseline", metavar="SRC", help="another source tree to time too")
+    parser.add_argument("--match", default="", help="only the cases whose command has this")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as cwd:
         make_folders(cwd)
         torch_s = seconds([sys.executable, "-c", "import torch"], cwd, args.rounds)
         print(f"{'python -c import torch':55s} {torch_s:6.2f} s  (for scale)")
-        for case in CASES:
+        for case in [c for c in CASES if args.match in " ".join(c)]:
             s = seconds([str(CONSOLE), *case], cwd, args.rounds, os.environ.get("PYTHONPATH"))
             line = f"{'facemetric ' + ' '.join(case):55s} {s:6.2f} s"
             if args.baseline and case[0] == "serve":  # before issue 29 it served an empty gallery
