@@ -100,4 +100,8 @@ if [ "${SERVE:-1}" = 0 ]; then
 fi
 echo "== 8/8 serving http://127.0.0.1:$PORT/ (gallery page: /gallery, API docs: /docs); Ctrl-C stops"
 echo "   (another port: make demo PORT=8080; the same later: .venv/bin/facemetric serve --db $WORK/gallery.db)"
-$TC $FM serve --db "$WORK/gallery.db" --host 127.0.0.1 --port "$PORT"
+status=0
+$TC $FM serve --db "$WORK/gallery.db" --host 127.0.0.1 --port "$PORT" || status=$?
+# A server stopped by Ctrl-C may exit 0 on its own (bash then runs no trap): the same line.
+if [ "$status" = 0 ] || [ "$status" = 130 ]; then stopped; fi
+exit "$status"

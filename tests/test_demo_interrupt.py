@@ -11,6 +11,7 @@ import signal
 import time
 from pathlib import Path
 
+import httpx
 from PIL import Image
 
 from webutil import astronaut, free_port
@@ -35,11 +36,19 @@ def read_until(fd: int, text: bytes, seconds: float, out: bytearray) -> bool:
     return bool(text) and text in out
 
 
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def test_ctrl_c_stops_the_demo_with_one_line_and_status_0(tmp_path: Path) -> None:
     for person in ("ann", "bob"):
         (tmp_path / "photos" / person).mkdir(parents=True)
         Image.fromarray(astronaut()).save(tmp_path / "photos" / person / "a.jpg")
-    env = {**os.environ, "PORT": str(free_port()), "FACEMETRIC_HOME": str(tmp_path / "home")}
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "FACEMETRIC_HOME": str(tmp_path / "home")}
     pid, fd = pty.fork()
     if pid == 0:  # the child: the demo, as `make demo` runs it
         os.chdir(REPO)
@@ -47,9 +56,12 @@ def test_ctrl_c_stops_the_demo_with_one_line_and_status_0(tmp_path: Path) -> Non
                             str(tmp_path / "work")], env)  # fmt: skip
     out = bytearray()
     try:
-        # Ctrl-C on the serving demo, as the user in the issue did
+        # Ctrl-C on the serving demo, as the user in the issue did, once it answers
         assert read_until(fd, b"facemetric serve: http", 300, out), out.decode(errors="replace")
-        time.sleep(1.0)
+        deadline = time.monotonic() + 120
+        while not answers(f"http://127.0.0.1:{port}/api/health"):
+            assert time.monotonic() < deadline, out.decode(errors="replace")
+            read_until(fd, b"", 0.5, out)
         os.write(fd, b"\x03")  # Ctrl-C: the terminal signals the whole foreground group
         read_until(fd, b"", 60, out)
     finally:
