@@ -12,15 +12,21 @@ APT_PACKAGES := chromium ffmpeg libtcmalloc-minimal4 postgresql \
   gstreamer1.0-plugins-ugly gstreamer1.0-tools mosquitto
 STAMP := $(VENV)/.installed
 
-.PHONY: setup apt demo test lint typecheck pytest clean
+.PHONY: setup apt demo test lint typecheck pytest pytest-no-shared clean
 
+# Quiet installs, one line per step (pip's own output only when a step fails).
+PIP := $(BIN)/python -m pip install -q --disable-pip-version-check --no-warn-script-location \
+  --root-user-action=ignore
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e '.[dev,dlib]'
-	# MTCNN (optional detector): facenet-pytorch pins an old torch, so it goes in without its deps.
-	$(BIN)/python -m pip install --no-deps 'facenet-pytorch==2.6.0'
-	touch $(STAMP)
+	@echo "setup 1/4: virtual environment $(VENV)"; test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "setup 2/4: pip"; $(PIP) --upgrade pip
+	@echo "setup 3/4: facemetric and its dependencies (torch: a few minutes the first time)"; \
+	  $(PIP) -e '.[dev,dlib]'
+	@# MTCNN (optional detector): facenet-pytorch pins an old torch, so it goes in without its deps.
+	@echo "setup 4/4: facenet-pytorch (MTCNN detector, without its pinned deps)"; \
+	  $(PIP) --no-deps 'facenet-pytorch==2.6.0'
+	@touch $(STAMP)
+	@echo "setup done: the console script is $(BIN)/facemetric (or: source $(BIN)/activate)"
 
 setup: $(STAMP)
 
@@ -43,8 +49,19 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# The test files whose tests run differently without ../shared/data (a stand-in data set instead
+# of the research photos); tests/test_no_shared.py keeps this list in step with the tests.
+NO_SHARED_TESTS := tests/test_train.py
+
 pytest: setup apt
 	bash scripts/with-tcmalloc.sh $(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory pytest-no-shared
+
+# What a fresh machine without ../shared runs: those files again with the photos pointed nowhere.
+pytest-no-shared: setup apt
+	@echo "again as on a machine without ../shared/data: $(NO_SHARED_TESTS)"
+	FACEMETRIC_SHARED_DATA=/nonexistent bash scripts/with-tcmalloc.sh $(BIN)/python -m pytest -q \
+	  $(NO_SHARED_TESTS)
 
 test: lint typecheck pytest
 

@@ -28,7 +28,7 @@ def running_server(
     url = f"http://127.0.0.1:{port}"
     console = Path(sys.executable).with_name("facemetric")
     env = {**os.environ, "FACEMETRIC_HOME": str(folder)}
-    cmd = [str(console), "serve", "--model", str(model), "--db", str(folder / "g.db"),
+    cmd = [str(console), "serve", "--create", "--model", str(model), "--db", str(folder / "g.db"),
            "--port", str(port), "--admin-token", ADMIN_TOKEN, *options]  # fmt: skip
     server = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
     try:

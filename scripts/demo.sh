@@ -9,6 +9,10 @@
 # a name such as resnet50 trains that backbone from scratch instead), RETRAIN=1 to train even when
 # a promoted model exists, PORT (default 8000), SERVE=0 to stop before serving.
 set -euo pipefail
+# Ctrl-C (or a TERM) stops the demo with one line and exit status 0, so `make demo` does not add
+# "make: *** [demo] Error 130 / Terminated" under it.
+stopped() { echo; echo "demo: stopped; what was done is in ${WORK:-work/demo}"; exit 0; }
+trap stopped INT TERM
 DATA=${1:-../shared/data/celeba-wild}
 WORK=${2:-work/demo}
 TRAIN_MINUTES=${TRAIN_MINUTES:-5}
@@ -95,4 +99,9 @@ if [ "${SERVE:-1}" = 0 ]; then
   exit 0
 fi
 echo "== 8/8 serving http://127.0.0.1:$PORT/ (gallery page: /gallery, API docs: /docs); Ctrl-C stops"
-exec $TC $FM serve --db "$WORK/gallery.db" --host 127.0.0.1 --port "$PORT"
+echo "   (another port: make demo PORT=8080; the same later: .venv/bin/facemetric serve --db $WORK/gallery.db)"
+status=0
+$TC $FM serve --db "$WORK/gallery.db" --host 127.0.0.1 --port "$PORT" || status=$?
+# A server stopped by Ctrl-C may exit 0 on its own (bash then runs no trap): the same line.
+if [ "$status" = 0 ] || [ "$status" = 130 ]; then stopped; fi
+exit "$status"

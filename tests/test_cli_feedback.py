@@ -77,7 +77,15 @@ def test_serve_on_a_busy_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         done = subprocess.run(
-            [str(CONSOLE), "serve", "--port", str(port), "--db", str(tmp_path / "g.db")],
+            [
+                str(CONSOLE),
+                "serve",
+                "--create",
+                "--port",
+                str(port),
+                "--db",
+                str(tmp_path / "g.db"),
+            ],
             capture_output=True,
             text=True,
             timeout=120,

@@ -47,6 +47,8 @@ def test_models_lists_dlib_with_its_facts(capsys: pytest.CaptureFixture[str]) ->
     assert "dlib (default)" in out and "face_recognition_models (installed)" in out
     assert "public domain" in out and "150 px, dlib template" in out and "128-d" in out
     assert "CFP-FF" in out and "default model: dlib (nothing promoted" in out
+    # which threshold this is, beside the gallery's own (issue 29)
+    assert "model threshold 0." in out and "calibrated on its people" in out
     code, out, _ = run(capsys, "models", "--json")
     (entry,) = json.loads(out)["models"]
     assert entry["name"] == "dlib" and entry["installed"] and entry["embedding_dim"] == 128

@@ -14,14 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SHARED_DATA, requires_shared_data, shared_set
 from facemetric.cli import cluster as cli_cluster
 from facemetric.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-WILD = REPO.parent / "shared" / "data" / "celeba-wild"
-needs_data = pytest.mark.skipif(
-    not WILD.is_dir(), reason=f"{WILD} not found: real photos are needed (../shared/data)"
-)
+WILD = SHARED_DATA / "celeba-wild"  # FACEMETRIC_SHARED_DATA moves it, as for every test
+needs_data = requires_shared_data
 PEOPLE = 3  # people with several photos each
 PHOTOS = 4
 STRANGERS = 2  # people with one photo each
@@ -61,8 +60,7 @@ def pipeline():  # type: ignore[no-untyped-def]
 def library(tmp_path_factory: pytest.TempPathFactory, pipeline) -> Path:  # type: ignore[no-untyped-def]
     """PEOPLE people x PHOTOS photos in nested folders, STRANGERS lone photos, one corrupt file;
     photos with exactly one face, so the truth of every face is known."""
-    if not WILD.is_dir():
-        pytest.skip(f"{WILD} not found: real photos are needed (../shared/data)")
+    shared_set("celeba-wild")  # skips when absent
     root = tmp_path_factory.mktemp("library")
     folders = sorted(p for p in WILD.iterdir() if p.is_dir())
     for k, person in enumerate(folders[:PEOPLE]):

@@ -218,3 +218,37 @@ def test_on_real_photos_strangers_refused_people_named(
         if d.is_match and d.identity != person_of[i]
     ]
     assert not wrong
+
+
+def test_one_vocabulary_the_score_compared_the_threshold_the_reason() -> None:
+    """Issue 29: text said "below_threshold (0.9389)" while the decision had compared the
+    cohort-adjusted 0.9352 with 0.9375. Every output now shows the score compared."""
+    from facemetric.decision import Decision
+
+    d = Decision(None, "below_threshold", 0.9389, 0.9375, "ann", adjusted=0.9352, cohort=0.5)
+    assert d.compared == pytest.approx(0.9352)
+    assert d.explain().startswith("below_threshold: score 0.9352 (similarity 0.9389 less 0.0037")
+    assert d.explain().endswith("< threshold 0.9375")
+    out = d.to_dict()
+    assert out["compared"] == pytest.approx(0.9352) and out["threshold"] == pytest.approx(0.9375)
+    assert out["explanation"] == d.explain()
+    tie = Decision(None, "ambiguous_margin", 0.96, 0.9375, "ann", "bob", 0.9503, 0.0097, 0.01)
+    assert tie.explain() == (
+        "ambiguous_margin: score 0.9600 >= threshold 0.9375, but it leads bob by 0.0097 "
+        "< margin 0.0100"
+    )
+    plain = Decision("ann", "match", 0.95, 0.9375, "ann")
+    assert plain.compared == pytest.approx(0.95)
+    assert plain.explain() == "match: score 0.9500 >= threshold 0.9375"
+
+
+def test_compare_names_its_threshold_apart_from_the_gallery_one() -> None:
+    """Issue 29: `models` (0.9301), the demo's comparison (0.8622) and the live page (0.9375)
+    showed three thresholds with no word on which is which."""
+    from facemetric.evaluate.compare import Comparison, Row, render_terminal
+
+    row = Row("dlib", "dlib", "dlib_resnet", {"auc": 0.99, "threshold": 0.8622}, Path("e"), None)
+    text = render_terminal(Comparison([row], "auc"))
+    header = text.splitlines()[0]
+    assert "pair threshold" in header and "0.8622" in text
+    assert "pair threshold: calibrated on these pairs" in text and "gallery" in text

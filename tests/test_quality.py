@@ -64,6 +64,21 @@ def test_problems_name_each_floor() -> None:
     assert problems(bad, QualityFloors(0, 0, 0, 0, 0)) == []  # 0 turns each off
 
 
+def test_problems_say_the_rule_as_applied_and_never_show_the_figure_equal_to_it() -> None:
+    """Issue 29: "16 px between the eyes, floor 16" and "yaw 45, limit 45" read as passing."""
+    floors = QualityFloors(min_eye_px=16, max_yaw=45, min_consistency=0.9)
+    close = {"eye_px": 15.6, "sharpness": 1.0, "yaw": 45.3, "score": 0.99, "consistency": 0.8996}
+    small, turned, unlike = problems(close, floors)
+    assert small == "face too small (at least 16 px between the eyes, got 15.6)"
+    assert turned == "turned away (yaw 45.3°, above the 45° limit)"
+    assert (
+        unlike == "unlike the person's other photos (similarity to them at least 0.9, got 0.8996)"
+    )
+    far = problems({"eye_px": 9.2, "yaw": -60.0}, floors)
+    assert far == ["face too small (at least 16 px between the eyes, got 9)",
+                   "turned away (yaw 60°, above the 45° limit)"]  # fmt: skip
+
+
 def test_floors_parse_and_check() -> None:
     assert parse_floors(["min_eye_px=24", "max-yaw=30"]).min_eye_px == 24.0
     with pytest.raises(ConfigError, match="min_eye_px"):
@@ -172,6 +187,7 @@ def test_cli_refuses_or_flags(
     out = capsys.readouterr().out
     assert "added 3 faces of 1 people" in out
     assert "tiny.png: low quality: face too small" in out
+    assert "enrol them anyway with --allow-low-quality" in out
     db2 = str(tmp_path / "g2.db")
     args = ["gallery", "add", A, str(folder / A), "--db", db2, "--model", "dlib"]
     assert main([*args, "--allow-low-quality"]) == 0

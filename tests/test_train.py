@@ -32,14 +32,20 @@ FACEMETRIC = REPO / ".venv" / "bin" / "facemetric"
 
 
 def synthetic_faces(root: Path, identities: int = 12, per_identity: int = 6) -> Path:
-    """Identities as distinct smooth colour patterns plus noise (when ../shared/data is absent)."""
+    """Stand-in faces when ../shared/data is absent, made so that learning shows: each identity
+    is a faint smooth colour pattern, and each photo adds a stronger nuisance of its own (tilted
+    stripes in a random colour, noise) that an untrained network mostly sees, so validation AUC
+    starts near 0.6 and training must learn to ignore the nuisance (0.82-0.87 after the test's
+    36 steps for seeds 0-3, measured)."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:48, 0:48] / 48.0
     for i in range(identities):
         fx, fy, phase = rng.uniform(1, 4), rng.uniform(1, 4), rng.uniform(0, 6)
         base = np.stack([np.sin(fx * 6 * xx + phase), np.cos(fy * 6 * yy), xx * yy], -1)
         for j in range(per_identity):
-            img = (base + rng.normal(0, 0.3, base.shape)) * 80 + 128
+            gx, gy, gp = rng.uniform(1, 4), rng.uniform(1, 4), rng.uniform(0, 6)
+            stripes = np.sin(gx * 6 * xx + gy * 6 * yy + gp)[..., None] * rng.uniform(-1, 1, 3)
+            img = (0.3 * base + stripes + rng.normal(0, 0.3, base.shape)) * 60 + 128
             (root / f"id{i:02d}").mkdir(parents=True, exist_ok=True)
             Image.fromarray(img.clip(0, 255).astype(np.uint8)).save(root / f"id{i:02d}/{j}.png")
     return root
@@ -88,6 +94,7 @@ def test_training_improves_validation_and_writes_a_run(faces: Path, tmp_path: Pa
     before = score()
     run = trainer.run()
     after = score()
+    # The synthetic stand-in measured ~0.6 -> 0.82-0.87 (seeds 0-3): well over the 0.02 asked.
     assert after > before + 0.02, f"validation AUC {before:.3f} -> {after:.3f}"
 
     for name in ("config.json", "metrics.jsonl", "last.pt", "best.pt", "curve.png"):

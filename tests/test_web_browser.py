@@ -254,7 +254,8 @@ def test_live_page_warns_of_an_uncalibrated_threshold_and_shows_4_decimals(
             expect(page.locator("#threshold")).to_have_text("0.5000")
             card = page.locator("#faces .face-card").first
             expect(card).to_be_visible(timeout=60_000)
-            expect(card.locator(".similarity")).to_have_text(re.compile(r"^similarity \d\.\d{4}$"))
+            score = re.compile(r"^score \d\.\d{4} · threshold 0\.5000$")  # as the decision compared
+            expect(card.locator(".similarity")).to_have_text(score)
             page.screenshot(path=str(tmp_path / "live-uncalibrated.png"))
         finally:
             browser.close()

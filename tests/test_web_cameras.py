@@ -35,6 +35,11 @@ def test_camera_flags_become_settings() -> None:
         (["--camera", "a=x.mp4", "--camera", "a=y.mp4"], "camera name 'a' given twice"),
         (["--cameras", "missing.toml"], "missing.toml: cameras file not found"),
         (["--camera", "door=gopher://u:pw@h/"], "unknown source scheme"),
+        # one rule (issue 29): a video file that is not there stops serve too, as a bad flag
+        (
+            ["--camera", "hall=no-such-clip.mp4"],
+            "camera hall: no-such-clip.mp4: video file not found",
+        ),
     ],
 )
 def test_a_bad_camera_stops_serve_before_it_starts(

@@ -83,13 +83,14 @@ class Server:
 def running_server(
     tmp_path: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 90.0
 ) -> Iterator[Server]:
-    """Run the real console script ``facemetric serve`` on 127.0.0.1 and a free port."""
+    """Run the real console script ``facemetric serve`` on 127.0.0.1 and a free port (with
+    ``--create``: a test's gallery may start empty)."""
     port = free_port()
     log = tmp_path / f"server-{port}.log"
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log, "w") as out:
         process = subprocess.Popen(
-            [str(CONSOLE), "serve", "--host", "127.0.0.1", "--port", str(port), *args],
+            [str(CONSOLE), "serve", "--create", "--host", "127.0.0.1", "--port", str(port), *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=full_env,

@@ -23,6 +23,10 @@ BACKBONES = (
     "tiny",
 )
 PRETRAINED = ("dlib",)
+# File extensions read as images (data/image.py); here so the CLI can look for photos at once.
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+)
 LOSSES = ("arcface", "arcface+triplet", "cosface", "pair_threshold", "triplet")
 MINERS = ("explicit", "hard", "random", "semihard")
 TEACHERS = ("dlib", "init")

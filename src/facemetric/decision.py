@@ -157,6 +157,37 @@ class Decision:
     def is_match(self) -> bool:
         return self.reason == MATCH
 
+    @property
+    def compared(self) -> float:
+        """The score the threshold was compared with: the cohort-adjusted score when the
+        calibration adjusts one, else the person's score (what every output shows as "score")."""
+        return float(self.score if self.adjusted is None else self.adjusted)
+
+    def explain(self) -> str:
+        """The decision in one phrase, the same in the CLI's text, CSV and the pages: the reason,
+        then the figures the deciding rule compared (4 decimals)."""
+        s, t = self.compared, self.threshold
+        adjusted = ""
+        if self.adjusted is not None and abs(self.adjusted - self.score) >= 5e-5:
+            adjusted = f" (similarity {self.score:.4f} less {self.score - self.adjusted:.4f}: "
+            adjusted += "the face is also like other people)"
+        if self.reason == MATCH:
+            return f"match: score {s:.4f}{adjusted} >= threshold {t:.4f}"
+        if self.reason == BELOW_THRESHOLD and s < t:
+            return f"below_threshold: score {s:.4f}{adjusted} < threshold {t:.4f}"
+        if self.reason == BELOW_THRESHOLD:  # the calibration's floor on the plain similarity
+            return f"below_threshold: similarity {self.score:.4f} under the model's floor"
+        if self.reason == AMBIGUOUS_MARGIN:
+            lead = 0.0 if self.margin is None else self.margin
+            return (
+                f"ambiguous_margin: score {s:.4f} >= threshold {t:.4f}, but it leads "
+                f"{self.second} by {lead:.4f} < margin {self.margin_needed:.4f}"
+            )
+        if self.reason == CLOSER_TO_NEGATIVE:
+            neg = "" if self.negative_similarity is None else f" ({self.negative_similarity:.4f})"
+            return f"closer_to_negative: closer to a face marked not {self.nearest}{neg}"
+        return f"{self.reason}: nobody to compare with"
+
     def to_dict(self) -> dict[str, Any]:
         def r(v: float | None) -> float | None:
             return None if v is None else round(float(v), 4)
@@ -177,6 +208,8 @@ class Decision:
             "calibration": self.calibration,
             "adjusted": r(self.adjusted),
             "cohort": r(self.cohort),
+            "compared": r(self.compared),  # the score set against "threshold"
+            "explanation": self.explain(),
         }
 
 

@@ -272,7 +272,18 @@ def photo_summary(result: PhotoResult) -> dict[str, Any]:
     return out
 
 
-CSV_COLUMNS = ("image", "face", "x1", "y1", "x2", "y2", "identity", "similarity", "is_match")
+CSV_COLUMNS = (
+    "image", "face", "x1", "y1", "x2", "y2", "identity", "similarity", "is_match",
+    "score", "threshold", "reason", "explanation",
+)  # fmt: skip
+
+
+def _decision_columns(m: FaceMatch) -> list[str]:
+    """score (the one compared), threshold, reason, explanation: as the text and JSON say."""
+    d = m.decision
+    if d is None:
+        return ["", "", "", ""]
+    return [f"{d.compared:.4f}", f"{d.threshold:.4f}", d.reason, d.explain()]
 
 
 def csv_rows(result: PhotoResult) -> list[list[str]]:
@@ -286,6 +297,7 @@ def csv_rows(result: PhotoResult) -> list[list[str]]:
             m.identity if m.is_match and m.identity else "unknown",
             f"{m.similarity:.4f}",
             "true" if m.is_match else "false",
+            *_decision_columns(m),
         ]
         for i, m in enumerate(result.matches, 1)
     ]

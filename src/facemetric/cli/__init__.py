@@ -6,13 +6,13 @@ functions. User errors (``FacemetricError``) become one line on stderr and exit 
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
 from collections.abc import Sequence
 
 from facemetric import __version__
+from facemetric.cli.parser import Parser
 from facemetric.errors import FacemetricError
 
 # Modules registering subcommands, in the order of the data flow.
@@ -30,8 +30,8 @@ STAGES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="facemetric",
         description="Face recognition by metric learning: prepare photos, train, evaluate, "
         "build a gallery and serve a live webcam web app.",
@@ -45,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code so tests can call it in-process."""
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:  # Ctrl-C at any point, while a module loads too: no traceback
+        print("facemetric: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -52,9 +60,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FacemetricError as exc:
         print(f"facemetric: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("facemetric: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         # The reader went away (`facemetric ... | head`): not an error of ours. Point stdout at
         # /dev/null so the interpreter's final flush does not fail again.

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from facemetric.catalog import PRETRAINED
+from facemetric.catalog import IMAGE_EXTENSIONS, PRETRAINED
 from facemetric.errors import DatasetError, ModelError
 
 
@@ -37,4 +37,35 @@ def need_model(model: str | Path | None) -> None:
         raise ModelError(
             f"{model}: model not found (a checkpoint file, a run folder, 'best' or a pretrained "
             f"model: {', '.join(PRETRAINED)})"
+        )
+
+
+def _photos(folder: Path) -> bool:
+    """Whether ``folder`` holds an image file at any depth (hidden entries left out)."""
+    for path in folder.rglob("*"):
+        rel = path.relative_to(folder).parts
+        hidden = any(p.startswith(".") for p in rel)
+        if path.suffix.lower() in IMAGE_EXTENSIONS and not hidden and path.is_file():
+            return True
+    return False
+
+
+def need_photos(paths: Iterable[str | Path]) -> None:
+    """``DatasetError`` when ``paths`` (files or folders searched at any depth) hold no image
+    file: said before a model loads, which takes seconds."""
+    if not any(Path(p).is_file() or (Path(p).is_dir() and _photos(Path(p))) for p in paths):
+        raise DatasetError(f"no images in {', '.join(str(p) for p in paths)}")
+
+
+def need_people_with_photos(root: str | Path) -> None:
+    """``DatasetError`` when ``root`` has no person folder, or no person folder with a photo
+    (``root/person/photo.jpg``), before a model loads."""
+    root = Path(root)
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not folders:
+        raise DatasetError(f"{root}: no identity folders (expected root/person/photo.jpg)")
+    if not any(_photos(folder) for folder in folders):
+        names = ", ".join(f.name for f in folders[:3]) + (", ..." if len(folders) > 3 else "")
+        raise DatasetError(
+            f"{root}: no photos in its person folders ({names}); expected root/person/photo.jpg"
         )

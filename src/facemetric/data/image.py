@@ -18,11 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from facemetric.catalog import IMAGE_EXTENSIONS  # listed in the catalog: no heavy import
 from facemetric.errors import ImageReadError
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
-)
 # Pillow's own default (about 89 Mpx) only warns; we refuse at that size instead of decoding it.
 MAX_PIXELS = 89_478_485
 _CHUNK = 1 << 20  # pixels converted at a time, so deep images need no full-size temporaries

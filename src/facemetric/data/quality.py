@@ -134,8 +134,18 @@ def face_quality(
     return out
 
 
+def shown(value: float, bound: float, decimals: int = 0) -> str:
+    """``value`` with the fewest decimals (from ``decimals``) that keep it apart from ``bound``
+    on the page: 15.6 px against a floor of 16 reads "15.6", never "16"."""
+    for d in range(decimals, 4):
+        if f"{value:.{d}f}" != f"{bound:.{d}f}":
+            return f"{value:.{d}f}"
+    return f"{value:.4f}"
+
+
 def problems(figures: dict[str, Any], floors: QualityFloors) -> list[str]:
-    """Why a face with these figures is below ``floors``, one short phrase each ([] if none)."""
+    """Why a face with these figures is below ``floors``, one short phrase each ([] if none),
+    each saying the rule as it is applied (at least / at most) and the figure measured."""
     out: list[str] = []
 
     def below(key: str, floor: float | None) -> float | None:
@@ -145,17 +155,22 @@ def problems(figures: dict[str, Any], floors: QualityFloors) -> list[str]:
         return float(value) if float(value) < floor else None
 
     if (v := below("eye_px", floors.min_eye_px)) is not None:
-        out.append(f"face too small ({v:.0f} px between the eyes, floor {floors.min_eye_px:g})")
+        f = floors.min_eye_px
+        out.append(f"face too small (at least {f:g} px between the eyes, got {shown(v, f)})")
     if (v := below("sharpness", floors.min_sharpness)) is not None:
-        out.append(f"blurred (sharpness {v:.3f}, floor {floors.min_sharpness:g})")
+        f = floors.min_sharpness
+        out.append(f"blurred (sharpness at least {f:g}, got {shown(v, f, 3)})")
     yaw = figures.get("yaw")
     if floors.max_yaw and yaw is not None and abs(float(yaw)) > floors.max_yaw:
-        out.append(f"turned away (yaw {abs(float(yaw)):.0f} degrees, limit {floors.max_yaw:g})")
+        f, v = floors.max_yaw, abs(float(yaw))
+        out.append(f"turned away (yaw {shown(v, f)}°, above the {f:g}° limit)")
     if (v := below("score", floors.min_score)) is not None:
-        out.append(f"unclear face (detector score {v:.2f}, floor {floors.min_score:g})")
+        f = floors.min_score
+        out.append(f"unclear face (detector score at least {f:g}, got {shown(v, f, 2)})")
     if (v := below("consistency", floors.min_consistency)) is not None:
+        f = float(floors.min_consistency or 0.0)  # set: below() found it
         out.append(
-            f"unlike the person's other photos (similarity {v:.3f}, "
-            f"floor {floors.min_consistency:g})"
+            f"unlike the person's other photos (similarity to them at least {f:g}, "
+            f"got {shown(v, f, 3)})"
         )
     return out

@@ -352,7 +352,7 @@ COLUMNS = [
     ("EER", "eer"),
     ("TAR@1e-2", "tar_at_far_1e-2"),
     ("TAR@1e-3", "tar_at_far_1e-3"),
-    ("threshold", "threshold"),
+    ("pair threshold", "threshold"),
     ("rank-1", "rank1"),
     ("rank-5", "rank5"),
     ("TPIR@1e-2", "tpir_at_fpir_1e-2"),
@@ -388,6 +388,11 @@ def render_terminal(comparison: Comparison) -> str:
     fmt_line = "  ".join(f"{{:<{w}}}" for w in widths)
     lines = [fmt_line.format(*header), fmt_line.format(*("-" * w for w in widths))]
     lines += [fmt_line.format(*c) for c in cells]
+    if any(h.endswith("pair threshold") for h in header):
+        lines.append(
+            "pair threshold: calibrated on these pairs for the FAR target; a gallery decides "
+            "with its own threshold, calibrated on its people (identify, the live page)"
+        )
     lines += [f"note: {n}" for n in comparison.notes]
     if comparison.promoted is not None:
         lines.append(f"promoted {comparison.promoted_run} -> {comparison.promoted}")

@@ -147,3 +147,21 @@ def check_unique(cameras: list[Camera], where: str = "cameras") -> None:
         if camera.name in seen:
             raise ConfigError(f"{where}: camera name {camera.name!r} given twice")
         seen.add(camera.name)
+
+
+def startable_cameras(texts: list[str], file: str | None, fps: float) -> list[Camera]:
+    """The cameras of ``--camera`` flags and a cameras file, checked by one rule before a server
+    starts: whatever can be known wrong now (the flag's form, the scheme, a name given twice, a
+    missing cameras file, a video file that does not exist) is a ``ConfigError`` naming it; what
+    can only fail later (a network camera that does not answer, a device unplugged) is left to
+    the camera's state."""
+    cameras = [parse_camera(text, fps) for text in texts]
+    if file:
+        cameras += load_cameras(file)
+    check_unique(cameras)
+    for camera in cameras:
+        if camera.kind == "file":
+            path = Path(camera.source.removeprefix("file://")).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"camera {camera.name}: {path}: video file not found")
+    return cameras

@@ -4,7 +4,8 @@ A file is read as fast as recognition goes (every frame the budget ``fps`` lets 
 dropped) with progress on stderr; a URL or device is followed live until ``duration`` or Ctrl-C.
 ``--json`` prints one JSON line per event (``Event.to_dict()``, plus ``start_s``/``end_s``: the
 media times in seconds for a file); ``--annotate out.mp4`` writes the recognised frames with
-their boxes and names (at the budget's frame rate).
+their boxes and names (a file: every frame at its own rate, labels carried between the
+recognised ones).
 """
 
 from __future__ import annotations
@@ -90,18 +91,32 @@ class PrintSink:
 
 
 class Annotator:
-    """Writes recognised frames with their labels to a video file (H.264 in MP4 by default)."""
+    """Writes the labelled video (H.264 in MP4 by default).
 
-    def __init__(self, path: str, fps: float) -> None:
+    For a video file (``source``), at the input's own frame rate: recognition runs on the frames
+    the budget lets through, so the labels of each recognised frame are kept and, when the run
+    ends, every frame of the file is read again and drawn with the labels of the latest
+    recognised frame (carried for at most ``carry`` seconds). A live source has no second read:
+    its recognised frames are written as they come, at the budget's rate."""
+
+    def __init__(self, path: str, fps: float, source: str | None = None) -> None:
         self.path = path
         self.fps = fps
+        self.source = source
+        self.carry = max(1.0, 2.0 / fps)
+        self.labels: list[tuple[float, list[dict[str, Any]]]] = []  # (media time, faces)
         self._out: Any = None
         self._stream: Any = None
 
-    def write(self, image: Any, faces: list[dict[str, Any]]) -> None:
+    def write(self, image: Any, faces: list[dict[str, Any]], media_time: float = 0.0) -> None:
+        if self.source is not None:
+            self.labels.append((media_time, faces))
+            return
+        self._encode(draw_faces(image, faces), self.fps)
+
+    def _encode(self, bgr: Any, rate: Any) -> None:
         import av
 
-        bgr = draw_faces(image, faces)
         if self._out is None:
             try:
                 self._out = av.open(self.path, "w")
@@ -110,14 +125,36 @@ class Annotator:
             codec = "libx264" if Path(self.path).suffix.lower() in (".mp4", ".mkv") else "mpeg4"
             from fractions import Fraction
 
-            self._stream = self._out.add_stream(codec, rate=Fraction(self.fps).limit_denominator())
+            self._stream = self._out.add_stream(codec, rate=Fraction(rate).limit_denominator())
             self._stream.height, self._stream.width = bgr.shape[:2]
             self._stream.pix_fmt = "yuv420p"
         frame = av.VideoFrame.from_ndarray(bgr, format="bgr24")
         for packet in self._stream.encode(frame):
             self._out.mux(packet)
 
+    def _rewrite_source(self) -> None:
+        """Every frame of the file, at its own rate, with the labels carried to it."""
+        import bisect
+
+        import av
+
+        times = [t for t, _ in self.labels]
+        with av.open(self.source, "r") as container:
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or self.fps
+            first: float | None = None
+            for n, frame in enumerate(container.decode(stream)):
+                media = float(frame.time) if frame.time is not None else n / float(rate)
+                first = media if first is None else first
+                media -= first
+                i = bisect.bisect_right(times, media + 1e-6) - 1
+                fresh = i >= 0 and media - times[i] <= self.carry
+                faces = self.labels[i][1] if fresh else []
+                self._encode(draw_faces(frame.to_ndarray(format="rgb24"), faces), rate)
+
     def close(self) -> None:
+        if self.source is not None and self.labels:
+            self._rewrite_source()
         if self._out is not None:
             for packet in self._stream.encode():
                 self._out.mux(packet)
@@ -157,7 +194,10 @@ def watch(config: WatchConfig, out: IO[str] | None = None, err: IO[str] | None =
         event_min_frames=config.min_frames,
     )
     pipeline = CameraPipeline(camera, recognizer, [printer, *config.sinks], options)
-    annotator = Annotator(config.annotate, config.fps) if config.annotate else None
+    annotator = None
+    if config.annotate:  # a file is written again at its own rate; a live source as it comes
+        source = config.source.removeprefix("file://") if is_file else None
+        annotator = Annotator(config.annotate, config.fps, source)
     started = time.monotonic()
     last_report = started
     origin_set = False
@@ -179,7 +219,7 @@ def watch(config: WatchConfig, out: IO[str] | None = None, err: IO[str] | None =
                 origin_set = True
             faces = pipeline.step(frame)
             if annotator is not None:
-                annotator.write(frame.image, faces)
+                annotator.write(frame.image, faces, frame.media_time)
             if config.progress and now - last_report >= 2.0:
                 last_report = now
                 print(progress(reader, now - started, printer.count), file=err, flush=True)

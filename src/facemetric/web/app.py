@@ -122,6 +122,8 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         version=__version__,
         description="Live face recognition against a reference gallery.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's own /docs and /redoc load Swagger UI from a CDN
+        redoc_url=None,
     )
     app.state.admin_token = admin_token
     app.state.viewer_token = viewer_token
@@ -183,6 +185,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(corrections.router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    mount_api_docs(app)
 
     def _page() -> Any:
         return FileResponse(str(STATIC_DIR / "index.html"), media_type="text/html")
@@ -192,6 +195,22 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     app.add_api_route("/events", _page, methods=["GET"], include_in_schema=False)
     app.add_api_route("/cameras", _page, methods=["GET"], include_in_schema=False)
     return app
+
+
+def mount_api_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI's files from the ``fastapi-offline`` package and our own
+    initialiser, so the API docs work offline and under the pages' CSP; ``/favicon.ico``."""
+
+    def _docs() -> Any:
+        return FileResponse(str(STATIC_DIR / "docs.html"), media_type="text/html")
+
+    def _favicon() -> Any:
+        return FileResponse(str(STATIC_DIR / "favicon.svg"), media_type="image/svg+xml")
+
+    app.add_api_route("/docs", _docs, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/favicon.ico", _favicon, methods=["GET"], include_in_schema=False)
+    assets = StaticFiles(directory=str(files("fastapi_offline") / "static"))
+    app.mount("/docs/assets", assets, name="docs-assets")
 
 
 def return_freed_memory() -> None:
@@ -208,7 +227,8 @@ def return_freed_memory() -> None:
 
 
 def serve(settings: WebSettings) -> None:
-    """Run the app with uvicorn until interrupted (``facemetric serve``)."""
+    """Run the app with uvicorn until interrupted (``facemetric serve``; the CLI has checked
+    the gallery exists, unless ``--create``)."""
     import uvicorn
 
     from facemetric.data.detect import available_detectors
@@ -220,7 +240,7 @@ def serve(settings: WebSettings) -> None:
         )
     from facemetric.web.protocol import protocol_class
 
-    cameras.configured_cameras(settings)  # a bad --camera or cameras file: one line, exit 2
+    cameras.check_cameras_at_start(settings)  # a bad camera (a missing file too): one line, exit 2
 
     sock = listening_socket(settings.host, settings.port)  # a busy port: one line, exit 2
     return_freed_memory()

@@ -42,6 +42,13 @@ def configured_cameras(settings: WebSettings) -> list[Camera]:
     return cameras
 
 
+def check_cameras_at_start(settings: WebSettings) -> list[Camera]:
+    """``serve``'s one rule for every camera before it starts (``startable_cameras``)."""
+    from facemetric.video.sources import startable_cameras
+
+    return startable_cameras(settings.cameras, settings.cameras_file, settings.camera_fps)
+
+
 class Cameras:
     """The app's cameras: a hub of workers, or the reason none could run (no model)."""
 
@@ -161,4 +168,4 @@ async def camera_frame(name: str, cameras: CamerasDep) -> Response:
     )
 
 
-__all__ = ["Cameras", "configured_cameras", "router", "start_cameras"]
+__all__ = ["Cameras", "check_cameras_at_start", "configured_cameras", "router", "start_cameras"]

@@ -32,9 +32,6 @@ PAGE_CSP = (
     "media-src 'self' blob: mediastream:; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
-# FastAPI's /docs and /redoc load their script from a CDN and run inline code: no framing only.
-DOCS_PATHS = ("/docs", "/redoc")
-DOCS_CSP = "frame-ancestors 'none'"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -160,13 +157,9 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
-        if path.startswith(DOCS_PATHS):
-            csp = DOCS_CSP
-        else:
-            host = _header(scope, b"host") or ""  # checked by TrustedHost before this point
-            sockets = f" ws://{host} wss://{host}" if split_host(host) else ""
-            csp = f"{PAGE_CSP}; connect-src 'self'{sockets}"
+        host = _header(scope, b"host") or ""  # checked by TrustedHost before this point
+        sockets = f" ws://{host} wss://{host}" if split_host(host) else ""
+        csp = f"{PAGE_CSP}; connect-src 'self'{sockets}"  # /docs too: its assets are ours
         extra = [
             (b"content-security-policy", csp.encode("latin-1")),
             (b"x-content-type-options", b"nosniff"),

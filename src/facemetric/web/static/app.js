@@ -44,6 +44,7 @@ async function startLive() {
   $("#live-page").hidden = false;
   $("#nav-live").classList.add("active");
   live.video = $("#video");
+  startTokenForm(); // livefaces.js
   let health = null;
   try {
     health = await api("/api/health");
@@ -109,78 +110,6 @@ function showResult(msg, frame) {
   live.shown = frame;
   window.FacemetricWebcam.drawFaces($("#overlay"), live.video, msg);
   listFaces(msg.faces);
-}
-
-function listFaces(faces) {
-  const list = $("#faces");
-  list.replaceChildren();
-  $("#no-faces").hidden = faces.length > 0;
-  for (const face of faces) {
-    const matched = face.is_match;
-    const card = el("li", { class: "face-card" + (matched ? " match" : ""), "data-track": face.track_id });
-    const picture = el("img", { class: "gallery-face", alt: "most similar gallery face" });
-    if (face.gallery_face_id != null) picture.src = `/api/faces/${face.gallery_face_id}/image`;
-    const info = el("div", {},
-      el("div", { class: "face-name", text: face.identity ?? "unknown" }),
-      el("div", { class: "verdict", text: matched ? "match" : "no match" }),
-      el("div", { class: "similarity", text: `similarity ${fmt(face.similarity)}` }),
-      el("div", { class: "nearest muted", text: face.nearest ? `most similar: ${face.nearest}` : "gallery is empty" }),
-    );
-    info.append(el("div", { class: "reason muted", text: reasonText(face) }));
-    info.append(correctionButtons(face, live.shown));
-    const others = (face.top_k || []).filter((c) => c.identity !== face.nearest);
-    if (others.length) {
-      const candidates = el("ol", { class: "candidates" });
-      for (const c of others) candidates.append(el("li", { text: `${c.identity} ${fmt(c.similarity)}` }));
-      info.append(candidates);
-    }
-    card.append(picture, info);
-    list.append(card);
-  }
-}
-
-// Why an answer is what it is, from the decision's reason code.
-function reasonText(face) {
-  const d = face.decision || {};
-  switch (face.reason) {
-    case "match": return `why: ${face.identity} reaches the gallery's threshold ${fmt(d.threshold)}`;
-    case "below_threshold": return `why: below the gallery's threshold ${fmt(d.threshold)}`;
-    case "ambiguous_margin": return `why: too close to ${d.second} (lead ${fmt(d.margin)}, needs ${fmt(d.margin_needed)})`;
-    case "closer_to_negative": return `why: marked "not ${d.nearest}" before: closer to that correction`;
-    case "steadying": return `why: the decision names ${d.nearest}; shown from this face's 2nd frame`;
-    case "empty_gallery": return "why: the gallery is empty";
-    default: return face.reason ? `why: ${face.reason}` : "";
-  }
-}
-
-// "Not NAME" / "Confirm" on an answer: the frame it was for goes to /api/corrections.
-function correctionButtons(face, frame) {
-  const box = el("div", { class: "corrections" });
-  const name = face.is_match ? face.identity : face.nearest;
-  if (!name || !frame) return box;
-  const send = async (kind) => {
-    if (!token()) { $("#conn").textContent = "corrections need the admin token (Gallery page)"; return; }
-    const form = new FormData();
-    form.append("person", name);
-    form.append("kind", kind);
-    form.append("box", face.box.join(","));
-    form.append("file", new File([frame], "frame.jpg", { type: "image/jpeg" }));
-    try {
-      const done = await api("/api/corrections", { method: "POST", body: form, headers: authHeaders() });
-      $("#conn").textContent = `correction ${done.id} saved: ${kind === "wrong" ? "not" : "is"} ${name}`;
-    } catch (err) {
-      $("#conn").textContent = `correction not saved: ${err.message}`;
-    }
-  };
-  // pointerdown, not click: the card is drawn again with every answer.
-  const button = (text, kind) => {
-    const b = el("button", { type: "button", class: `correct-${kind}`, text });
-    b.addEventListener("pointerdown", () => send(kind));
-    return b;
-  };
-  if (face.is_match) box.append(button(`Not ${name}`, "wrong"), button("Confirm", "confirmed"));
-  else box.append(button(`This is ${name}`, "confirmed"));
-  return box;
 }
 
 // ---- gallery page ---------------------------------------------------------------------------------

@@ -21,14 +21,16 @@
     root.dataset.camera = camera.name;
     const img = node("img", "camera-picture");
     img.alt = `live picture of camera ${camera.name}`;
+    img.hidden = true; // until a picture arrives: a down camera shows its state, not a broken image
+    const placeholder = node("div", "camera-picture camera-placeholder");
     const caption = node("figcaption");
     const title = node("b", "", camera.name);
     const state = node("span", "camera-state");
     const detail = node("div", "muted camera-detail");
     caption.append(title, " ", state, detail);
-    root.append(img, caption);
+    root.append(img, placeholder, caption);
     byId("camera-grid").append(root);
-    const t = { root, img, state, detail, busy: false, url: null };
+    const t = { root, img, placeholder, state, detail, busy: false, url: null };
     tiles.set(camera.name, t);
     return t;
   }
@@ -42,6 +44,12 @@
     if (camera.error) parts.push(camera.error);
     t.detail.textContent = parts.join(" · ");
     t.live = camera.state === "live";
+    if (!t.live) { // the picture of a camera that is down would be stale: its state instead
+      t.img.hidden = true;
+      t.img.removeAttribute("src");
+    }
+    t.placeholder.hidden = !t.img.hidden;
+    t.placeholder.textContent = camera.error ? `${camera.state}: ${camera.error}` : camera.state;
   }
 
   async function refreshPicture(name, t) {
@@ -52,6 +60,8 @@
       if (r.ok) {
         const url = URL.createObjectURL(await r.blob());
         t.img.src = url;
+        t.img.hidden = false;
+        t.placeholder.hidden = true;
         if (t.url) URL.revokeObjectURL(t.url);
         t.url = url;
       }

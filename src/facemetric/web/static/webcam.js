@@ -42,14 +42,41 @@ window.FacemetricWebcam = (() => {
     return new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", quality));
   }
 
+  // The label of a face: who, the score the decision compared (4 decimals) and the verdict.
   function label(face) {
     const name = face.identity ?? "unknown";
+    const score = face.decision?.compared ?? face.similarity;
     // the track's decided label and why (below threshold, steadying, ...)
     const why = face.is_match ? "match" : (face.reason || "no match").replaceAll("_", " ");
-    return `${name} ${fmt4(face.similarity)} ${why}`;
+    return `${name} ${fmt4(score)} ${why}`;
   }
 
-  // The answer's boxes and labels on `canvas`, laid over `video` (green: match, orange: not).
+  // Where each label goes: above its box where it fits, always inside the frame (W x H), and
+  // never over another label (moved to the nearest free height: labels of faces side by side
+  // stack). items: [{x, y, w, h}] wanted; returns the same list placed.
+  function placeLabels(items, W, H) {
+    const placed = [];
+    const out = new Array(items.length);
+    const order = items.map((_, i) => i).sort((a, b) => items[a].y - items[b].y || items[a].x - items[b].x);
+    const free = (x, y, w, h) => placed.every((p) => x >= p.x + p.w || p.x >= x + w || y >= p.y + p.h || p.y >= y + h);
+    for (const i of order) {
+      const it = items[i];
+      const w = Math.min(it.w, W);
+      const h = Math.min(it.h, H);
+      const x = Math.min(Math.max(0, it.x), W - w);
+      const want = Math.min(Math.max(0, it.y), H - h);
+      const heights = [want, ...placed.flatMap((p) => [p.y + p.h, p.y - h])]
+        .filter((y) => y >= 0 && y <= H - h)
+        .sort((a, b) => Math.abs(a - want) - Math.abs(b - want));
+      const y = heights.find((c) => free(x, c, w, h)) ?? want;
+      out[i] = { x, y, w, h };
+      placed.push(out[i]);
+    }
+    return out;
+  }
+
+  // The answer's boxes and labels on `canvas`, laid over `video` (green: match, orange: not);
+  // returns where the labels went.
   function drawFaces(canvas, video, msg) {
     const rect = video.getBoundingClientRect();
     canvas.width = rect.width;
@@ -60,19 +87,28 @@ window.FacemetricWebcam = (() => {
     const sy = canvas.height / msg.height;
     ctx.lineWidth = 3;
     ctx.font = "bold 15px system-ui, sans-serif";
-    for (const face of msg.faces) {
+    const texts = msg.faces.map(label);
+    const wanted = msg.faces.map((face, i) => ({
+      x: face.box[0] * sx, y: face.box[1] * sy - 22, w: ctx.measureText(texts[i]).width + 8, h: 22,
+    }));
+    const labels = placeLabels(wanted, canvas.width, canvas.height);
+    msg.faces.forEach((face, i) => {
       const [x1, y1, x2, y2] = face.box;
       const color = face.is_match ? "#1a9c4a" : "#d9480f";
       ctx.strokeStyle = color;
       ctx.strokeRect(x1 * sx, y1 * sy, (x2 - x1) * sx, (y2 - y1) * sy);
-      const text = label(face);
-      const width = ctx.measureText(text).width + 8;
-      const top = Math.max(0, y1 * sy - 22);
+      const at = labels[i];
       ctx.fillStyle = color;
-      ctx.fillRect(x1 * sx, top, width, 22);
+      ctx.fillRect(at.x, at.y, at.w, at.h);
       ctx.fillStyle = "#fff";
-      ctx.fillText(text, x1 * sx + 4, top + 16);
-    }
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(at.x, at.y, at.w, at.h); // a label wider than the frame is cut at its own edge
+      ctx.clip();
+      ctx.fillText(texts[i], at.x + 4, at.y + 16);
+      ctx.restore();
+    });
+    return labels;
   }
 
   // The stream protocol: hello, then one frame in flight (the next frame is sent only once the
@@ -144,5 +180,5 @@ window.FacemetricWebcam = (() => {
     }
   }
 
-  return { cameraError, openCamera, grabJpeg, drawFaces, Stream };
+  return { cameraError, openCamera, grabJpeg, drawFaces, placeLabels, Stream };
 })();
