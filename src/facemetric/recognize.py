@@ -21,7 +21,7 @@ import numpy as np
 from facemetric.decision import Calibration, Decider, Decision, DecisionSettings, calibrate
 from facemetric.errors import ConfigError, FacemetricError, FaceNotFoundError, GalleryError
 from facemetric.gallery.index import check_index_name
-from facemetric.gallery.live import LiveGallery
+from facemetric.gallery.live import FLIP_PROBES, LiveGallery
 from facemetric.gallery.records import FaceRecord
 from facemetric.gallery.store import GalleryStore, model_key
 
@@ -163,6 +163,9 @@ class Recognizer:
         self.flip = flip
         self.index_name = check_index_name(index)
         self.model_key = model_key(embedder)
+        # what embedded the probes: the model, and mirror-averaging when ``flip`` (the gallery's
+        # faces are never embedded so: a ``NAME:flip`` model embeds both alike)
+        self.probe_key = self.model_key + (FLIP_PROBES if flip else "")
         self._lock = threading.RLock()
         self._detect_lock = threading.Lock()
         self._gallery: LiveGallery | None = None
@@ -380,7 +383,9 @@ class Recognizer:
             return [([], decider.decide([])) for _ in range(len(embeddings))]
         # The decision looks at more people than it shows (vetoes, the margin, the cohort).
         people = max(k, self.decision_settings.candidates)
-        sims, ids = gallery.search(embeddings, min(len(gallery), people * gallery.faces_per_person))
+        sims, ids = gallery.search(
+            embeddings, min(len(gallery), people * gallery.faces_per_person), self.probe_key
+        )
         agree = self.decision_settings.agree
         negatives = self._negatives_now(gallery)
         out = []

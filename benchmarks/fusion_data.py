@@ -1,0 +1,149 @@
+"""Embeddings of the shared sets by dlib, faceres and their composites, computed once.
+
+Each photo is detected and aligned by ``embed_folder`` (the product's pipeline) twice: on dlib's
+own chips (dlib, and ``dlib:flip`` from the same crops mirrored) and on the composites' crops
+(gallery template, 224 px): there the ``dlib+faceres:flip`` model's own network gives each
+part's embedding of the crop and of its mirror image, from which ``faceres``,
+``faceres:flip``, ``dlib+faceres`` and ``dlib+faceres:flip`` are put together exactly as the
+composite's forward does (``CompositeNet.part_embedding``; checked against the product's
+embedder in tests/test_composite.py). One detection per photo and crop kind, four network
+passes per face instead of eight. Saved for ``benchmarks/openset.py --models`` as
+``$FACEMETRIC_BENCH_CACHE/<set>-<model>.npz``; also prints each part's impostor statistics
+(the fusion's z-normalisation) and the per-pair threshold at FAR 1e-3 of every model::
+
+    .venv/bin/python benchmarks/fusion_data.py ../shared/data/celeba-wild ../shared/data/cfp \\
+        ../shared/data/celeba-crops
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from facemetric.evaluate import metrics as M
+from facemetric.evaluate.embed import EmbeddingSet, embed_folder
+from facemetric.models import load_checkpoint, resolve_model_path
+from facemetric.models.inference import l2_normalise, load_embedder, preprocess
+from openset_data import CACHE, identities
+
+MODELS = ("dlib", "dlib:flip", "faceres", "faceres:flip", "dlib+faceres", "dlib+faceres:flip")
+
+
+class PairEmbedder:
+    """An embedder giving [plain | mirrored] embeddings side by side (for the cache only)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.spec = inner.spec
+        self.threshold = inner.threshold
+        self.meta = inner.meta
+        self.checkpoint_path = Path(str(inner.checkpoint_path) + "#pair")
+
+    def embed(self, faces: np.ndarray, flip: bool = False) -> np.ndarray:
+        plain = self.inner.embed(faces)
+        mirrored = self.inner.embed(np.ascontiguousarray(faces[:, :, ::-1]))
+        return np.concatenate([plain, mirrored], axis=1)
+
+
+class PartsEmbedder:
+    """The composite's parts: [dlib, dlib mirrored, faceres, faceres mirrored], each unit."""
+
+    def __init__(self, name: str = "dlib+faceres:flip") -> None:
+        ckpt = load_checkpoint(resolve_model_path(name))
+        self.spec = ckpt.spec
+        self.threshold = ckpt.match_threshold
+        self.meta = ckpt.meta
+        self.checkpoint_path = Path(str(ckpt.path) + "#parts")
+        self.net = ckpt.build().backbone.body
+        self.net.flip = False
+        self.weights = [float(p["weight"]) for p in ckpt.spec.extra["parts"]]
+
+    @torch.inference_mode()
+    def embed(self, faces: np.ndarray, flip: bool = False) -> np.ndarray:
+        x = torch.from_numpy(preprocess(faces, self.spec))
+        out = []
+        for i in range(len(self.net.parts)):
+            xi = self.net.part_input(i, x)
+            f = self.net.parts[i].features
+            out += [F.normalize(f(xi), dim=1), F.normalize(f(xi.flip(3)), dim=1)]
+        return torch.cat(out, dim=1).numpy()
+
+
+def derive(parts: np.ndarray, weights: list[float]) -> dict[str, np.ndarray]:
+    """The four faceres/composite embeddings from the parts' (plain, mirrored) embeddings."""
+    d, dm, f, fm = parts[:, :128], parts[:, 128:256], parts[:, 256:1280], parts[:, 1280:]
+    df, ff = l2_normalise(d + dm), l2_normalise(f + fm)
+    a, b = np.sqrt(weights[0]), np.sqrt(weights[1])
+    return {
+        "faceres": f,
+        "faceres:flip": ff,
+        "dlib+faceres": np.concatenate([a * d, b * f], axis=1),
+        "dlib+faceres:flip": np.concatenate([a * df, b * ff], axis=1),
+    }
+
+
+def model_sets(root: Path) -> dict[str, EmbeddingSet]:
+    """Every model's EmbeddingSet of ``root`` (from the cache when there)."""
+    name = root.resolve().name
+    paths = {m: CACHE / f"{name}-{m}.npz" for m in MODELS}
+    if all(p.exists() for p in paths.values()):
+        return {m: EmbeddingSet.load(p) for m, p in paths.items()}
+    CACHE.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    pair = embed_folder(PairEmbedder(load_embedder("dlib")), root, progress=True)
+    out = {
+        "dlib": EmbeddingSet(pair.paths, pair.embeddings[:, :128], pair.found),
+        "dlib:flip": EmbeddingSet(
+            pair.paths,
+            l2_normalise(pair.embeddings[:, :128] + pair.embeddings[:, 128:]),
+            pair.found,
+        ),
+    }
+    parts_emb = PartsEmbedder()
+    parts = embed_folder(parts_emb, root, progress=True)
+    for m, v in derive(parts.embeddings, parts_emb.weights).items():
+        out[m] = EmbeddingSet(parts.paths, v.astype(np.float32), parts.found)
+    for m, es in out.items():
+        es.save(paths[m])
+    print(f"{root}: embedded in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    return out
+
+
+def pair_figures(es: EmbeddingSet, far: float = 1e-3) -> dict[str, float]:
+    labels = identities(es)
+    sims = es.embeddings @ es.embeddings.T
+    i, j = np.triu_indices(len(labels), k=1)
+    scores, same = sims[i, j].astype(np.float64), labels[i] == labels[j]
+    t = M.threshold_at_far(scores, same, far) if hasattr(M, "threshold_at_far") else None
+    imp = scores[~same]
+    if t is None:
+        t = float(np.quantile(imp, 1 - far))
+    return {
+        "threshold": float(t),
+        "tar": float((scores[same] >= t).mean()),
+        "far": float((imp >= t).mean()),
+        "impostor_mean": float(imp.mean()),
+        "impostor_std": float(imp.std()),
+        "genuine_pairs": int(same.sum()),
+        "impostor_pairs": int((~same).sum()),
+    }
+
+
+if __name__ == "__main__":
+    for arg in sys.argv[1:]:
+        sets = model_sets(Path(arg))
+        if Path(arg).name != "celeba-wild":
+            continue
+        for model, es in sets.items():
+            f = pair_figures(es)
+            print(
+                f"{arg} {model}: threshold {f['threshold']:.4f} (FAR {f['far']:.4f}), TAR "
+                f"{f['tar']:.4f}; impostors {f['impostor_mean']:.3f} +- {f['impostor_std']:.3f} "
+                f"({f['genuine_pairs']} genuine, {f['impostor_pairs']} impostor pairs)"
+            )
