@@ -23,13 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from facemetric.evaluate import metrics as M
 from facemetric.evaluate.embed import EmbeddingSet, embed_folder
-from facemetric.models import load_checkpoint, resolve_model_path
-from facemetric.models.inference import l2_normalise, load_embedder, preprocess
+from facemetric.models.inference import l2_normalise, load_embedder
 from openset_data import CACHE, identities
 
 MODELS = ("dlib", "dlib:flip", "faceres", "faceres:flip", "dlib+faceres", "dlib+faceres:flip")
@@ -52,27 +49,27 @@ class PairEmbedder:
 
 
 class PartsEmbedder:
-    """The composite's parts: [dlib, dlib mirrored, faceres, faceres mirrored], each unit."""
+    """The composite's parts: [dlib, dlib mirrored, faceres, faceres mirrored], each unit.
 
-    def __init__(self, name: str = "dlib+faceres:flip") -> None:
-        ckpt = load_checkpoint(resolve_model_path(name))
-        self.spec = ckpt.spec
-        self.threshold = ckpt.match_threshold
-        self.meta = ckpt.meta
-        self.checkpoint_path = Path(str(ckpt.path) + "#parts")
-        self.net = ckpt.build().backbone.body
-        self.net.flip = False
-        self.weights = [float(p["weight"]) for p in ckpt.spec.extra["parts"]]
+    The product's ``dlib+faceres`` embedder (ONNX Runtime) on the crop and on its mirror
+    image: its output is [sqrt(w1) dlib, sqrt(w2) faceres], so dividing gives the parts."""
 
-    @torch.inference_mode()
+    def __init__(self, name: str = "dlib+faceres") -> None:
+        self.inner = load_embedder(name)
+        self.spec = self.inner.spec
+        self.threshold = self.inner.threshold
+        self.meta = self.inner.meta
+        self.checkpoint_path = Path(str(self.inner.checkpoint_path) + "#parts")
+        self.weights = [float(p["weight"]) for p in self.spec.extra["parts"]]
+
     def embed(self, faces: np.ndarray, flip: bool = False) -> np.ndarray:
-        x = torch.from_numpy(preprocess(faces, self.spec))
-        out = []
-        for i in range(len(self.net.parts)):
-            xi = self.net.part_input(i, x)
-            f = self.net.parts[i].features
-            out += [F.normalize(f(xi), dim=1), F.normalize(f(xi.flip(3)), dim=1)]
-        return torch.cat(out, dim=1).numpy()
+        a, b = np.sqrt(self.weights[0]), np.sqrt(self.weights[1])
+        plain = self.inner.embed(faces)
+        mirrored = self.inner.embed(np.ascontiguousarray(faces[:, :, ::-1]))
+        return np.concatenate(
+            [plain[:, :128] / a, mirrored[:, :128] / a, plain[:, 128:] / b, mirrored[:, 128:] / b],
+            axis=1,
+        )
 
 
 def derive(parts: np.ndarray, weights: list[float]) -> dict[str, np.ndarray]:
@@ -96,21 +93,24 @@ def model_sets(root: Path) -> dict[str, EmbeddingSet]:
         return {m: EmbeddingSet.load(p) for m, p in paths.items()}
     CACHE.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    pair = embed_folder(PairEmbedder(load_embedder("dlib")), root, progress=True)
-    out = {
-        "dlib": EmbeddingSet(pair.paths, pair.embeddings[:, :128], pair.found),
-        "dlib:flip": EmbeddingSet(
-            pair.paths,
-            l2_normalise(pair.embeddings[:, :128] + pair.embeddings[:, 128:]),
-            pair.found,
-        ),
-    }
+    out = {m: EmbeddingSet.load(paths[m]) for m in ("dlib", "dlib:flip") if paths[m].exists()}
+    if len(out) < 2:
+        pair = embed_folder(PairEmbedder(load_embedder("dlib")), root, progress=True)
+        out = {
+            "dlib": EmbeddingSet(pair.paths, pair.embeddings[:, :128], pair.found),
+            "dlib:flip": EmbeddingSet(
+                pair.paths,
+                l2_normalise(pair.embeddings[:, :128] + pair.embeddings[:, 128:]),
+                pair.found,
+            ),
+        }
+        for m, es in out.items():
+            es.save(paths[m])
     parts_emb = PartsEmbedder()
     parts = embed_folder(parts_emb, root, progress=True)
     for m, v in derive(parts.embeddings, parts_emb.weights).items():
         out[m] = EmbeddingSet(parts.paths, v.astype(np.float32), parts.found)
-    for m, es in out.items():
-        es.save(paths[m])
+        out[m].save(paths[m])
     print(f"{root}: embedded in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return out
 
@@ -120,10 +120,8 @@ def pair_figures(es: EmbeddingSet, far: float = 1e-3) -> dict[str, float]:
     sims = es.embeddings @ es.embeddings.T
     i, j = np.triu_indices(len(labels), k=1)
     scores, same = sims[i, j].astype(np.float64), labels[i] == labels[j]
-    t = M.threshold_at_far(scores, same, far) if hasattr(M, "threshold_at_far") else None
     imp = scores[~same]
-    if t is None:
-        t = float(np.quantile(imp, 1 - far))
+    t = float(M.tar_at_far(scores, same, far).threshold)
     return {
         "threshold": float(t),
         "tar": float((scores[same] >= t).mean()),
