@@ -11,8 +11,12 @@ passes per face instead of eight. Saved for ``benchmarks/openset.py --models`` a
 ``$FACEMETRIC_BENCH_CACHE/<set>-<model>.npz``; also prints each part's impostor statistics
 (the fusion's z-normalisation) and the per-pair threshold at FAR 1e-3 of every model::
 
-    .venv/bin/python benchmarks/fusion_data.py ../shared/data/celeba-wild ../shared/data/cfp \\
-        ../shared/data/celeba-crops
+    .venv/bin/python benchmarks/fusion_data.py ../shared/data/celeba-wild ../shared/data/cfp
+    .venv/bin/python benchmarks/fusion_data.py --per-person 5 ../shared/data/celeba-crops
+
+(celeba-crops, 16,403 photos, cut to each person's first 5 photos, 4,447 photos: all of it would
+take hours on this shared machine; the open-set benchmark then draws from that subset for every
+model alike.)
 """
 
 from __future__ import annotations
@@ -85,8 +89,20 @@ def derive(parts: np.ndarray, weights: list[float]) -> dict[str, np.ndarray]:
     }
 
 
-def model_sets(root: Path) -> dict[str, EmbeddingSet]:
-    """Every model's EmbeddingSet of ``root`` (from the cache when there)."""
+def first_photos(root: Path, per_person: int) -> list[str]:
+    """The first ``per_person`` images of each person (sorted), as paths under ``root``."""
+    from facemetric.evaluate.embed import list_images
+
+    out: dict[str, list[str]] = {}
+    for rel in list_images(root):
+        out.setdefault(rel.split("/", 1)[0], []).append(rel)
+    return [r for rels in out.values() for r in sorted(rels)[:per_person]]
+
+
+def model_sets(root: Path, per_person: int | None = None) -> dict[str, EmbeddingSet]:
+    """Every model's EmbeddingSet of ``root`` (from the cache when there); ``per_person``: only
+    each person's first photos (a smaller set, the same for every model)."""
+    subset = first_photos(root, per_person) if per_person else None
     name = root.resolve().name
     paths = {m: CACHE / f"{name}-{m}.npz" for m in MODELS}
     if all(p.exists() for p in paths.values()):
@@ -95,7 +111,7 @@ def model_sets(root: Path) -> dict[str, EmbeddingSet]:
     start = time.perf_counter()
     out = {m: EmbeddingSet.load(paths[m]) for m in ("dlib", "dlib:flip") if paths[m].exists()}
     if len(out) < 2:
-        pair = embed_folder(PairEmbedder(load_embedder("dlib")), root, progress=True)
+        pair = embed_folder(PairEmbedder(load_embedder("dlib")), root, paths=subset, progress=True)
         out = {
             "dlib": EmbeddingSet(pair.paths, pair.embeddings[:, :128], pair.found),
             "dlib:flip": EmbeddingSet(
@@ -107,7 +123,7 @@ def model_sets(root: Path) -> dict[str, EmbeddingSet]:
         for m, es in out.items():
             es.save(paths[m])
     parts_emb = PartsEmbedder()
-    parts = embed_folder(parts_emb, root, progress=True)
+    parts = embed_folder(parts_emb, root, paths=subset, progress=True)
     for m, v in derive(parts.embeddings, parts_emb.weights).items():
         out[m] = EmbeddingSet(parts.paths, v.astype(np.float32), parts.found)
         out[m].save(paths[m])
@@ -134,8 +150,12 @@ def pair_figures(es: EmbeddingSet, far: float = 1e-3) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    for arg in sys.argv[1:]:
-        sets = model_sets(Path(arg))
+    args = sys.argv[1:]
+    per_person = None
+    if args[:1] == ["--per-person"]:
+        per_person, args = int(args[1]), args[2:]
+    for arg in args:
+        sets = model_sets(Path(arg), per_person)
         if Path(arg).name != "celeba-wild":
             continue
         for model, es in sets.items():

@@ -22,7 +22,7 @@ BACKBONES = (
     "resnet50",
     "tiny",
 )
-PRETRAINED = ("dlib",)
+PRETRAINED = ("dlib", "faceres")
 LOSSES = ("arcface", "arcface+triplet", "cosface", "pair_threshold", "triplet")
 MINERS = ("explicit", "hard", "random", "semihard")
 TEACHERS = ("dlib", "init")

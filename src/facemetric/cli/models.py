@@ -110,5 +110,9 @@ def _models(args: argparse.Namespace) -> int:
         print(f"  measured: {figures or 'not measured'}")
         for note in row["provenance"]:
             print(f"  provenance: {note}")
+    print(
+        "composites: A+B fuses models into one embedding (weighted, normalised concatenation), "
+        "A:flip averages each face with its mirror image; e.g. dlib:flip, dlib+faceres:flip"
+    )
     print(default_model_line())
     return 0
