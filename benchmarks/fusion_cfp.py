@@ -25,7 +25,11 @@ from openset_data import CACHE
 def main(root: Path) -> None:
     print(f"{'model':<20} {'pairs':<9} {'TAR@1e-3':>9} {'TAR@1e-2':>9} {'AUC':>7} {'accuracy':>14}")
     for model in MODELS:
-        es = EmbeddingSet.load(CACHE / f"{root.resolve().name}-{model}.npz")
+        path = CACHE / f"{root.resolve().name}-{model}.npz"
+        if not path.exists():
+            print(f"{model:<20} not embedded (fusion_data.py --no-flip leaves out the flips)")
+            continue
+        es = EmbeddingSet.load(path)
         row = {p: i for i, p in enumerate(es.paths)}
         for name in ("pairs_FF.tsv", "pairs_FP.tsv"):
             pairs = [

@@ -13,6 +13,7 @@ passes per face instead of eight. Saved for ``benchmarks/openset.py --models`` a
 
     .venv/bin/python benchmarks/fusion_data.py ../shared/data/celeba-wild ../shared/data/cfp
     .venv/bin/python benchmarks/fusion_data.py --per-person 5 ../shared/data/celeba-crops
+    .venv/bin/python benchmarks/fusion_data.py --no-flip ../shared/data/cfp
 
 (celeba-crops, 16,403 photos, cut to each person's first 5 photos, 4,447 photos: all of it would
 take hours on this shared machine; the open-set benchmark then draws from that subset for every
@@ -99,6 +100,26 @@ def first_photos(root: Path, per_person: int) -> list[str]:
     return [r for rels in out.values() for r in sorted(rels)[:per_person]]
 
 
+def plain_sets(root: Path) -> dict[str, EmbeddingSet]:
+    """Without mirror images (half the work): dlib, faceres and dlib+faceres only."""
+    name = root.resolve().name
+    out: dict[str, EmbeddingSet] = {}
+    for model in ("dlib", "dlib+faceres"):
+        path = CACHE / f"{name}-{model}.npz"
+        if path.exists():
+            out[model] = EmbeddingSet.load(path)
+            continue
+        out[model] = embed_folder(load_embedder(model), root, progress=True)
+        out[model].save(path)
+    fused = out["dlib+faceres"]
+    w = [float(p["weight"]) for p in load_embedder("dlib+faceres").spec.extra["parts"]]
+    out["faceres"] = EmbeddingSet(
+        fused.paths, (fused.embeddings[:, 128:] / np.sqrt(w[1])).astype(np.float32), fused.found
+    )
+    out["faceres"].save(CACHE / f"{name}-faceres.npz")
+    return out
+
+
 def model_sets(root: Path, per_person: int | None = None) -> dict[str, EmbeddingSet]:
     """Every model's EmbeddingSet of ``root`` (from the cache when there); ``per_person``: only
     each person's first photos (a smaller set, the same for every model)."""
@@ -154,8 +175,10 @@ if __name__ == "__main__":
     per_person = None
     if args[:1] == ["--per-person"]:
         per_person, args = int(args[1]), args[2:]
+    plain = args[:1] == ["--no-flip"]
+    args = args[1:] if plain else args
     for arg in args:
-        sets = model_sets(Path(arg), per_person)
+        sets = plain_sets(Path(arg)) if plain else model_sets(Path(arg), per_person)
         if Path(arg).name != "celeba-wild":
             continue
         for model, es in sets.items():

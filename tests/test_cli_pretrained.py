@@ -194,3 +194,30 @@ def test_flip_model_by_name_gallery_compare_promote(
     assert code == 0 and "promoted dlib:flip" in out
     best = load_checkpoint(_home() / "best.pt")
     assert best.meta["pretrained"] == "dlib:flip" and best.spec.extra["flip"] is True
+
+
+def test_fused_model_reembeds_a_gallery_from_its_chips(
+    photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A gallery built with dlib is re-embedded by dlib+faceres:flip from the stored chips (no
+    photos needed) and identifies with it; faceres must be installed (else skipped)."""
+    from facemetric.gallery.store import GalleryStore
+    from facemetric.models.pretrained import faceres
+
+    if not faceres.FACERES.installed():
+        pytest.skip(f"faceres is not installed: {faceres.INSTALL_HINT}")
+    db = str(tmp_path / "g.db")
+    build = ("gallery", "build", str(photos), "--db", db, "--model", "dlib")
+    assert run(capsys, *build, "--allow-low-quality")[0] == 0
+    code, out, _ = run(capsys, "gallery", "reembed", "--db", db, "--model", "dlib+faceres:flip")
+    assert code == 0 and f"re-embedded {PEOPLE * PHOTOS} faces" in out
+    with GalleryStore(db) as store:
+        dims = {len(store.embeddings(k).vectors[0]) for k in store.model_keys()}
+    assert dims == {128, 1152}
+    person = sorted(p.name for p in photos.iterdir())[1]
+    photo = sorted((photos / person).iterdir())[0]
+    code, out, _ = run(
+        capsys, "identify", str(photo), "--db", db, "--model", "dlib+faceres:flip", "--json"
+    )
+    face = json.loads(out)[0]["faces"][0]
+    assert code == 0 and face["identity"] == person and face["is_match"]
