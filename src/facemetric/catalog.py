@@ -22,7 +22,7 @@ BACKBONES = (
     "resnet50",
     "tiny",
 )
-PRETRAINED = ("dlib",)
+PRETRAINED = ("dlib", "faceres")
 # File extensions read as images (data/image.py); here so the CLI can look for photos at once.
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".pbm", ".bmp", ".webp", ".tif", ".tiff", ".gif"}

@@ -21,7 +21,7 @@ import numpy as np
 from facemetric.decision import Calibration, Decider, Decision, DecisionSettings, calibrate
 from facemetric.errors import ConfigError, FacemetricError, FaceNotFoundError, GalleryError
 from facemetric.gallery.index import check_index_name
-from facemetric.gallery.live import LiveGallery
+from facemetric.gallery.live import FLIP_PROBES, LiveGallery
 from facemetric.gallery.records import FaceRecord
 from facemetric.gallery.store import GalleryStore, model_key
 
@@ -163,6 +163,9 @@ class Recognizer:
         self.flip = flip
         self.index_name = check_index_name(index)
         self.model_key = model_key(embedder)
+        # what embedded the probes: the model, and mirror-averaging when ``flip`` (the gallery's
+        # faces are never embedded so: a ``NAME:flip`` model embeds both alike)
+        self.probe_key = self.model_key + (FLIP_PROBES if flip else "")
         self._lock = threading.RLock()
         self._detect_lock = threading.Lock()
         self._gallery: LiveGallery | None = None
@@ -384,7 +387,7 @@ class Recognizer:
         k_hits = min(len(gallery), people * gallery.faces_per_person)
         agree = self.decision_settings.agree
         use_neg = self.decision_settings.use_negatives
-        found = gallery.top_people(embeddings, k_hits, people, agree, use_neg)
+        found = gallery.top_people(embeddings, k_hits, people, agree, use_neg, self.probe_key)
         if found is None:  # an approximate index: from its hits
             every = self._from_hits(gallery, embeddings, k_hits, people, agree)
         else:
@@ -420,7 +423,7 @@ class Recognizer:
         self, gallery: LiveGallery, embeddings: np.ndarray, k_hits: int, people: int, agree: int
     ) -> list[list[Candidate]]:
         """Each face's candidates from the index's hits (what an approximate index gives)."""
-        sims, ids = gallery.search(embeddings, k_hits)
+        sims, ids = gallery.search(embeddings, k_hits, self.probe_key)
         negatives = self._negatives_now(gallery)
         every = []
         for q, s, r in zip(np.asarray(embeddings, np.float32), sims, ids, strict=True):

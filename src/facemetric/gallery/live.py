@@ -67,6 +67,34 @@ class PersonLookup:
         return np.where(self.face_ids[pos] == face_ids, self.people[pos], -1)
 
 
+def describe_model(embedder: Any) -> str:
+    """A model as users name it (``dlib+faceres:flip``), else its checkpoint file."""
+    meta = getattr(embedder, "meta", None) or {}
+    return str(meta.get("pretrained") or getattr(embedder, "checkpoint_path", "?"))
+
+
+def check_probes(
+    key: str, dim: int, queries: np.ndarray, probe_key: str | None, model: str = ""
+) -> None:
+    """``GalleryError`` when probes were embedded otherwise than the gallery's faces."""
+    q = np.asarray(queries)
+    if probe_key is not None and probe_key != key:
+        mode = " with mirror-image averaging (flip)" if probe_key.endswith(FLIP_PROBES) else ""
+        raise GalleryError(
+            f"probes embedded{mode} by model {probe_key[:12]}, but the gallery's faces by "
+            f"{model or 'another model'} ({key[:12]}): embed references and probes alike "
+            "(for flip, name the model NAME:flip, e.g. dlib:flip)"
+        )
+    if q.ndim == 2 and q.shape[1] != dim:
+        raise GalleryError(
+            f"probes are {q.shape[1]}-d but the gallery's faces are {dim}-d embeddings of "
+            f"{model or 'another model'}: embed them with the gallery's model"
+        )
+
+
+FLIP_PROBES = "+flip-probes"
+
+
 class LiveGallery:
     """The faces of ``store`` embedded by ``embedder``, searchable by similarity."""
 
@@ -251,8 +279,15 @@ class LiveGallery:
             self.refresh()
         return self
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` most similar reference faces of each query: (sims, face ids), -1 padded."""
+    def search(
+        self, queries: np.ndarray, k: int, probe_key: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` most similar reference faces of each query: (sims, face ids), -1 padded.
+
+        ``probe_key``: the model (and embedding mode) that embedded ``queries``; probes of
+        another model than the gallery's embeddings, or of another size, are refused: their
+        scores would mean nothing."""
+        check_probes(self.key, self._dim, queries, probe_key, describe_model(self.embedder))
         with self._lock:
             assert self._index is not None  # current() loads it
             return self._index.search(queries, k)
@@ -277,11 +312,18 @@ class LiveGallery:
             return layout
 
     def top_people(
-        self, queries: np.ndarray, k_hits: int, k_people: int, agree: int, negatives: bool = True
+        self,
+        queries: np.ndarray,
+        k_hits: int,
+        k_people: int,
+        agree: int,
+        negatives: bool = True,
+        probe_key: str | None = None,
     ) -> tuple[PersonLayout, PersonScores] | None:
         """Each query's best people as ``per_person_top_k`` finds them in the ``k_hits``
         best faces, from one scan (``facemetric.gallery.persons``); None when the index is
-        approximate now."""
+        approximate now. ``probe_key``: as for ``search`` (probes of another model refused)."""
+        check_probes(self.key, self._dim, queries, probe_key, describe_model(self.embedder))
         layout = self.person_layout()
         if layout is None:
             return None

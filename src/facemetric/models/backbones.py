@@ -89,6 +89,33 @@ def create_backbone(name: str, pretrained: str | None = None) -> Backbone:
     return backbone_info(name).factory(pretrained)
 
 
+# Backbones whose structure is data kept in the spec (``ModelSpec.extra``), not code: a graph read
+# from a file (``tfjs_graph``) or several networks fused (``composite``). Never trained here.
+SpecFactory = Callable[[Any], Backbone]
+_SPEC_REGISTRY: dict[str, SpecFactory] = {}
+
+
+def register_spec_backbone(name: str) -> Callable[[SpecFactory], SpecFactory]:
+    """Decorator adding a backbone built from its ``ModelSpec`` (structure in ``spec.extra``)."""
+
+    def wrap(factory: SpecFactory) -> SpecFactory:
+        if name in _SPEC_REGISTRY or name in _REGISTRY:
+            raise ValueError(f"backbone {name!r} is registered twice")
+        _SPEC_REGISTRY[name] = factory
+        return factory
+
+    return wrap
+
+
+def backbone_for_spec(spec: Any, pretrained: str | None = None) -> Backbone:
+    """The backbone of ``spec``: built from the spec itself for a spec backbone, else by name."""
+    if spec.backbone in _SPEC_REGISTRY:
+        if pretrained is not None:
+            raise ConfigError(f"backbone {spec.backbone}: takes no --pretrained weights")
+        return _SPEC_REGISTRY[spec.backbone](spec)
+    return create_backbone(spec.backbone, pretrained)
+
+
 # --- pretrained weights -------------------------------------------------------------------------
 
 
@@ -191,5 +218,7 @@ def tiny(pretrained: str | None = None) -> Backbone:
 
 # Face-shaped IResNets and dlib's ResNet register themselves on import; kept at the end so the
 # registry exists.
+from facemetric.models import composite as _composite  # noqa: E402, F401
 from facemetric.models import dlib_resnet as _dlib_resnet  # noqa: E402, F401
 from facemetric.models import iresnet as _iresnet  # noqa: E402, F401
+from facemetric.models import tfjs_net as _tfjs_net  # noqa: E402, F401

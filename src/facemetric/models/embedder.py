@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facemetric.errors import ConfigError
-from facemetric.models.backbones import backbone_info, create_backbone
+from facemetric.models.backbones import backbone_for_spec, backbone_info
 
 # ImageNet statistics: what torchvision backbones expect, and harmless for scratch training.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -82,7 +82,7 @@ class EmbeddingNet(nn.Module):
     def __init__(self, spec: ModelSpec, pretrained: str | None = None) -> None:
         super().__init__()
         self.spec = spec
-        self.backbone = create_backbone(spec.backbone, pretrained)
+        self.backbone = backbone_for_spec(spec, pretrained)
         self.head: nn.Module
         if spec.head == "none":
             if self.backbone.out_features != spec.embedding_dim:

