@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from facemetric import catalog
 from facemetric.errors import ConfigError
 
 
@@ -102,6 +103,8 @@ def run_serve(args: argparse.Namespace) -> int:
     # What can be known wrong is said before the web stack and the model load: cameras first
     # (one rule for all), then the gallery.
     startable_cameras(settings.cameras, settings.cameras_file, settings.camera_fps)
+    # a typo is answered before the gallery or a model
+    catalog.check_name(settings.detector, catalog.DETECTORS, "--detector")
     if not args.create:
         need_gallery(settings)
     from facemetric.web.app import serve

@@ -173,23 +173,38 @@ class PostgresBackend:
         """A pooled connection in one transaction (committed at the end, rolled back on an
         error); a server that is away is ``StoreUnavailableError``."""
         import psycopg
-        from psycopg_pool import PoolTimeout
+        from psycopg_pool import PoolClosed, PoolTimeout
 
         if self._broken:
             self._recover()
+        pool = self._get_pool()
         try:
-            with self._get_pool().connection() as con:
+            try:
+                cm = pool.connection()
+                con = cm.__enter__()
+            except PoolClosed:  # replaced by a recovery since we took it: take the new one
+                pool = self._get_pool()
+                cm = pool.connection()
+                con = cm.__enter__()
+            with contextlib.ExitStack() as stack:
+                stack.push(cm)
                 yield _Connection(con)
         except PoolTimeout:
-            self._broken = True
+            self._mark_broken(pool)
             raise StoreUnavailableError(
                 f"{self.location}: the database does not answer (no connection within "
                 f"{POOL_TIMEOUT:g} s)"
             ) from None
-        except psycopg.OperationalError as exc:
-            self._broken = True
+        except (psycopg.OperationalError, PoolClosed) as exc:
+            # a session of the pool that a recovery just replaced says nothing of the new one
+            self._mark_broken(pool)
             reason = _reason(exc, self._password)
             raise StoreUnavailableError(f"{self.location}: lost the database ({reason})") from None
+
+    def _mark_broken(self, pool: Any) -> None:
+        with self._pool_lock:
+            if pool is self._pool:
+                self._broken = True
 
     def _recover(self) -> None:
         """Probe a server that was lost; when it answers, replace the pool (its connections
@@ -197,10 +212,10 @@ class PostgresBackend:
         with self._pool_lock:
             if not self._broken:
                 return
-            now = time.monotonic()
-            if now - self._last_probe < PROBE_EVERY:
-                raise StoreUnavailableError(f"{self.location}: the database is away (retrying)")
-            self._last_probe = now
+            wait = self._last_probe + PROBE_EVERY - time.monotonic()
+            if wait > 0:  # another request probed just now: probe again once the interval ends
+                time.sleep(wait)
+            self._last_probe = time.monotonic()
             try:
                 self._connect(connect_timeout=PROBE_TIMEOUT).close()
             except StoreUnavailableError:
