@@ -54,3 +54,24 @@ def test_events_csv_over_http_and_cli_carry_no_formula(
     assert not any(
         cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row.values() if cell
     )
+
+
+def test_event_csv_rows_carry_the_decisions_vocabulary() -> None:
+    """Events' CSV (API and CLI) has the same score / threshold / reason / explanation columns
+    as ``identify --csv``, taken from the event's own decision (issue 29, point 4)."""
+    from facemetric.csvcells import DECISION_COLUMNS, decision_columns
+    from facemetric.decision import Calibration, Decider, DecisionSettings
+    from facemetric.events.model import Event
+
+    decider = Decider(Calibration(0.9, 0.01, 10, "gallery", 0.5), DecisionSettings(margin=0.02))
+    decision = decider.decide([("ada", 0.89), ("bob", 0.80)])
+    event = Event(camera="door", person=None, first_seen=0.0, last_seen=1.0, similarity=0.89,
+                  track_id=1, frames=3)  # fmt: skip
+    event.decision = decision.to_dict()
+    row = decision_columns(event.to_dict())
+    assert row["reason"] == "below_threshold" == decision.reason
+    assert row["threshold"] == pytest.approx(0.9, abs=1e-4)
+    assert row["score"] == pytest.approx(decision.compared, abs=1e-4)
+    assert row["explanation"] == decision.explain() and "0.9" in row["explanation"]
+    empty = decision_columns(Event("door", None, 0.0, 1.0, -1.0, 2, 1).to_dict())
+    assert all(empty[c] is None for c in DECISION_COLUMNS)

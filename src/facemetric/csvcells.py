@@ -48,3 +48,21 @@ class SafeDictWriter:
 
     def writerow(self, row: Mapping[str, Any]) -> None:
         self._writer.writerow({k: safe_cell(v) for k, v in row.items()})
+
+
+DECISION_COLUMNS = ("score", "threshold", "reason", "explanation")
+
+
+def decision_columns(row: dict[str, Any]) -> dict[str, Any]:
+    """An event row with the decision's own vocabulary as flat columns (for CSV): ``score`` is
+    the score set against ``threshold`` (``compared``), ``reason`` and ``explanation`` as
+    ``identify`` prints them; empty where the event's decision lacks them."""
+    d = row.get("decision") or {}
+    score = d.get("compared", d.get("score"))
+    return {
+        **row,
+        "score": score,
+        "threshold": d.get("threshold"),
+        "reason": d.get("reason"),
+        "explanation": d.get("explanation"),
+    }

@@ -7,12 +7,13 @@ import json
 import sys
 from typing import Any
 
-from facemetric.csvcells import SafeDictWriter
+from facemetric.csvcells import DECISION_COLUMNS, SafeDictWriter, decision_columns
 from facemetric.errors import ConfigError
 
 CSV_FIELDS = (
     "id", "camera", "source", "person", "known", "nearest", "similarity", "first_seen", "last_seen",
     "duration_s", "frames", "track_id", "closed",
+    *DECISION_COLUMNS,
 )  # fmt: skip
 
 
@@ -55,7 +56,7 @@ def list_events(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(row, ensure_ascii=False))
             elif writer is not None:
-                writer.writerow(row)
+                writer.writerow(decision_columns(row))
             else:
                 who = row["person"] or f"unknown (nearest {row['nearest'] or '-'})"
                 sim = "-" if row["similarity"] is None else f"{row['similarity']:.4f}"

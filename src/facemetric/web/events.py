@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
-from facemetric.csvcells import SafeDictWriter
+from facemetric.csvcells import DECISION_COLUMNS, SafeDictWriter, decision_columns
 from facemetric.errors import GalleryError
 from facemetric.events.history import MAX_LIMIT
 from facemetric.events.outputs import EventOutputs
@@ -37,6 +37,7 @@ MAX_EVENT_ID = 2**63 - 1
 CSV_FIELDS = (
     "id", "camera", "source", "person", "known", "nearest", "similarity", "first_seen", "last_seen",
     "duration_s", "frames", "track_id", "closed", "snapshot_url",
+    *DECISION_COLUMNS,
 )  # fmt: skip
 
 router = APIRouter(tags=["events"], dependencies=VIEWER_ONLY)
@@ -210,7 +211,7 @@ async def events_csv(
         writer = SafeDictWriter(buf, CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
         for stored in outputs.history.iterate(**filters):
-            writer.writerow(stored.to_dict())
+            writer.writerow(decision_columns(stored.to_dict()))
             if buf.tell() > 64 * 1024:
                 yield buf.getvalue()
                 buf.seek(0)
