@@ -44,7 +44,7 @@ function eventReason(ev) {
   const d = ev.decision || {};
   if (!d.reason) return "";
   // the decision's own phrase, as identify and the live page print it (events stored before it: below)
-  if (d.explanation && d.reason !== "steadying") return `why: ${d.explanation}`;
+  if (d.explanation && d.reason !== "steadying") return `why (the track's evidence): ${d.explanation}`;
   const score = `score ${fmt(d.score)}, threshold ${fmt(d.threshold)}`;
   switch (d.reason) {
     case "match": return `why: the track's evidence reaches the threshold (${score})`;
