@@ -703,12 +703,8 @@ def _person_id(con: Connection, name: str) -> int | None:
 
 
 def _known_photos(con: Connection, name: str, kind: str) -> set[str]:
-    rows = con.execute(
-        "SELECT f.content_sha256 FROM faces f JOIN people p ON p.id = f.person_id "
-        "WHERE p.name = ? AND f.kind = ? AND f.content_sha256 IS NOT NULL",
-        (name, kind),
-    ).fetchall()
-    return {str(r[0]) for r in rows}
+    person_id = _person_id(con, name)
+    return set() if person_id is None else _photos_of(con, person_id, kind)
 
 
 def _chip_format(con: Connection) -> str:
