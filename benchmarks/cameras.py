@@ -271,7 +271,7 @@ def main() -> int:
     if not WILD.is_dir():
         print(f"benchmark needs face photos at {WILD}", file=sys.stderr)
         return 2
-    from facemetric.recognize import Recognizer
+    from facemetric.recognize.recognizer import Recognizer
 
     print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start (shared)")
     with tempfile.TemporaryDirectory() as tmp:

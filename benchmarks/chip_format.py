@@ -126,8 +126,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--model", default="dlib")
     args = parser.parse_args()
-    from facemetric.decision import DecisionSettings
     from facemetric.models.inference import load_embedder
+    from facemetric.recognize.decision import DecisionSettings
 
     embedder = load_embedder(args.model)
     sets = {"cfp": args.data / "cfp", "celeba-wild": args.data / "celeba-wild"}

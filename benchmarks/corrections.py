@@ -17,7 +17,7 @@ import argparse
 
 import numpy as np
 
-from facemetric.decision import Calibration, Decider, DecisionSettings, calibrate
+from facemetric.recognize.decision import Calibration, Decider, DecisionSettings, calibrate
 from openset import DATA, OLD, draw, person_scores
 from openset_data import cached_embeddings, identities
 

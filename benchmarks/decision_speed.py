@@ -29,7 +29,7 @@ import numpy as np
 
 from facemetric.gallery.store import GalleryStore
 from facemetric.models import ModelSpec
-from facemetric.recognize import Recognizer
+from facemetric.recognize.recognizer import Recognizer
 
 
 class TableEmbedder:

@@ -10,7 +10,7 @@ the other half strangers. Each enrolled person also gets one planted bad referen
 copy, a tiny copy, or another stranger's photo, in turn). Probes: the enrolled people's other
 photos and every stranger photo, answered by the shipped rule (best reference >= the model's
 threshold). Printed: probes named right and stranger photos named, enrolling everything vs
-enrolling through the quality checks (``facemetric.screen``).
+enrolling through the quality checks (``facemetric.enrol.screen``).
 
     .venv/bin/python benchmarks/enrol_quality.py floors --per-group 150
     .venv/bin/python benchmarks/enrol_quality.py openset --people 100
@@ -61,7 +61,7 @@ def shrunk(image: np.ndarray, side: int = 64) -> np.ndarray:
 def make_recognizer() -> object:
     import tempfile
 
-    from facemetric.recognize import Recognizer
+    from facemetric.recognize.recognizer import Recognizer
 
     db = Path(tempfile.mkdtemp()) / "bench.db"
     return Recognizer.from_paths("dlib", db)
@@ -139,7 +139,7 @@ def floors_part(args: argparse.Namespace) -> None:
 
 def openset_part(args: argparse.Namespace) -> None:
     from facemetric.data.quality import consistency_floor
-    from facemetric.screen import screen_records
+    from facemetric.enrol.screen import screen_records
 
     rng = random.Random(1)
     root = DATA / "celeba-wild"

@@ -7,10 +7,10 @@ people and every photo of the strangers. Each rule is applied to the same scores
 
 - ``best >= 0.9301``: the old rule (the model's per-pair threshold, FAR 1e-3 per pair);
 - the issue's other rules (margin 0.02; mean of 2 best >= 0.94 + margin; best >= 0.95);
-- ``decision``: ``facemetric.decision`` with the shipped ``DecisionSettings`` (FPIR 1% per
+- ``decision``: ``facemetric.recognize.decision`` with the shipped ``DecisionSettings`` (FPIR 1% per
   search, calibrated on the enrolled references only, never on the strangers);
 - ``--screen``: the decision again with each person enrolled through the consistency check
-  of ``facemetric.screen`` (a photo unlike the person's other photos is refused and the next
+  of ``facemetric.enrol.screen`` (a photo unlike the person's other photos is refused and the next
   one taken; the image-quality floors need the photos, not cached, so they are not applied).
 
 Printed per size: enrolled probes named right (TPIR) and stranger photos named (FPIR), the
@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from facemetric.data.quality import consistency_floor
-from facemetric.decision import Decider, DecisionSettings, calibrate
-from facemetric.screen import MIN_VOTERS
+from facemetric.enrol.screen import MIN_VOTERS
+from facemetric.recognize.decision import Decider, DecisionSettings, calibrate
 from openset_data import cached_embeddings, identities
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -56,7 +56,7 @@ def person_scores(sims: np.ndarray, labels: np.ndarray, people: int, agree: int)
 def screened(rows: np.ndarray, x: np.ndarray, floor: float) -> list[int]:
     """The first ``REFS`` of ``rows`` that enrolment's consistency check accepts, in order:
     the first ``REFS`` photos are checked together, each later one against those accepted
-    (``facemetric.screen``: median similarity to the person's other references >= ``floor``,
+    (``facemetric.enrol.screen``: median similarity to the person's other references >= ``floor``,
     refused only with at least ``MIN_VOTERS`` other references); refused photos stay probes."""
     batch = list(rows[:REFS])
     v = x[batch]

@@ -87,7 +87,7 @@ def build_recognizer(n: int, engine: str, model: str, tmp: Path) -> object:
     from facemetric.data.detect import create_detector
     from facemetric.gallery.store import GalleryStore, model_key
     from facemetric.models import ModelSpec, build_model, load_embedder, save_checkpoint
-    from facemetric.recognize import Recognizer
+    from facemetric.recognize.recognizer import Recognizer
 
     if model == "resnet50":
         torch.manual_seed(0)

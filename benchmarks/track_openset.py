@@ -2,7 +2,7 @@
 
 No real video of ../shared/data people exists, so a track is made of photos: ``k`` *different*
 photos of one person, each one frame, and the track's evidence is
-``facemetric.tracking.track_evidence`` over them (equal weights, as the tracker's evidence of
+``recognize.tracking.track_evidence`` over them (equal weights, as the tracker's evidence of
 ``k`` frames). Different photos are the hard case for the mean: their embeddings spread more than
 the frames of one sighting, so the renormalised mean moves furthest from each frame (a video's
 frames are close to one another and their mean close to each frame). Galleries as in
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facemetric.decision import Decider, DecisionSettings, calibrate
-from facemetric.tracking import track_evidence
+from facemetric.recognize.decision import Decider, DecisionSettings, calibrate
+from facemetric.recognize.tracking import track_evidence
 from openset import OLD, draw, person_scores
 from openset_data import cached_embeddings, identities
 

@@ -36,7 +36,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from facemetric.events.builder import EventBuilder
 from facemetric.events.model import Event
-from facemetric.tracking import Tracker, TrackSettings
+from facemetric.recognize.tracking import Tracker, TrackSettings
 from videoclip import H, W, build_gallery
 
 DATA = Path(
@@ -323,7 +323,7 @@ def main() -> None:
     parser.add_argument("--fpir", type=float, default=None, help="the decision's (default 0.01)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    from facemetric.recognize import Recognizer
+    from facemetric.recognize.recognizer import Recognizer
 
     wild = args.data / "celeba-wild"
     enrol, known, strangers, photos = pick(wild, args.enrolled, args.appearances, args.seed)
@@ -340,7 +340,7 @@ def main() -> None:
             f"{max(a.end for a in apps):.0f} s clip; gallery + clip in "
             f"{time.perf_counter() - t0:.0f} s"
         )
-        from facemetric.decision import DecisionSettings
+        from facemetric.recognize.decision import DecisionSettings
 
         settings = DecisionSettings() if args.fpir is None else DecisionSettings(fpir=args.fpir)
         recognizer = Recognizer.from_paths("dlib", db, decision=settings)

@@ -255,7 +255,7 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
 def test_every_gallery_command_and_argument_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     """Issue 14 item 8: gallery subcommands and their arguments had no help text."""
     from facemetric.cli import build_parser
-    from facemetric.enrol import CSV_COLUMNS
+    from facemetric.recognize.photos import CSV_COLUMNS
 
     top = _subcommands(build_parser())
     commands = {f"gallery {n}": p for n, p in _subcommands(top["gallery"]).items()}
@@ -286,8 +286,8 @@ def test_annotate_labels_grow_with_the_photo(tmp_path: Path, matched: bool) -> N
     """Issue 14 item 8: --annotate labels were tiny on large photos (its text, in the box's
     colour, measured 68 px on a 4000 px photo, 1.7 %); now white on a box of that colour,
     3 % of the shorter side."""
-    from facemetric.enrol import annotate
-    from facemetric.recognize import FaceMatch
+    from facemetric.recognize.photos import annotate
+    from facemetric.recognize.recognizer import FaceMatch
 
     heights = {}
     for side in (400, 4000):

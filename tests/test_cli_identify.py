@@ -18,7 +18,7 @@ from PIL import Image
 
 from conftest import shared_set
 from facemetric.cli import main
-from facemetric.enrol import CSV_COLUMNS
+from facemetric.recognize.photos import CSV_COLUMNS
 
 
 def astronaut() -> np.ndarray:
@@ -320,7 +320,7 @@ def test_recognizer_tells_where_its_threshold_comes_from(
     from facemetric.data.detect import create_detector
     from facemetric.gallery.store import GalleryStore
     from facemetric.models import load_embedder
-    from facemetric.recognize import Recognizer
+    from facemetric.recognize.recognizer import Recognizer
 
     store, detector = GalleryStore(tmp_path / "g.db"), create_detector("retinaface")
     tiny = Recognizer(load_embedder(untrained_tiny_checkpoint), store, detector)

@@ -161,7 +161,7 @@ def test_db_names_the_group_of_a_known_person(library: Path, pipeline, tmp_path:
     from facemetric.cluster.library import ClusterConfig, cluster_library
     from facemetric.data.image import load_image
     from facemetric.gallery.store import GalleryStore
-    from facemetric.recognize import Recognizer
+    from facemetric.recognize.recognizer import Recognizer
 
     person = sorted(p for p in WILD.iterdir() if p.is_dir())[0]
     in_library = {p.name for p in library.rglob("*.jpg")}

@@ -21,7 +21,7 @@ from facemetric.models.composite import parse_composite
 from facemetric.models.embedder import EmbeddingNet, spec_for
 from facemetric.models.inference import preprocess
 from facemetric.models.pretrained.fused import composite_spec, fusion_weights
-from facemetric.recognize import Recognizer
+from facemetric.recognize.recognizer import Recognizer
 
 
 def smooth_faces(n: int, size: int, seed: int = 0) -> np.ndarray:

@@ -15,13 +15,13 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from facemetric.cli import main
-from facemetric.correct import correct_photo, undo_correction
 from facemetric.data.detect import create_detector
-from facemetric.decision import CLOSER_TO_NEGATIVE, MATCH
+from facemetric.enrol.correct import correct_photo, undo_correction
 from facemetric.gallery.corrections import CorrectionNotFoundError, CorrectionStore
 from facemetric.gallery.store import GalleryStore
 from facemetric.models import load_embedder
-from facemetric.recognize import Recognizer
+from facemetric.recognize.decision import CLOSER_TO_NEGATIVE, MATCH
+from facemetric.recognize.recognizer import Recognizer
 from facemetric.web.app import create_app
 from webutil import TOKEN, astronaut, encode, web_settings
 

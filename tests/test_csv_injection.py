@@ -60,8 +60,8 @@ def test_event_csv_rows_carry_the_decisions_vocabulary() -> None:
     """Events' CSV (API and CLI) has the same score / threshold / reason / explanation columns
     as ``identify --csv``, taken from the event's own decision (issue 29, point 4)."""
     from facemetric.csvcells import DECISION_COLUMNS, decision_columns
-    from facemetric.decision import Calibration, Decider, DecisionSettings
     from facemetric.events.model import Event
+    from facemetric.recognize.decision import Calibration, Decider, DecisionSettings
 
     decider = Decider(Calibration(0.9, 0.01, 10, "gallery", 0.5), DecisionSettings(margin=0.02))
     decision = decider.decide([("ada", 0.89), ("bob", 0.80)])

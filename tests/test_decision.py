@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import shared_set
-from facemetric.decision import (
+from facemetric.errors import ConfigError
+from facemetric.recognize.decision import (
     AMBIGUOUS_MARGIN,
     BELOW_THRESHOLD,
     CLOSER_TO_NEGATIVE,
@@ -25,7 +26,6 @@ from facemetric.decision import (
     per_person_chance,
     tail_threshold,
 )
-from facemetric.errors import ConfigError
 
 
 def decider(threshold: float = 0.9, margin: float = 0.02) -> Decider:
@@ -169,7 +169,7 @@ def wild_embeddings() -> tuple[list[str], np.ndarray]:
 def gallery(tmp_path: Path, people: list[str], paths: list[str], vecs: np.ndarray) -> object:
     from facemetric.gallery.store import GalleryStore, model_key
     from facemetric.models import load_embedder
-    from facemetric.recognize import Recognizer
+    from facemetric.recognize.recognizer import Recognizer
 
     embedder = load_embedder("dlib")
     store = GalleryStore(tmp_path / f"g{len(people)}.db")
@@ -223,7 +223,7 @@ def test_on_real_photos_strangers_refused_people_named(
 def test_one_vocabulary_the_score_compared_the_threshold_the_reason() -> None:
     """Issue 29: text said "below_threshold (0.9389)" while the decision had compared the
     cohort-adjusted 0.9352 with 0.9375. Every output now shows the score compared."""
-    from facemetric.decision import Decision
+    from facemetric.recognize.decision import Decision
 
     d = Decision(None, "below_threshold", 0.9389, 0.9375, "ann", adjusted=0.9352, cohort=0.5)
     assert d.compared == pytest.approx(0.9352)

@@ -2,7 +2,7 @@
 closes it, a new face at the same place is a new event, and the event's person follows the
 track's decision both ways (unknown -> named, named -> unknown).
 
-The faces are fed as ``facemetric.tracking.Tracker`` reports them (the tracker's own maths is
+The faces are fed as ``recognize.tracking.Tracker`` reports them (the tracker's own maths is
 in test_tracking_decision.py; real clips in test_video_watch.py). Earlier versions fed the old
 hysteresis tracker and expected a lost track to join the same *name*'s event and an unknown
 face to join any overlapping unknown event: joining is now the tracker's, by face only."""

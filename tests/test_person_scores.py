@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from facemetric.decision import DecisionSettings
 from facemetric.gallery.persons import PersonLayout, best_per_person, top_people
 from facemetric.gallery.store import GalleryStore
-from facemetric.recognize import Recognizer
+from facemetric.recognize.decision import DecisionSettings
+from facemetric.recognize.recognizer import Recognizer
 from test_recognize import LookupEmbedder
 
 

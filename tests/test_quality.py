@@ -18,8 +18,8 @@ from conftest import shared_set
 from facemetric.cli import main
 from facemetric.data.image import load_image
 from facemetric.data.quality import QualityFloors, face_quality, pose, problems, sharpness
+from facemetric.enrol.screen import QualityPolicy, parse_floors, screen_records
 from facemetric.errors import ConfigError
-from facemetric.screen import QualityPolicy, parse_floors, screen_records
 
 A, B, C, D = "person_07201", "person_07205", "person_07207", "person_07209"
 FRONTAL = np.array([[70, 86], [130, 86], [100, 110], [75, 136], [125, 136]], np.float64)
@@ -136,7 +136,7 @@ def parts() -> tuple[object, object]:
 
 def recognizer(parts: tuple[object, object], db: Path) -> object:
     from facemetric.gallery.store import GalleryStore
-    from facemetric.recognize import Recognizer
+    from facemetric.recognize.recognizer import Recognizer
 
     embedder, detector = parts
     return Recognizer(embedder, GalleryStore(db), detector)  # type: ignore[arg-type]
@@ -162,7 +162,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_enrolment_refuses_bad_photos_with_reasons(
     parts: tuple[object, object], folder: Path, tmp_path: Path
 ) -> None:
-    from facemetric.enrol import add_photos
+    from facemetric.enrol.build import add_photos
 
     rec = recognizer(parts, tmp_path / "g.db")
     report = add_photos(rec, A, [folder / A])  # type: ignore[arg-type]
@@ -217,7 +217,7 @@ def test_figures_of_real_photos(parts: tuple[object, object]) -> None:
 def test_gallery_check_finds_planted_duplicate_and_wrong_person(
     parts: tuple[object, object], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from facemetric.enrol import add_photos
+    from facemetric.enrol.build import add_photos
     from facemetric.gallery.check import CheckOptions, check_gallery
 
     db = tmp_path / "g.db"

@@ -13,11 +13,11 @@ import pytest
 from conftest import shared_set
 from facemetric.data.detect import create_detector
 from facemetric.data.image import load_image
-from facemetric.decision import DecisionSettings
 from facemetric.errors import ConfigError, GalleryError, ImageReadError
 from facemetric.gallery.store import GalleryStore
 from facemetric.models import ModelSpec, load_embedder
-from facemetric.recognize import Recognizer
+from facemetric.recognize.decision import DecisionSettings
+from facemetric.recognize.recognizer import Recognizer
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from facemetric.data.image import load_image
 from facemetric.evaluate.metrics import auc, calibrate_threshold
 from facemetric.gallery.store import GalleryStore
 from facemetric.models import Embedder, load_embedder
-from facemetric.recognize import Recognizer
+from facemetric.recognize.recognizer import Recognizer
 from facemetric.train import TrainConfig, train
 
 # People, in this order: trained on (the first KNOWN of them enrolled), only in calibration,

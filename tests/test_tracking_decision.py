@@ -13,8 +13,8 @@ import itertools
 import numpy as np
 import pytest
 
-from facemetric.decision import Calibration, Decider, DecisionSettings
-from facemetric.tracking import (
+from facemetric.recognize.decision import Calibration, Decider, DecisionSettings
+from facemetric.recognize.tracking import (
     STEADYING,
     Track,
     TrackSettings,

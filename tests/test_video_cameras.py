@@ -156,7 +156,7 @@ def test_mjpeg_over_http_and_its_restart(scene: tuple[Path, Path, str]) -> None:
 
 
 def test_a_live_camera_becomes_an_event(rtsp: Rtsp, scene: tuple[Path, Path, str]) -> None:
-    from facemetric.recognize import Recognizer
+    from facemetric.recognize.recognizer import Recognizer
     from facemetric.video.pipeline import CameraWorker
     from test_event_builder import ListSink
 
@@ -272,7 +272,7 @@ def test_a_served_camera_cut_to_a_stranger_never_reaches_mqtt_as_a_person(
 
     from facemetric.events.mqtt import MqttNotifier, slug
     from facemetric.models.pretrained import dlib as dlib_model
-    from facemetric.recognize import Recognizer
+    from facemetric.recognize.recognizer import Recognizer
     from facemetric.video.pipeline import CameraWorker
     from test_event_builder import ListSink
     from test_events_notify import MOSQUITTO, Subscriber, mosquitto, wait_for

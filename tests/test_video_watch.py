@@ -168,8 +168,8 @@ def test_a_decided_track_skips_embeddings_but_never_a_cut(tmp_path: Path) -> Non
     embedded and starts a new, unnamed track."""
     import av
 
-    from facemetric.recognize import Recognizer
-    from facemetric.tracking import Tracker
+    from facemetric.recognize.recognizer import Recognizer
+    from facemetric.recognize.tracking import Tracker
     from videoclip import cut_clip
 
     video, db, truth = cut_clip(tmp_path, shared_set("celeba-wild"), each=2.0)

@@ -78,7 +78,7 @@ def test_live_page_labels_enrolled_person_and_stranger(
 
     from facemetric.data.detect import create_detector
     from facemetric.gallery.store import GalleryStore
-    from facemetric.recognize import Recognizer
+    from facemetric.recognize.recognizer import Recognizer
 
     wild = shared_set("celeba-wild")
     people = sorted(p for p in wild.iterdir() if p.is_dir())
@@ -222,7 +222,7 @@ def test_live_page_warns_of_an_uncalibrated_threshold_and_shows_4_decimals(
     from facemetric.data.detect import create_detector
     from facemetric.gallery.store import GalleryStore
     from facemetric.models import load_embedder
-    from facemetric.recognize import Recognizer
+    from facemetric.recognize.recognizer import Recognizer
     from webutil import astronaut
 
     frame = tmp_path / "frame.png"

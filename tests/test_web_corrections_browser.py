@@ -31,7 +31,7 @@ def test_not_name_on_the_live_page_sticks_and_undo_restores(
     from facemetric.data.image import load_image
     from facemetric.gallery.store import GalleryStore
     from facemetric.models import load_embedder
-    from facemetric.recognize import Recognizer
+    from facemetric.recognize.recognizer import Recognizer
 
     wild = shared_set("celeba-wild")
     people = sorted(p for p in wild.iterdir() if p.is_dir())

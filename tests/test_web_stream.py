@@ -18,9 +18,9 @@ from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 
+from facemetric.recognize.tracking import iou
 from facemetric.web.app import create_app
 from facemetric.web.settings import WebSettings
-from facemetric.web.tracking import iou
 from webutil import TOKEN, astronaut, encode, frame_640x480, running_server
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -111,7 +111,7 @@ def mjpeg_server(
 
 def build_gallery(db: Path, people: dict[str, tuple[list[Path], Path]]) -> None:
     """Enrol each person's enrolment photos with the pretrained model into ``db``."""
-    from facemetric.recognize import Recognizer
+    from facemetric.recognize.recognizer import Recognizer
 
     recognizer = Recognizer.from_paths("dlib", db)
     for name, (photos, _) in people.items():

@@ -32,8 +32,8 @@ class GalleryOptions:
     agree: int | None = None
 
     def decision(self) -> Any:
-        """The decision's settings with the flags given (``facemetric.decision``)."""
-        from facemetric.decision import DecisionSettings
+        """The decision's settings with the flags given (``facemetric.recognize.decision``)."""
+        from facemetric.recognize.decision import DecisionSettings
 
         given: dict[str, Any] = {"margin": self.margin, "fpir": self.fpir, "agree": self.agree}
         return DecisionSettings(**{k: v for k, v in given.items() if v is not None})
@@ -62,7 +62,7 @@ def _store(opts: GalleryOptions, create: bool = False) -> Any:
 
 
 def _recognizer(opts: GalleryOptions, create: bool = False) -> Any:
-    from facemetric.recognize import Recognizer
+    from facemetric.recognize.recognizer import Recognizer
 
     if opts.top_k < 1:
         raise ConfigError(f"--top-k: must be at least 1, got {opts.top_k}")
@@ -101,7 +101,7 @@ def _print_report(report: Any, store_path: Path) -> None:
 def _quality(args: argparse.Namespace) -> Any:
     """The enrolment quality policy of ``--allow-low-quality``, ``--no-quality-check`` and
     ``--quality-floor``."""
-    from facemetric.screen import QualityPolicy, parse_floors
+    from facemetric.enrol.screen import QualityPolicy, parse_floors
 
     mode = "off" if args.no_quality_check else "flag" if args.allow_low_quality else "refuse"
     return QualityPolicy(parse_floors(args.quality_floor), mode)
@@ -134,7 +134,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     need_folders([args.dir], "photo folder")
     _check_inputs(args)
     need_people_with_photos(args.dir)  # an empty folder is said before the model loads
-    from facemetric.enrol import build_gallery
+    from facemetric.enrol.build import build_gallery
 
     quality = _quality(args)
     rec = _recognizer(_options(args), create=True)
@@ -147,7 +147,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_add(args: argparse.Namespace) -> int:
     _check_inputs(args, *args.images)
-    from facemetric.enrol import add_photos
+    from facemetric.enrol.build import add_photos
 
     quality = _quality(args)
     rec = _recognizer(_options(args), create=True)
@@ -201,7 +201,7 @@ def cmd_reembed(args: argparse.Namespace) -> int:
 def _known_recognizer(opts: GalleryOptions, folder: str) -> Any:
     """The recognizer over the cached gallery of the ``--known`` folder, saying on stderr what
     bringing it up to date did (stdout stays for the answers)."""
-    from facemetric.known import known_gallery
+    from facemetric.enrol.known import known_gallery
     from facemetric.models import load_embedder
 
     if opts.top_k < 1:
@@ -236,11 +236,11 @@ def _print_text(result: Any) -> None:
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
-    from facemetric.enrol import (
+    from facemetric.enrol.build import expand_images
+    from facemetric.recognize.photos import (
         CSV_COLUMNS,
         annotate,
         csv_rows,
-        expand_images,
         identify_photos,
         photo_summary,
     )
@@ -545,7 +545,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_export_model)
 
 
-# the columns of ``identify --csv`` (facemetric.enrol.CSV_COLUMNS), without importing numpy here
+# the columns of ``identify --csv`` (recognize.photos.CSV_COLUMNS), without importing numpy here
 CSV_COLUMNS_HELP = (
     "image", "face", "x1", "y1", "x2", "y2", "identity", "similarity", "is_match",
     "score", "threshold", "reason", "explanation",

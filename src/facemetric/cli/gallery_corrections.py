@@ -10,8 +10,8 @@ from typing import Any
 
 def cmd_correct(args: argparse.Namespace) -> int:
     from facemetric.cli.gallery import _check_inputs, _options, _recognizer
-    from facemetric.correct import correct_photo, parse_box
     from facemetric.data.image import load_image
+    from facemetric.enrol.correct import correct_photo, parse_box
 
     _check_inputs(args, args.photo)
     kind, person = ("wrong", args.wrong) if args.wrong else ("confirmed", args.confirm)

@@ -263,7 +263,7 @@ def cluster_library(
     if not photos:
         raise DatasetError(f"{root}: no photos found")
     if recognizer is None and config.db is not None:
-        from facemetric.recognize import Recognizer
+        from facemetric.recognize.recognizer import Recognizer
 
         recognizer = Recognizer.from_paths(
             config.model,

@@ -1,6 +1,6 @@
 """Tracks -> events: one followed face (one track) on one camera is one ``Event``.
 
-The builder is fed each recognised frame's faces as ``facemetric.tracking.Tracker`` reports
+The builder is fed each recognised frame's faces as ``recognize.tracking.Tracker`` reports
 them (``track_id``, ``identity``, ``reason``, ``decision``, ``box``, ``top_k``, ``raw``) with
 the frame and the faces' embeddings. An event opens at a track's ``min_frames``-th sighting and
 stays open while the face is seen; it closes once nothing of it was seen for ``gap`` seconds.

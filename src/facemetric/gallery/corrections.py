@@ -1,7 +1,7 @@
 """Corrections that stick: "this is not Ada" and "yes, this is Ada", listed and undone.
 
 Marking an answer **wrong** stores the face as a *negative* face of that person (``faces.kind =
-'negative'``): the open-set decision (``facemetric.decision``) no longer names Ada for a face
+'negative'``): the open-set decision (``recognize.decision``) no longer names Ada for a face
 closer to her negatives than to her references. Marking it **confirmed** adds the face as one of
 her references. Either way a row in ``corrections`` says who, when, from where and at what
 similarity, and ``undo`` removes the row with the face it added, so every correction can be

@@ -21,13 +21,13 @@ import numpy as np
 
 from facemetric.events.builder import EventBuilder
 from facemetric.events.model import EventSink
-from facemetric.tracking import Tracker, TrackSettings
+from facemetric.recognize.tracking import Tracker, TrackSettings
 from facemetric.video.motion import FairTurns
 from facemetric.video.reader import CameraReader, Frame, Mode
 from facemetric.video.sources import Camera
 
 if TYPE_CHECKING:
-    from facemetric.recognize import Recognizer
+    from facemetric.recognize.recognizer import Recognizer
 
 log = logging.getLogger(__name__)
 

@@ -164,7 +164,7 @@ class Annotator:
 
 def watch(config: WatchConfig, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     """Run the pipeline over ``config.source``; returns the number of events printed."""
-    from facemetric.recognize import Recognizer
+    from facemetric.recognize.recognizer import Recognizer
 
     out = out or sys.stdout
     err = err or sys.stderr

@@ -62,7 +62,7 @@ async def add_correction(
     note: Annotated[str | None, Form(max_length=500)] = None,
 ) -> CorrectionPublic:
     """Mark the answer for one face of the photo wrong or confirmed."""
-    from facemetric.correct import correct_photo, parse_box
+    from facemetric.enrol.correct import correct_photo, parse_box
 
     if kind not in KINDS:
         raise HTTPException(422, f"kind: {kind!r} is not one of {', '.join(KINDS)}")
@@ -109,7 +109,7 @@ async def undo_correction(
     state: StateDep, _admin: AdminDep, correction_id: Annotated[int, Path(ge=1, le=MAX_FACE_ID)]
 ) -> CorrectionPublic:
     """Undo a correction: it goes, with the face it added."""
-    from facemetric.correct import undo_correction as undo
+    from facemetric.enrol.correct import undo_correction as undo
 
     recognizer = state.require_recognizer()
 

@@ -34,11 +34,11 @@ from pydantic import BaseModel
 
 from facemetric.data.image import DecodedImage, ImageTooLargeError
 from facemetric.data.quality import QualityFloors, problems
+from facemetric.enrol.screen import QualityPolicy, enrol_checked, screen_for
 from facemetric.errors import FaceNotFoundError, GalleryError, ImageReadError
 from facemetric.gallery.backend import FULL, StoreUnavailableError
 from facemetric.gallery.names import check_person_name
 from facemetric.gallery.records import FaceRecord, chip_media_type
-from facemetric.screen import QualityPolicy, enrol_checked, screen_for
 from facemetric.web.security import VIEWER_ONLY
 from facemetric.web.state import WebState, public_message
 from facemetric.web.uploads import png_data_url, to_original

@@ -31,7 +31,7 @@ from facemetric.web.uploads import decode_checked
 if TYPE_CHECKING:
     from facemetric.data.detect import FaceDetector
     from facemetric.gallery.store import GalleryStore
-    from facemetric.recognize import Recognizer
+    from facemetric.recognize.recognizer import Recognizer
 
 T = TypeVar("T")
 
@@ -146,7 +146,7 @@ def load_state(settings: WebSettings, admin_token: str, token_generated: bool) -
     from facemetric.data.detect import create_detector
     from facemetric.gallery.store import GalleryStore
     from facemetric.models import load_embedder
-    from facemetric.recognize import Recognizer
+    from facemetric.recognize.recognizer import Recognizer
 
     db_path = gallery_location(settings.db) if settings.db else default_gallery_path()
     store = GalleryStore(db_path)
@@ -160,7 +160,7 @@ def load_state(settings: WebSettings, admin_token: str, token_generated: bool) -
         model_error_detail = str(exc)
         model_error = public_message(model_error_detail)
     else:
-        from facemetric.decision import DecisionSettings
+        from facemetric.recognize.decision import DecisionSettings
 
         decision = DecisionSettings(fpir=settings.fpir, margin=settings.margin)
         recognizer = Recognizer(

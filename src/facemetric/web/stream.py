@@ -5,7 +5,7 @@ limits). The client then sends one binary image message and waits for its answer
 the next, so a slow server never builds a queue. Each answer is either
 ``{"type": "result", "frame", "faces", "width", "height", "threshold", "server_ms"}`` or
 ``{"type": "error", "frame", "code", "detail"}``; an error never closes the stream. Faces are
-followed across frames per connection (``facemetric.tracking``): each face's label is its
+followed across frames per connection (``facemetric.recognize.tracking``): each face's label is its
 track's open-set decision over the track's own evidence, with the decision's reason. Frames
 are never stored.
 
@@ -38,7 +38,7 @@ from facemetric.data.image import DecodedImage, ImageTooLargeError
 from facemetric.errors import FacemetricError
 from facemetric.events.builder import EventBuilder
 from facemetric.events.model import EventSink
-from facemetric.tracking import Tracker, TrackSettings
+from facemetric.recognize.tracking import Tracker, TrackSettings
 from facemetric.video.sources import NAME
 from facemetric.web.security import origin_allowed
 from facemetric.web.state import ServiceUnavailable, WebState

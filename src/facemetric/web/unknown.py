@@ -24,7 +24,7 @@ from facemetric.web.security import VIEWER_ONLY
 from facemetric.web.state import WebState
 
 if TYPE_CHECKING:
-    from facemetric.recognize import Recognizer
+    from facemetric.recognize.recognizer import Recognizer
     from facemetric.web.settings import WebSettings
 
 STATIC_DIR = files("facemetric.web") / "static"
@@ -125,10 +125,10 @@ def _checked(fn: Any, *args: Any) -> Any:
 
 def enrolment(recognizer: Recognizer) -> Any:
     """How a named group's faces are enrolled: through the enrolment checks every photo goes
-    through (``facemetric.screen.enrol_checked``) where that module exists, else straight
+    through (``facemetric.enrol.screen.enrol_checked``) where that module exists, else straight
     through the recognizer."""
     try:
-        from facemetric.screen import enrol_checked  # type: ignore[import-not-found,unused-ignore]
+        from facemetric.enrol.screen import enrol_checked  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return lambda name, records: recognizer.add_records(name, records).added
     return lambda name, records: enrol_checked(recognizer, name, records)[0].added

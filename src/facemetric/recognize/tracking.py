@@ -7,7 +7,7 @@ track starts a new one, also at the same place (a cut, a new person in the doorw
 lost for a few frames is found again by its face within ``lost_s`` seconds, anywhere in the
 frame; motion or missed frames never change who a track is.
 
-A track's identity is ``Recognizer.decide`` (``facemetric.decision``) over its evidence: the
+A track's identity is ``Recognizer.decide`` (``decision.py``) over its evidence: the
 quality-weighted mean of the normalised embeddings of its best ``evidence`` frames, normalised
 again (``track_evidence``). Nothing is carried over against the decision: a track is named only
 while the decision names it; steadying only delays a name (``min_frames`` embedded frames).
@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from facemetric.decision import Decision
+from facemetric.recognize.decision import Decision
 
 if TYPE_CHECKING:
-    from facemetric.recognize import Candidate, Recognizer
+    from facemetric.recognize.recognizer import Candidate, Recognizer
 
 STEADYING = "steadying"  # the decision names the track; not enough frames yet to show it
 

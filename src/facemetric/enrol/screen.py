@@ -23,7 +23,7 @@ from facemetric.errors import ConfigError, GalleryError
 from facemetric.gallery.records import FaceRecord, record_crop
 
 if TYPE_CHECKING:
-    from facemetric.recognize import EnrolResult, Recognizer
+    from facemetric.recognize.recognizer import EnrolResult, Recognizer
 
 MIN_VOTERS = 2  # other references needed before consistency alone refuses a face
 MODES = ("refuse", "flag", "off")

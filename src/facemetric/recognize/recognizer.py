@@ -3,7 +3,7 @@
 One object serves the CLI and the web app: detect every face, align it, embed all faces of the
 frame in one batch, search the gallery and report, per face, the best identities (one candidate per
 person, scored by the mean of their best references). Whether a face is someone is the open-set
-decision of ``facemetric.decision`` (a threshold calibrated for the gallery's size, the margin to
+decision of ``recognize/decision.py`` (a threshold calibrated for the gallery's size, the margin to
 the next person, the person's negative faces), recalibrated whenever the gallery's references
 change; otherwise it is reported as unknown, never as the nearest person, with the reason.
 Thread-safe: the web app calls it from several worker threads.
@@ -18,12 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from facemetric.decision import Calibration, Decider, Decision, DecisionSettings, calibrate
 from facemetric.errors import ConfigError, FacemetricError, FaceNotFoundError, GalleryError
 from facemetric.gallery.index import check_index_name
 from facemetric.gallery.live import FLIP_PROBES, LiveGallery
 from facemetric.gallery.records import FaceRecord
 from facemetric.gallery.store import GalleryStore, model_key
+from facemetric.recognize.decision import (
+    Calibration,
+    Decider,
+    Decision,
+    DecisionSettings,
+    calibrate,
+)
 
 if TYPE_CHECKING:
     from facemetric.data.detect import FaceDetector

@@ -16,8 +16,8 @@ import numpy as np
 from facemetric.errors import ConfigError, FaceNotFoundError
 from facemetric.gallery.corrections import Correction, CorrectionStore
 from facemetric.gallery.records import FaceRecord
-from facemetric.recognize import Recognizer
-from facemetric.tracking import iou
+from facemetric.recognize.recognizer import Recognizer
+from facemetric.recognize.tracking import iou
 
 MIN_OVERLAP = 0.3  # a box given must overlap a detected face this much to pick it
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from facemetric.enrol import BuildReport, collect_faces, expand_images, identity_folders
+from facemetric.enrol.build import BuildReport, collect_faces, expand_images, identity_folders
 from facemetric.errors import DatasetError
 from facemetric.gallery.store import GalleryStore, model_key
 from facemetric.paths import facemetric_home
-from facemetric.recognize import Recognizer
+from facemetric.recognize.recognizer import Recognizer
 
 if TYPE_CHECKING:
     from facemetric.models.inference import Embedder
