@@ -1,7 +1,7 @@
 """Per-person scores straight from one exact scan, for the open-set decision.
 
 The decision scores a face against each person by the mean of their best ``agree`` references.
-Done from search hits (``facemetric.recognize.per_person_top_k``) that takes the top
+Done from search hits (``recognize.matches.per_person_top_k``) that takes the top
 ``people x faces_per_person`` hits (2,000 of 10,000 faces for 20 people of 500 faces), sorts
 them, looks each hit's person up and sorts them again by person: ~1.5 ms a face. Here the
 gallery's reference vectors are kept grouped by person (``PersonLayout``, made once per gallery

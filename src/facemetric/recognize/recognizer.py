@@ -12,7 +12,6 @@ Thread-safe: the web app calls it from several worker threads.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,126 +22,13 @@ from facemetric.gallery.index import check_index_name
 from facemetric.gallery.live import FLIP_PROBES, LiveGallery
 from facemetric.gallery.records import FaceRecord
 from facemetric.gallery.store import GalleryStore, model_key
-from facemetric.recognize.decision import (
-    Calibration,
-    Decider,
-    Decision,
-    DecisionSettings,
-    calibrate,
-)
+from facemetric.recognize.calibrated import GalleryCalibration
+from facemetric.recognize.decision import Calibration, Decider, Decision, DecisionSettings
+from facemetric.recognize.matches import Candidate, EnrolResult, FaceMatch, candidates_from_hits
 
 if TYPE_CHECKING:
     from facemetric.data.detect import FaceDetector
     from facemetric.models.inference import Embedder, Engine
-
-
-@dataclass(frozen=True)
-class EnrolResult:
-    """What an enrolment did: faces added, photos already there, photos skipped and why."""
-
-    name: str
-    added: list[int]
-    duplicates: int = 0
-    skipped: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One person for a face: ``similarity`` is the person's score (the mean of their best
-    references, what the decision compares), ``best`` their closest reference's similarity."""
-
-    identity: str
-    similarity: float
-    face_id: int
-    best: float | None = None
-    negative: float | None = None  # similarity of the person's closest negative face
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "identity": self.identity,
-            "similarity": round(float(self.similarity), 4),
-            "face_id": int(self.face_id),
-            "best": round(float(self.similarity if self.best is None else self.best), 4),
-        }
-        if self.negative is not None:
-            out["negative"] = round(float(self.negative), 4)
-        return out
-
-
-@dataclass(frozen=True)
-class FaceMatch:
-    """One face of the image: where it is and who it is (``identity`` None = unknown)."""
-
-    box: tuple[float, float, float, float]
-    landmarks: np.ndarray
-    score: float
-    identity: str | None
-    similarity: float
-    is_match: bool
-    gallery_face_id: int | None
-    top_k: list[Candidate] = field(default_factory=list)
-    nearest: str | None = None  # the best candidate even when below the threshold
-    decision: Decision | None = None  # why it is (or is not) a match
-
-    @property
-    def reason(self) -> str | None:
-        return None if self.decision is None else self.decision.reason
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "box": [round(float(v), 2) for v in self.box],
-            "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in self.landmarks],
-            "score": round(float(self.score), 4),
-            "identity": self.identity,
-            "similarity": round(float(self.similarity), 4),
-            "is_match": bool(self.is_match),
-            "gallery_face_id": self.gallery_face_id,
-            "top_k": [c.to_dict() for c in self.top_k],
-            "nearest": self.nearest,
-            "reason": self.reason,
-            "decision": None if self.decision is None else self.decision.to_dict(),
-        }
-
-
-def per_person_top_k(
-    sims: np.ndarray, face_ids: np.ndarray, gallery: LiveGallery, k: int, agree: int = 1
-) -> list[Candidate]:
-    """The best ``k`` people for one query from its face hits (best first), by person score
-    (the mean of their best ``agree`` references; a reference beyond the hits counts as the
-    lowest hit, an upper bound), each with their best face. Vectorised: a search of a person
-    with 500 references hands over 1,500 hits."""
-    sims = np.asarray(sims, np.float64)
-    face_ids = np.asarray(face_ids, np.int64)
-    valid = face_ids >= 0
-    if not valid.any():
-        return []
-    lowest = float(sims[valid].min())
-    lookup = gallery.person_lookup()
-    persons = lookup.persons(face_ids)
-    keep = np.flatnonzero(persons >= 0)
-    if not len(keep):
-        return []
-    order = keep[np.argsort(persons[keep], kind="stable")]  # by person, best hit first
-    p, s, f = persons[order], sims[order], face_ids[order]
-    starts = np.flatnonzero(np.r_[True, p[1:] != p[:-1]])
-    sizes = np.diff(np.r_[starts, len(p)])
-    group = np.repeat(np.arange(len(starts)), sizes)
-    rank = np.arange(len(p)) - starts[group]
-    people = p[starts]
-    want = np.minimum(agree, np.maximum(1, lookup.counts[people]))
-    kept = rank < want[group]
-    sums = np.bincount(group[kept], weights=s[kept], minlength=len(starts))
-    counted = np.minimum(sizes, want)
-    last = s[starts + counted - 1]
-    score = (sums + np.minimum(lowest, last) * (want - counted)) / want
-    first_seen = order[starts]  # ties keep the order of the hits
-    top = np.lexsort((first_seen, -score))[:k]
-    return [
-        Candidate(
-            lookup.names[int(people[i])], float(score[i]), int(f[starts[i]]), float(s[starts[i]])
-        )
-        for i in top
-    ]
 
 
 class Recognizer:
@@ -178,11 +64,9 @@ class Recognizer:
         # faces that match nobody go to it when set (facemetric.unknown.UnknownKeeper)
         self.unknown_keeper: Any = None
         self.decision_settings = decision or DecisionSettings()
-        self._calibration: Calibration | None = None
-        self._calibrated_for: tuple[int, int] | None = None
-        self._calibrated_at = -2
-        self._calibrate_lock = threading.Lock()
-        self._negatives: tuple[int, dict[str, np.ndarray]] = (-2, {})
+        self._calibrated = GalleryCalibration(
+            store, self.model_key, float(embedder.threshold), self.decision_settings
+        )
 
     @classmethod
     def from_paths(
@@ -252,37 +136,7 @@ class Recognizer:
         """The decision's calibration for the gallery as it is now (computed again when its
         references changed: people added or removed, faces added); ``gallery``: the gallery
         just brought up to date (saves checking it again)."""
-        gallery = gallery if gallery is not None else self._current()
-        generation = gallery.generation
-        with self._lock:
-            if self._calibration is not None and self._calibrated_at == generation:
-                return self._calibration
-        with self._calibrate_lock:  # one thread calibrates, the others then reuse it
-            refs = gallery.reference_faces()
-            signature = (sum(len(v) for v in refs.values()), sum(sum(v) for v in refs.values()))
-            with self._lock:
-                if self._calibration is not None and self._calibrated_for == signature:
-                    self._calibrated_at = generation  # only negatives or embeddings changed
-                    return self._calibration
-            cal = self._calibrate(gallery, refs)
-            with self._lock:
-                self._calibration, self._calibrated_for = cal, signature
-                self._calibrated_at = generation
-            return cal
-
-    def _calibrate(self, gallery: LiveGallery, refs: dict[str, list[int]]) -> Calibration:
-        settings = self.decision_settings
-        floor = float(self.embedder.threshold)
-        ids = [i for v in refs.values() for i in v]
-        if len(refs) < 2:
-            return calibrate(np.zeros((0, 1)), [], floor, settings, gallery.generation)
-        rng = np.random.default_rng(settings.seed)
-        names = sorted(refs)
-        if len(names) > settings.max_people:  # bounded work for a large gallery
-            names = sorted(rng.choice(names, settings.max_people, replace=False).tolist())
-            ids = [i for n in names for i in refs[n]]
-        rows = self.store.embeddings(self.model_key, compute_missing=False, face_ids=ids)
-        return calibrate(rows.vectors, rows.names, floor, settings, gallery.generation)
+        return self._calibrated.now(gallery if gallery is not None else self._current())
 
     def decider(self, gallery: LiveGallery | None = None) -> Decider:
         """The decision as it stands for the current gallery (and a ``threshold`` given)."""
@@ -300,17 +154,8 @@ class Recognizer:
         search): never reads the database, for answers built on the event loop."""
         if self._threshold is not None:
             return float(self._threshold)
-        cal = self._calibration
+        cal = self._calibrated.last
         return float(cal.threshold) if cal is not None else float(self.embedder.threshold)
-
-    def _negatives_now(self, gallery: LiveGallery) -> dict[str, np.ndarray]:
-        if not self.decision_settings.use_negatives:
-            return {}
-        generation, cached = self._negatives
-        if generation != gallery.generation:
-            cached = gallery.negatives()
-            self._negatives = (gallery.generation, cached)
-        return cached
 
     @property
     def input_size(self) -> int:
@@ -395,7 +240,10 @@ class Recognizer:
         use_neg = self.decision_settings.use_negatives
         found = gallery.top_people(embeddings, k_hits, people, agree, use_neg, self.probe_key)
         if found is None:  # an approximate index: from its hits
-            every = self._from_hits(gallery, embeddings, k_hits, people, agree)
+            negatives = self._calibrated.negatives(gallery)
+            every = candidates_from_hits(
+                gallery, embeddings, k_hits, people, agree, self.probe_key, negatives
+            )
         else:
             layout, top = found
             every = [
@@ -424,28 +272,6 @@ class Recognizer:
                 cands.sort(key=lambda c: c.identity != decision.identity)
             out.append((cands[:k], decision))
         return out
-
-    def _from_hits(
-        self, gallery: LiveGallery, embeddings: np.ndarray, k_hits: int, people: int, agree: int
-    ) -> list[list[Candidate]]:
-        """Each face's candidates from the index's hits (what an approximate index gives)."""
-        sims, ids = gallery.search(embeddings, k_hits, self.probe_key)
-        negatives = self._negatives_now(gallery)
-        every = []
-        for q, s, r in zip(np.asarray(embeddings, np.float32), sims, ids, strict=True):
-            cands = per_person_top_k(s, r, gallery, people, agree)
-            neg = {
-                c.identity: float(np.max(negatives[c.identity] @ q))
-                for c in cands
-                if c.identity in negatives
-            }
-            every.append(
-                [
-                    Candidate(c.identity, c.similarity, c.face_id, c.best, neg.get(c.identity))
-                    for c in cands
-                ]
-            )
-        return every
 
     def recognize(
         self,
