@@ -17,7 +17,8 @@ import argparse
 
 import numpy as np
 
-from facemetric.recognize.decision import Calibration, Decider, DecisionSettings, calibrate
+from facemetric.recognize.calibration import calibrate
+from facemetric.recognize.decision import Calibration, Decider, DecisionSettings
 from openset import DATA, OLD, draw, person_scores
 from openset_data import cached_embeddings, identities
 

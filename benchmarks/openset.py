@@ -34,7 +34,8 @@ import numpy as np
 
 from facemetric.data.quality import consistency_floor
 from facemetric.enrol.screen import MIN_VOTERS
-from facemetric.recognize.decision import Decider, DecisionSettings, calibrate
+from facemetric.recognize.calibration import calibrate
+from facemetric.recognize.decision import Decider, DecisionSettings
 from openset_data import cached_embeddings, identities
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from facemetric.recognize.decision import Decider, DecisionSettings, calibrate
+from facemetric.recognize.calibration import calibrate
+from facemetric.recognize.decision import Decider, DecisionSettings
 from facemetric.recognize.tracking import track_evidence
 from openset import OLD, draw, person_scores
 from openset_data import cached_embeddings, identities

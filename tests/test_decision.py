@@ -11,6 +11,13 @@ import pytest
 
 from conftest import shared_set
 from facemetric.errors import ConfigError
+from facemetric.recognize.calibration import (
+    calibrate,
+    impostor_matrix,
+    leave_one_out_threshold,
+    per_person_chance,
+    tail_threshold,
+)
 from facemetric.recognize.decision import (
     AMBIGUOUS_MARGIN,
     BELOW_THRESHOLD,
@@ -20,11 +27,6 @@ from facemetric.recognize.decision import (
     Calibration,
     Decider,
     DecisionSettings,
-    calibrate,
-    impostor_matrix,
-    leave_one_out_threshold,
-    per_person_chance,
-    tail_threshold,
 )
 
 

@@ -310,7 +310,7 @@ def _identification(
         out["strangers_matched"] = osr.strangers_matched
         out["match_threshold"] = osr.operating_threshold
     # The open-set decision as the gallery would make it (calibrated on these references).
-    from facemetric.recognize.decision import open_set_rates
+    from facemetric.evaluate.decision_rates import open_set_rates
 
     out["decision"] = open_set_rates(
         es.take(mated), m_lab, es.take(strangers), es.take(gallery), g_lab, threshold

@@ -34,15 +34,15 @@ from the gallery itself, and set again whenever the gallery changes:
    the threshold and the score the floor (else ``below_threshold``) and leads the next
    person by ``margin`` (else ``ambiguous_margin``). A given threshold uses the raw score.
 
-Each ``Decision`` says which rule decided (``reason``) with the figures behind it
-(``to_dict``). Measured on ../shared/data in ``docs/openset.md`` (``benchmarks/openset.py``).
+The calibration's maths is ``calibration.py``. Each ``Decision`` says which rule decided
+(``reason``) with the figures behind it (``to_dict``). Measured on ../shared/data in
+``docs/openset.md`` (``benchmarks/openset.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -55,10 +55,6 @@ AMBIGUOUS_MARGIN = "ambiguous_margin"
 CLOSER_TO_NEGATIVE = "closer_to_negative"
 EMPTY_GALLERY = "empty_gallery"
 REASONS = (MATCH, BELOW_THRESHOLD, AMBIGUOUS_MARGIN, CLOSER_TO_NEGATIVE, EMPTY_GALLERY)
-
-MIN_SCORES = 50  # impostor scores below which the gallery cannot calibrate (the floor rules)
-LOO_PROBES = 250  # probes from which the direct estimate is trusted alone (see docs/openset.md)
-TAIL_QUANTILES = (0.90, 0.99)  # where the Gaussian is fitted to the impostor tail
 
 
 @dataclass(frozen=True)
@@ -219,140 +215,11 @@ def person_score(sims: np.ndarray, agree: int) -> float:
     return float(s.mean()) if s.size else -1.0
 
 
-def tail_threshold(scores: np.ndarray, p: float) -> float:
-    """The score a Gaussian fitted to the upper tail of ``scores`` exceeds with chance ``p``."""
-    lo, hi = np.quantile(scores, TAIL_QUANTILES)
-    z_lo, z_hi = (NormalDist().inv_cdf(q) for q in TAIL_QUANTILES)
-    sigma = max(float(hi - lo) / (z_hi - z_lo), 1e-6)
-    mu = float(lo) - sigma * z_lo
-    return mu + sigma * NormalDist().inv_cdf(1.0 - p)
-
-
-def per_person_chance(fpir: float, people: int) -> float:
-    """The chance of beating one person that makes ``fpir`` over ``people`` people."""
-    return 1.0 - (1.0 - fpir) ** (1.0 / max(1, people))
-
-
-def impostor_matrix(
-    vectors: np.ndarray, labels: np.ndarray, agree: int, probes: np.ndarray, people: np.ndarray
-) -> np.ndarray:
-    """(len(probes), len(people)): each reference row of ``probes`` scored against each person
-    of ``people`` (label values) as ``decide`` scores a face; NaN against their own person."""
-    out = np.full((len(probes), len(people)), np.nan)
-    q = vectors[probes]
-    for j, person in enumerate(people):
-        cols = vectors[labels == person]
-        k = min(agree, cols.shape[0])
-        best = -np.sort(-(q @ cols.T), axis=1)[:, :k].mean(axis=1)
-        out[:, j] = np.where(labels[probes] == person, np.nan, best)
-    return out
-
-
-def search_figures(matrix: np.ndarray, cohort_size: int) -> tuple[np.ndarray, ...]:
-    """Per probe row of ``matrix`` (NaN: not a candidate): the best score, the second, and
-    the cohort's (the mean of the next ``cohort_size`` after the best; NaN when none)."""
-    filled = np.where(np.isnan(matrix), -np.inf, matrix)
-    ranked = -np.sort(-filled, axis=1)
-    s1 = ranked[:, 0]
-    s2 = ranked[:, 1] if ranked.shape[1] > 1 else np.full(len(s1), -np.inf)
-    rest = ranked[:, 1 : 1 + cohort_size]
-    valid = np.isfinite(rest)
-    count = valid.sum(axis=1)
-    total = np.where(valid, rest, 0.0).sum(axis=1)
-    cohort = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-    return np.where(np.isfinite(s1), s1, -2.0), np.where(np.isfinite(s2), s2, -2.0), cohort
-
-
 def adjust(score: float | np.ndarray, cohort: Any, weight: float, mean: float) -> Any:
     """``score`` less ``weight`` times the cohort's likeness above the gallery's ``mean``."""
     if weight == 0.0:
         return score
     return score - weight * (np.where(np.isnan(cohort), mean, cohort) - mean)
-
-
-def leave_one_out_threshold(
-    matrix: np.ndarray,
-    fpir: float,
-    margin: float,
-    cohort: float = 0.0,
-    cohort_size: int = 3,
-    cohort_mean: float = 0.0,
-) -> float:
-    """The lowest threshold at which at most ``fpir`` of the probes (each a stranger to every
-    other person) would be named under the margin rule (scores adjusted by the cohort)."""
-    s1, s2, coh = search_figures(matrix, cohort_size)
-    named_at = np.where(s1 - s2 >= margin, adjust(s1, coh, cohort, cohort_mean), -2.0)
-    return float(np.quantile(named_at, 1.0 - fpir))
-
-
-def calibrate(
-    vectors: np.ndarray,
-    labels: Sequence[Any] | np.ndarray,
-    floor: float,
-    settings: DecisionSettings | None = None,
-    generation: int = -1,
-) -> Calibration:
-    """The threshold for ``settings.fpir`` per search over the people of ``labels`` (one label
-    per reference row of ``vectors``), never below ``floor``; see the module's docstring."""
-    settings = settings or DecisionSettings()
-    lab = np.asarray(labels)
-    names, codes = np.unique(lab, return_inverse=True) if len(lab) else (np.zeros(0), lab)
-    n_people = len(names)
-    base = Calibration(float(floor), settings.fpir, n_people, "floor", float(floor))
-    if n_people < 2:
-        return _with(base, generation=generation)
-    rng = np.random.default_rng(settings.seed)
-    rows = np.arange(len(codes))
-    if len(rows) > settings.max_probes:
-        rows = rng.choice(rows, settings.max_probes, replace=False)
-    people = np.arange(n_people)
-    if n_people > settings.max_people:
-        people = rng.choice(people, settings.max_people, replace=False)
-    vecs = np.asarray(vectors, np.float32)
-    matrix = impostor_matrix(vecs, np.asarray(codes), settings.agree, rows, people)
-    scores = matrix[~np.isnan(matrix)]
-    if scores.size < MIN_SCORES:
-        return _with(base, scores=int(scores.size), generation=generation)
-    tail = min(tail_threshold(scores, per_person_chance(settings.fpir, n_people)), 1.0)
-    # The direct estimate needs every person (a max over a sample of people is too low) and
-    # is trusted in proportion to its probes, fully from LOO_PROBES on.
-    weight = 0.0 if len(people) < n_people else min(1.0, len(rows) / LOO_PROBES)
-    # The cohort's share counts as much as the direct estimate (the tail knows no cohort);
-    # its zero point is the gallery's own mean, so the tail's units still hold.
-    share = settings.cohort * weight
-    coh = search_figures(matrix, settings.cohort_size)[2]
-    known = np.isfinite(coh)
-    coh_mean = float(coh[known].mean()) if share and known.any() else 0.0
-    share = share if known.any() else 0.0
-    direct = (
-        leave_one_out_threshold(
-            matrix, settings.fpir, settings.margin, share, settings.cohort_size, coh_mean
-        )
-        if weight
-        else tail
-    )
-    fitted = weight * direct + (1.0 - weight) * tail
-    return Calibration(
-        max(fitted, float(floor)),
-        settings.fpir,
-        n_people,
-        "gallery",
-        float(floor),
-        int(scores.size),
-        fitted,
-        generation,
-        tail=tail,
-        direct=direct if weight else None,
-        weight=weight,
-        cohort=share,
-        cohort_mean=coh_mean,
-    )
-
-
-def _with(cal: Calibration, **changes: Any) -> Calibration:
-    from dataclasses import replace
-
-    return replace(cal, **changes)
 
 
 @dataclass
@@ -441,60 +308,3 @@ class Decider:
             adjusted,
             cohort,
         )
-
-
-def open_set_rates(
-    mated: np.ndarray,
-    mated_labels: Sequence[Any] | np.ndarray,
-    strangers: np.ndarray,
-    gallery: np.ndarray,
-    gallery_labels: Sequence[Any] | np.ndarray,
-    floor: float,
-    settings: DecisionSettings | None = None,
-) -> dict[str, Any]:
-    """The decision on a gallery of ``gallery`` references (calibrated on them alone) for
-    enrolled probes ``mated`` and ``strangers``: TPIR (probes named right), FPIR (strangers
-    named) and why the rest were not named (what ``facemetric evaluate`` reports)."""
-    settings = settings or DecisionSettings()
-    g_lab = np.asarray(gallery_labels)
-    names, codes = np.unique(g_lab, return_inverse=True)
-    decider = Decider(calibrate(gallery, codes, floor, settings), settings)
-    gal = np.asarray(gallery, np.float32)
-
-    def answers(probes: np.ndarray) -> list[Decision]:
-        if len(probes) == 0:
-            return []
-        sims = np.asarray(probes, np.float32) @ gal.T
-        scores = np.full((len(probes), len(names)), -2.0)
-        for p in range(len(names)):
-            cols = sims[:, codes == p]
-            k = min(settings.agree, cols.shape[1])
-            scores[:, p] = -np.sort(-cols, axis=1)[:, :k].mean(axis=1)
-        top = np.argsort(-scores, axis=1)[:, : settings.candidates]
-        return [
-            decider.decide([(str(names[p]), float(scores[i, p])) for p in top[i]])
-            for i in range(len(probes))
-        ]
-
-    on_mated = answers(mated)
-    on_strangers = answers(strangers)
-    m_lab = [str(v) for v in mated_labels]
-    right = sum(d.identity == m for d, m in zip(on_mated, m_lab, strict=True))
-    named = sum(d.is_match for d in on_strangers)
-    reasons: dict[str, int] = {}
-    for d in on_mated:
-        if not d.is_match:
-            reasons[d.reason] = reasons.get(d.reason, 0) + 1
-    return {
-        "threshold": round(decider.active_threshold, 4),
-        "calibration": decider.calibration.to_dict(),
-        "tpir": right / len(on_mated) if on_mated else None,
-        "fpir": named / len(on_strangers) if on_strangers else None,
-        "probes": len(on_mated),
-        "strangers": len(on_strangers),
-        "strangers_named": named,
-        "probes_named_wrong": sum(
-            d.is_match and d.identity != m for d, m in zip(on_mated, m_lab, strict=True)
-        ),
-        "probes_not_named": reasons,
-    }

@@ -22,7 +22,7 @@ from facemetric.gallery.index import check_index_name
 from facemetric.gallery.live import FLIP_PROBES, LiveGallery
 from facemetric.gallery.records import FaceRecord
 from facemetric.gallery.store import GalleryStore, model_key
-from facemetric.recognize.calibrated import GalleryCalibration
+from facemetric.recognize.calibration import GalleryCalibration
 from facemetric.recognize.decision import Calibration, Decider, Decision, DecisionSettings
 from facemetric.recognize.matches import Candidate, EnrolResult, FaceMatch, candidates_from_hits
 
