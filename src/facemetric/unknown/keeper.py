@@ -30,8 +30,9 @@ from facemetric.errors import FacemetricError
 from facemetric.gallery.backend import Connection
 from facemetric.gallery.records import CHIP_TEMPLATE, FaceRecord, encode_chip
 from facemetric.gallery.store import GalleryStore
-from facemetric.unknown import store as pool
+from facemetric.unknown import writes as pool
 from facemetric.unknown.grouping import DEFAULT_THRESHOLD, Grouper
+from facemetric.unknown.store import UnknownStore
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ class UnknownKeeper:
     ) -> None:
         self.store = store
         self.trusted_sources = tuple(trusted_sources)  # kept faces pruned last
-        self.pool = pool.UnknownStore(store)
+        self.pool = UnknownStore(store)
         self.model_key = model_key
         self.threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
         self.max_days = max_days
