@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facemetric.errors import GalleryError
-from facemetric.gallery.backend import Backend, Connection, open_backend
+from facemetric.gallery.backend import Backend, Connection
 from facemetric.gallery.keys import model_key, weights_key
+from facemetric.gallery.location import open_backend
 from facemetric.gallery.records import (
     DEFAULT_CHIP_FORMAT,
     FaceRecord,
