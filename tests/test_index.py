@@ -11,12 +11,12 @@ from facemetric.errors import ConfigError
 from facemetric.gallery import approximate
 from facemetric.gallery.approximate import ApproximateIndex
 from facemetric.gallery.index import (
-    QUERY_BLOCK,
     ExactIndex,
     available_indexes,
     create_index,
     planned_index,
 )
+from facemetric.gallery.scan import QUERY_BLOCK
 from facemetric.gallery.slots import VectorSlots
 
 KINDS = ["exact", "faiss", "auto", "hnsw", "ivf"]

@@ -1,5 +1,6 @@
 """The gallery: reference faces of the people to recognise, and search over their embeddings."""
 
+from facemetric.gallery.embeddings import GalleryEmbeddings
 from facemetric.gallery.index import (
     ExactIndex,
     FaissFlatIndex,
@@ -8,14 +9,10 @@ from facemetric.gallery.index import (
     create_index,
     register_index,
 )
-from facemetric.gallery.store import (
-    Face,
-    FaceRecord,
-    GalleryEmbeddings,
-    GalleryStore,
-    Person,
-    model_key,
-)
+from facemetric.gallery.keys import model_key
+from facemetric.gallery.listing import Face, Person
+from facemetric.gallery.records import FaceRecord
+from facemetric.gallery.store import GalleryStore
 
 __all__ = [
     "ExactIndex",

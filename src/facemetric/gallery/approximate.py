@@ -34,7 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from facemetric.errors import ConfigError
-from facemetric.gallery.index import empty_result, exact_search, faiss_available, top_k
+from facemetric.gallery.scan import empty_result, exact_search, faiss_available, top_k
 from facemetric.gallery.slots import VectorSlots, as_ids, as_matrix
 
 log = logging.getLogger(__name__)

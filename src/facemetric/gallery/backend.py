@@ -1,19 +1,19 @@
-"""Where a gallery lives: the backend interface and ``open_backend(location)``.
+"""The backend interface: what a gallery's database gives the store, and its errors.
 
 A gallery is a SQLite file (the embedded default: a path, or ``sqlite:///path``) or a PostgreSQL
-database (``postgresql://user:password@host:port/dbname``, shared by several servers). Backends
-are chosen by the location's scheme from a registry. Each gives connections that run the same
-portable SQL (``?`` placeholders, ``RETURNING``, ``ON CONFLICT``), read snapshots and serialised
-write transactions, fills the schema's type placeholders, and tells followers that the gallery
-changed (PostgreSQL ``LISTEN``/``NOTIFY``; SQLite by polling a counter, which is a local read).
-The gallery's rules are written once above them, in ``facemetric.gallery.store``.
+database (``postgresql://user:password@host:port/dbname``, shared by several servers);
+``facemetric.gallery.location`` opens the backend a location names. Each gives connections
+that run the same portable SQL (``?`` placeholders, ``RETURNING``, ``ON CONFLICT``), read
+snapshots and serialised write transactions, fills the schema's type placeholders, and tells
+followers that the gallery changed (PostgreSQL ``LISTEN``/``NOTIFY``; SQLite by polling a
+counter, which is a local read). The gallery's rules are written once above them, in
+``facemetric.gallery.store``.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from facemetric.errors import GalleryError
@@ -100,45 +100,3 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-BackendFactory = Callable[[str], Backend]
-_REGISTRY: dict[str, BackendFactory] = {}
-
-
-def register_backend(*schemes: str) -> Callable[[BackendFactory], BackendFactory]:
-    def wrap(factory: BackendFactory) -> BackendFactory:
-        for scheme in schemes:
-            _REGISTRY[scheme] = factory
-        return factory
-
-    return wrap
-
-
-def scheme_of(location: str | Path) -> str:
-    """``postgresql``, ``sqlite``, ...: a path (no ``scheme://``) is a SQLite file."""
-    text = str(location)
-    if "://" not in text:
-        return "sqlite"
-    return text.split("://", 1)[0].lower()
-
-
-def is_url(location: str | Path) -> bool:
-    return "://" in str(location)
-
-
-def open_backend(location: str | Path) -> Backend:
-    """The backend for ``location``; ``GalleryError`` for a scheme facemetric does not know."""
-    _load_backends()
-    scheme = scheme_of(location)
-    if scheme not in _REGISTRY:
-        raise GalleryError(
-            f"{redact(str(location))}: unknown gallery location; use a file path, "
-            f"sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
-        )
-    return _REGISTRY[scheme](str(location))
-
-
-def _load_backends() -> None:
-    # Imported here, not at the top: each registers itself, and psycopg loads only when used.
-    from facemetric.gallery import postgres, sqlite  # noqa: F401

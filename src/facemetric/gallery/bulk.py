@@ -13,23 +13,30 @@ record brings its chip already encoded.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from facemetric.errors import GalleryError
+from facemetric.gallery.backend import Backend, Connection
+from facemetric.gallery.changelog import log_change
+from facemetric.gallery.names import check_person_name
 from facemetric.gallery.records import FaceRecord, check_chip_format
-
-if TYPE_CHECKING:
-    from facemetric.gallery.backend import Connection
-    from facemetric.gallery.store import GalleryStore
+from facemetric.gallery.rows import (
+    check_crop,
+    check_kind,
+    face_row,
+    insert_embeddings,
+    insert_faces,
+    now,
+    stored_chip_format,
+)
 
 PersonFaces = tuple[str, Sequence[FaceRecord], "np.ndarray | None"]  # name, faces, vectors
 NAME_BLOCK = 500  # names per IN (...) list
 
 
 def add_many(
-    store: GalleryStore,
+    backend: Backend,
     batch: Sequence[PersonFaces],
     model_key: str | None = None,
     kind: str = "reference",
@@ -38,26 +45,14 @@ def add_many(
     """Add each ``(name, faces, vectors)`` of ``batch`` in one transaction; the new face ids per
     entry (empty where every face was there already). ``vectors`` (one row per face, or None)
     are embeddings precomputed by the model ``model_key``."""
-    from facemetric.gallery.store import (
-        KINDS,
-        _check_crop,
-        _check_name,
-        _chip_format,
-        _face_row,
-        insert_embeddings,
-        insert_faces,
-        now,
-    )
-
-    if kind not in KINDS:
-        raise GalleryError(f"face kind: {kind!r} is not one of {', '.join(KINDS)}")
+    check_kind(kind)
     entries = []
     for name, records, vectors in batch:
-        name = _check_name(name)
+        name = check_person_name(name)
         if not records:
             raise GalleryError(f"person {name!r}: no faces to add")
         for i, record in enumerate(records):
-            _check_crop(record.chip, i)
+            check_crop(record.chip, i)
         if vectors is not None:
             if model_key is None:
                 raise GalleryError("vectors: given without the model they belong to")
@@ -65,9 +60,9 @@ def add_many(
                 raise GalleryError(f"vectors: {len(vectors)} rows for {len(records)} faces")
         entries.append((name, list(records), vectors))
     names = sorted({e[0] for e in entries})
-    with store.backend.read() as con:
+    with backend.read() as con:
         known = _known_photos(con, names, kind)
-        fmt = check_chip_format(chip_format) if chip_format else _chip_format(con)
+        fmt = check_chip_format(chip_format) if chip_format else stored_chip_format(con)
     rows, vecs, owners, where = [], [], [], []  # where: (entry, position) of each new face
     for e, (name, records, vectors) in enumerate(entries):
         have = known.setdefault(name, set())
@@ -76,7 +71,7 @@ def add_many(
             if digest in have:
                 continue
             have.add(digest)
-            rows.append(_face_row(record, kind, fmt))
+            rows.append(face_row(record, kind, fmt))
             owners.append(name)
             where.append(e)
             if vectors is not None:
@@ -85,7 +80,7 @@ def add_many(
     if not rows:
         return out
     created = now()
-    with store.backend.write() as con:
+    with backend.write() as con:
         people = person_ids(con, dict.fromkeys(owners, created))
         face_rows = [
             (people[o], kind, *r[:4], created, *r[4:]) for o, r in zip(owners, rows, strict=True)
@@ -98,7 +93,7 @@ def add_many(
         ]
         if embedded:
             insert_embeddings(con, embedded)  # type: ignore[arg-type]
-        store.change(con, "face+", ids)
+        log_change(backend, con, "face+", ids)
     for face_id, e in zip(ids, where, strict=True):
         out[e].append(face_id)
     return out

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from facemetric.gallery.bulk import person_ids
 from facemetric.gallery.records import check_chip_format, decode_chip, encode_chip
 from facemetric.gallery.records import chip_format as format_of
-from facemetric.gallery.store import ID_BLOCK, GalleryStore, insert_embeddings, insert_faces, now
+from facemetric.gallery.rows import ID_BLOCK, insert_embeddings, insert_faces, now
+from facemetric.gallery.store import GalleryStore
 
 BLOCK = 500  # faces per transaction
 

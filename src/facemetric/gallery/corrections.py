@@ -18,16 +18,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from facemetric.errors import GalleryError
+from facemetric.gallery.keys import model_key
 from facemetric.gallery.records import FaceRecord, record_crop
-from facemetric.gallery.store import (
-    GalleryStore,
-    _face_row,
-    _person_id,
-    insert_faces,
-    model_key,
-    now,
-    put_embeddings,
-)
+from facemetric.gallery.rows import face_row, insert_faces, now, person_id_of, put_embeddings
+from facemetric.gallery.store import GalleryStore
 
 if TYPE_CHECKING:
     from facemetric.models.inference import Embedder
@@ -82,10 +76,10 @@ class CorrectionStore:
             vector = embedder.embed(record_crop(record, embedder.spec)[None])[0]
         vec = np.asarray(vector, np.float32).reshape(1, -1)
         key = model_key(embedder)
-        row = _face_row(record, KINDS[kind], self.store.chip_format())
+        row = face_row(record, KINDS[kind], self.store.chip_format())
         created = now()
         with self.store.backend.write() as con:
-            person_id = _person_id(con, person)
+            person_id = person_id_of(con, person)
             if person_id is None:
                 raise GalleryError(f"person {person!r} is not in the gallery")
             (face_id,) = insert_faces(con, [(person_id, KINDS[kind], *row[:4], created, *row[4:])])

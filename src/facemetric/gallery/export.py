@@ -1,42 +1,30 @@
-"""A gallery's embeddings (``.npz``) and metadata (``.json``) for other tools."""
+"""A gallery's embeddings (``.npz``) and metadata (``.json``) for other tools: the files'
+layout. What goes in them (which model, every person and face) ``GalleryStore.export`` reads."""
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from facemetric.errors import GalleryError
-
-if TYPE_CHECKING:
-    from facemetric.gallery.store import GalleryStore
-    from facemetric.models.inference import Embedder
+from facemetric.gallery.embeddings import GalleryEmbeddings
+from facemetric.gallery.listing import Face, Person
 
 
-# ---- export ------------------------------------------------------------------------------
-def export_gallery(
-    store: GalleryStore, path: str | Path, embedder: Embedder | str | None = None
+def write_export(
+    path: str | Path,
+    gallery: str,
+    emb: GalleryEmbeddings,
+    people: list[Person],
+    faces: dict[int, Face],
 ) -> Path:
-    """Write embeddings (``.npz``) and metadata (``.json`` beside it) for other tools.
-
-    Without ``embedder`` the store must hold embeddings of exactly one model.
-    """
+    """Write ``emb`` to ``path`` (``.npz`` added when missing) and, beside it, a ``.json`` with
+    the gallery it came from, ``people`` and the face (of ``faces``) of each row; the path."""
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
-    if embedder is None:
-        keys = store.model_keys()
-        if len(keys) != 1:
-            raise GalleryError(
-                f"{store.path}: embeddings of {len(keys)} models stored; name one with --model"
-            )
-        embedder = next(iter(keys))
-    emb = store.embeddings(embedder)
-    if len(emb.face_ids) == 0:
-        raise GalleryError(f"{store.path}: the gallery is empty, nothing to export")
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(
         path,
@@ -45,13 +33,12 @@ def export_gallery(
         person_ids=emb.person_ids,
         names=np.array(emb.names),
     )
-    faces = {f.id: f for p in store.list_people() for f in store.faces_of(p.name)}
     meta = {
-        "gallery": str(store.path),
+        "gallery": gallery,
         "model_key": emb.model_key,
         "dim": int(emb.vectors.shape[1]),
         "count": len(emb.face_ids),
-        "people": [p.__dict__ for p in store.list_people()],
+        "people": [p.__dict__ for p in people],
         "faces": [faces[int(i)].__dict__ for i in emb.face_ids],
         "exported": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -23,10 +23,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from facemetric.errors import ConfigError
+from facemetric.gallery import approximate
+from facemetric.gallery.scan import empty_result, exact_search, faiss_available
 from facemetric.gallery.slots import VectorSlots, as_ids, as_matrix
-
-# Queries per matrix product: bounds the (Q, N) similarity block kept in memory (~256 MB at 1M).
-QUERY_BLOCK = 64
 
 
 class SearchIndex(Protocol):
@@ -89,37 +88,6 @@ def create_index(
     return _REGISTRY[name](ids, vectors)
 
 
-def empty_result(q: int, k: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    return np.full((q, k), -np.inf, np.float32), np.full((q, k), -1, np.int64)
-
-
-def top_k(sims: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` largest of each row of ``sims`` (Q, N), best first: (values, columns)."""
-    n = sims.shape[1]
-    if k < n:  # the k largest, without copying the block to negate it
-        part = np.argpartition(sims, n - k, axis=1)[:, n - k :]
-    else:
-        part = np.broadcast_to(np.arange(n), sims.shape).copy()
-    top = np.take_along_axis(sims, part, axis=1)
-    order = np.argsort(-top, axis=1, kind="stable")
-    return np.take_along_axis(top, order, axis=1), np.take_along_axis(part, order, axis=1)
-
-
-def exact_search(slots: VectorSlots, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Brute force over every vector of ``slots``: float32 GEMM per block of queries."""
-    q = as_matrix(queries, "queries", slots.dim)
-    k = min(int(k), len(slots))
-    if k <= 0:
-        return empty_result(len(q))
-    sims = np.empty((len(q), k), np.float32)
-    rows = np.empty((len(q), k), np.int64)
-    vectors = slots.vectors
-    for start in range(0, len(q), QUERY_BLOCK):
-        block = q[start : start + QUERY_BLOCK] @ vectors.T
-        sims[start : start + len(block)], rows[start : start + len(block)] = top_k(block, k)
-    return sims, slots.ids[rows]
-
-
 class ExactIndex:
     """Brute-force cosine search with numpy over dense id-keyed vectors."""
 
@@ -175,14 +143,6 @@ class FaissFlatIndex(ExactIndex):
         return sims.astype(np.float32), self.slots.ids[rows.astype(np.int64)]
 
 
-def faiss_available() -> bool:
-    try:
-        import faiss  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _need_faiss(name: str) -> None:
     if not faiss_available():
         raise ConfigError(f"index: {name!r} needs the faiss-cpu package (pip install faiss-cpu)")
@@ -201,24 +161,22 @@ def _faiss(ids: np.ndarray, vectors: np.ndarray) -> SearchIndex:
 
 @register_index("hnsw")
 def _hnsw(ids: np.ndarray, vectors: np.ndarray) -> SearchIndex:
-    from facemetric.gallery.approximate import ApproximateIndex
-
     _need_faiss("hnsw")
-    return ApproximateIndex(ids, vectors, method="hnsw", approx_above=0, background=False)
+    return approximate.ApproximateIndex(
+        ids, vectors, method="hnsw", approx_above=0, background=False
+    )
 
 
 @register_index("ivf")
 def _ivf(ids: np.ndarray, vectors: np.ndarray) -> SearchIndex:
-    from facemetric.gallery.approximate import ApproximateIndex
-
     _need_faiss("ivf")
-    return ApproximateIndex(ids, vectors, method="ivf", approx_above=0, background=False)
+    return approximate.ApproximateIndex(
+        ids, vectors, method="ivf", approx_above=0, background=False
+    )
 
 
 @register_index("auto")
 def _auto(ids: np.ndarray, vectors: np.ndarray) -> SearchIndex:
-    from facemetric.gallery import approximate
-
     # faiss is imported only once the gallery is large enough to need it
     return approximate.ApproximateIndex(
         ids, vectors, approx_above=approximate.AUTO_APPROX_ABOVE, background=True
@@ -227,8 +185,6 @@ def _auto(ids: np.ndarray, vectors: np.ndarray) -> SearchIndex:
 
 def planned_index(entries: int, name: str = "auto") -> dict[str, Any]:
     """The search ``name`` gives a gallery of ``entries`` faces (for ``gallery info``)."""
-    from facemetric.gallery import approximate
-
     check_index_name(name)
     if name == "auto":
         if entries <= approximate.AUTO_APPROX_ABOVE or not faiss_available():

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from facemetric.errors import GalleryError
-from facemetric.gallery.backend import StoreUnavailableError, register_backend
+from facemetric.gallery.backend import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -331,8 +331,3 @@ class PostgresBackend:
             if self._pool is not None:
                 self._pool.close(timeout=2)
                 self._pool = None
-
-
-@register_backend("postgresql", "postgres")
-def _postgres(url: str) -> PostgresBackend:
-    return PostgresBackend(url)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from facemetric.errors import GalleryError
-from facemetric.gallery.backend import FULL, StoreFullError, register_backend
+from facemetric.gallery.backend import FULL, StoreFullError
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -138,11 +138,6 @@ class SQLiteBackend:
                     con.close()
             self._connections.clear()
         self._local = threading.local()
-
-
-@register_backend("sqlite")
-def _sqlite(location: str) -> SQLiteBackend:
-    return SQLiteBackend(location)
 
 
 def _is_full(exc: sqlite3.OperationalError) -> bool:
