@@ -8,14 +8,21 @@ imported only when one is opened). The backends know only their interface
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from pathlib import Path
 
 from facemetric.errors import GalleryError
 from facemetric.gallery.backend import Backend
-from facemetric.gallery.sqlite import SQLiteBackend
 from facemetric.redact import redact
 
-POSTGRES_SCHEMES = ("postgresql", "postgres")
+# scheme -> (module, class): a backend's module is imported only when a location names it
+# (psycopg only for PostgreSQL)
+BACKENDS = {
+    "sqlite": ("facemetric.gallery.sqlite", "SQLiteBackend"),
+    "postgresql": ("facemetric.gallery.postgres", "PostgresBackend"),
+    "postgres": ("facemetric.gallery.postgres", "PostgresBackend"),
+}
 
 
 def scheme_of(location: str | Path) -> str:
@@ -32,13 +39,11 @@ def is_url(location: str | Path) -> bool:
 
 def open_backend(location: str | Path) -> Backend:
     """The backend for ``location``; ``GalleryError`` for a scheme facemetric does not know."""
-    scheme = scheme_of(location)
-    if scheme == "sqlite":
-        return SQLiteBackend(str(location))
-    if scheme in POSTGRES_SCHEMES:
-        from facemetric.gallery.postgres import PostgresBackend  # psycopg only when used
-
-        return PostgresBackend(str(location))
+    found = BACKENDS.get(scheme_of(location))
+    if found is not None:
+        module, name = found
+        backend: Callable[[str], Backend] = getattr(importlib.import_module(module), name)
+        return backend(str(location))
     raise GalleryError(
         f"{redact(str(location))}: unknown gallery location; use a file path, "
         f"sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
