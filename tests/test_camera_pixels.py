@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from facemetric.video.reader import CameraReader, jpeg_size
+from facemetric.video.ffmpeg import jpeg_size
+from facemetric.video.reader import CameraReader
 from facemetric.video.sources import Camera
 from test_video_reader import read_all
 from videoclip import Segment, make_clip

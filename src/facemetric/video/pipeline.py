@@ -22,6 +22,7 @@ import numpy as np
 from facemetric.events.builder import EventBuilder
 from facemetric.events.model import EventSink
 from facemetric.recognize.tracking import Tracker, TrackSettings
+from facemetric.video.ffmpeg import recent_rate
 from facemetric.video.motion import FairTurns
 from facemetric.video.reader import CameraReader, Frame, Mode
 from facemetric.video.sources import Camera
@@ -163,11 +164,7 @@ class CameraPipeline:
     @property
     def fps(self) -> float:
         """Frames a second recognised over the last few seconds."""
-        now = time.monotonic()
-        recent = [t for t in self._times if now - t <= 5.0]
-        if len(recent) < 2:
-            return 0.0
-        return len(recent) / max(now - recent[0], 1e-6)
+        return recent_rate(self._times)
 
 
 class CameraWorker(threading.Thread):
