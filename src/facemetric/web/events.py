@@ -23,7 +23,7 @@ from facemetric.events.history import MAX_LIMIT
 from facemetric.events.outputs import EventOutputs
 from facemetric.events.times import parse_time
 from facemetric.gallery.backend import StoreUnavailableError
-from facemetric.web.routes import AdminDep, StateDep
+from facemetric.web.deps import AdminDep, StateDep
 from facemetric.web.security import (
     VIEWER_COOKIE,
     VIEWER_COOKIE_DAYS,
