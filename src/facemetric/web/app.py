@@ -24,7 +24,18 @@ from facemetric import __version__
 from facemetric.data.image import ImageTooLargeError
 from facemetric.errors import ConfigError, FacemetricError, FaceNotFoundError, ImageReadError
 from facemetric.gallery.backend import FULL, StoreFullError, StoreUnavailableError
-from facemetric.web import cameras, corrections, events, routes, stream, unknown
+from facemetric.web import (
+    cameras,
+    corrections,
+    enroll,
+    events,
+    faces,
+    identify,
+    people,
+    status,
+    stream,
+    unknown,
+)
 from facemetric.web.limits import CloseUnfinished, ConnectionCount, ConnectionLimit
 from facemetric.web.security import (
     ALL_INTERFACES,
@@ -90,6 +101,8 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = load_state(settings, admin_token, generated)
+        if settings.keep_unknown and state.recognizer is not None:
+            unknown.attach(state.recognizer, settings)
         app.state.web = state
         app.state.events = events.open_event_outputs(settings, state.store)
         state.start_following()
@@ -175,9 +188,8 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     async def _unavailable(request: Request, exc: ServiceUnavailable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
-    for router in routes.ROUTERS:
-        app.include_router(router)
-    app.include_router(stream.router)
+    for module in (status, identify, people, faces, enroll, stream):
+        app.include_router(module.router)
     app.include_router(events.router)
     app.include_router(events.session_router)
     app.include_router(cameras.router)

@@ -18,14 +18,8 @@ from pydantic import BaseModel
 from facemetric.errors import ConfigError, FaceNotFoundError, GalleryError
 from facemetric.gallery.backend import StoreUnavailableError
 from facemetric.gallery.corrections import KINDS, CorrectionNotFoundError, CorrectionStore
-from facemetric.web.routes import (
-    MAX_FACE_ID,
-    AdminDep,
-    StateDep,
-    _find_person,
-    check_name,
-    decoded_photos,
-)
+from facemetric.web.deps import MAX_FACE_ID, AdminDep, StateDep, check_name, decoded_photos
+from facemetric.web.people import find_person
 from facemetric.web.security import VIEWER_ONLY
 
 router = APIRouter(prefix="/api/corrections", tags=["corrections"], dependencies=VIEWER_ONLY)
@@ -81,7 +75,7 @@ async def add_correction(
         pixels = image.pixels
 
     def work() -> CorrectionPublic:
-        stored = _find_person(state.store, name).name
+        stored = find_person(state.store, name).name
         try:
             done = correct_photo(
                 recognizer, pixels, kind, stored, scaled, None, f"api:{label}", note

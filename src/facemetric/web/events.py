@@ -23,7 +23,7 @@ from facemetric.events.history import MAX_LIMIT
 from facemetric.events.outputs import EventOutputs
 from facemetric.events.times import parse_time
 from facemetric.gallery.backend import StoreUnavailableError
-from facemetric.web.routes import AdminDep, StateDep
+from facemetric.web.deps import AdminDep, StateDep
 from facemetric.web.security import (
     VIEWER_COOKIE,
     VIEWER_COOKIE_DAYS,
@@ -150,6 +150,7 @@ Since = Annotated[
 ]
 Until = Annotated[str | None, Query(description="seen at or before (as since)")]
 Known = Annotated[bool | None, Query(description="true: known people only; false: unknown")]
+EventId = Annotated[int, Path(ge=1, le=MAX_EVENT_ID)]
 
 
 def _filters(person: str | None, camera: str | None, since: str | None, until: str | None,
@@ -230,11 +231,7 @@ async def event_facets(state: StateDep, outputs: OutputsDep) -> EventFacets:
 
 
 @router.get("/api/events/{event_id}", response_model=EventPublic)
-async def get_event(
-    state: StateDep,
-    outputs: OutputsDep,
-    event_id: Annotated[int, Path(ge=1, le=MAX_EVENT_ID)],
-) -> EventPublic:
+async def get_event(state: StateDep, outputs: OutputsDep, event_id: EventId) -> EventPublic:
     stored = await state.run_quick(outputs.history.get, event_id)
     return EventPublic(**stored.to_dict())
 
@@ -262,11 +259,7 @@ async def _image(
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}, 404: {"description": "no such image"}},
 )
-async def event_chip(
-    state: StateDep,
-    outputs: OutputsDep,
-    event_id: Annotated[int, Path(ge=1, le=MAX_EVENT_ID)],
-) -> Response:
+async def event_chip(state: StateDep, outputs: OutputsDep, event_id: EventId) -> Response:
     """The best frame's face crop of an event (PNG)."""
     return await _image(state, outputs, event_id, "chip", "image/png")
 
@@ -276,11 +269,7 @@ async def event_chip(
     response_class=Response,
     responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "no such image"}},
 )
-async def event_snapshot(
-    state: StateDep,
-    outputs: OutputsDep,
-    event_id: Annotated[int, Path(ge=1, le=MAX_EVENT_ID)],
-) -> Response:
+async def event_snapshot(state: StateDep, outputs: OutputsDep, event_id: EventId) -> Response:
     """A small snapshot of the best frame of an event (JPEG)."""
     return await _image(state, outputs, event_id, "snapshot", "image/jpeg")
 
@@ -290,7 +279,7 @@ async def delete_event(
     state: StateDep,
     outputs: OutputsDep,
     _admin: AdminDep,
-    event_id: Annotated[int, Path(ge=1, le=MAX_EVENT_ID)],
+    event_id: EventId,
 ) -> PrunedPublic:
     """Delete one event and its images (admin)."""
     gone = await state.run(outputs.history.delete, [event_id])

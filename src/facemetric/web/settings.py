@@ -5,12 +5,15 @@ Every field carries a description; ``docs/web.md`` lists them all and a test kee
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
+# One rule each for the settings that share it (the rest only look alike: own bounds, own text).
+SimilarityThreshold = Annotated[float | None, Field(ge=-1.0, le=1.0)]  # a cosine; None: derived
+DetectSide = Annotated[int, Field(ge=64, le=4096)]  # a frame's longest side for face detection
 
 
 class WebSettings(BaseSettings):
@@ -134,18 +137,14 @@ class WebSettings(BaseSettings):
         description="Inference engine: auto (ONNX if exported), torch, onnx.",
     )
     detector: str = Field(default="retinaface", description="Face detector, by registered name.")
-    stream_detect_size: int = Field(
+    stream_detect_size: DetectSide = Field(
         default=320,
-        ge=64,
-        le=4096,
         description="Live stream: longest side a frame is scaled to for face detection (webcam "
         "faces are large; 320 is 2.6x faster than 640 with RetinaFace). Crops are cut from the "
         "full frame; uploaded photos are detected at the detector's own size (640).",
     )
-    threshold: float | None = Field(
+    threshold: SimilarityThreshold = Field(
         default=None,
-        ge=-1.0,
-        le=1.0,
         description="Match threshold on cosine similarity; default: the model's calibrated one.",
     )
     top_k: int = Field(default=3, ge=1, le=20, description="Gallery candidates returned per face.")
@@ -219,10 +218,8 @@ class WebSettings(BaseSettings):
         description="Frames a second each camera hands to the recogniser at most (its frame "
         "budget; a camera in the TOML file may set its own). Other frames are dropped unread.",
     )
-    camera_detect_size: int = Field(
+    camera_detect_size: DetectSide = Field(
         default=640,
-        ge=64,
-        le=4096,
         description="Cameras: longest side a frame is scaled to for face detection (faces on "
         "a door camera are smaller than a webcam's).",
     )
@@ -260,10 +257,8 @@ class WebSettings(BaseSettings):
         description="Seconds before another face of the same unknown group from the same "
         "source is kept (a stream shows a stranger in every frame).",
     )
-    unknown_threshold: float | None = Field(
+    unknown_threshold: SimilarityThreshold = Field(
         default=None,
-        ge=-1.0,
-        le=1.0,
         description="Grouping threshold of unknown faces (average cosine similarity within a "
         "group); default: the match threshold + 0.01.",
     )

@@ -171,10 +171,6 @@ def load_state(settings: WebSettings, admin_token: str, token_generated: bool) -
             top_k=settings.top_k,
             decision=decision,
         )
-        if settings.keep_unknown:
-            from facemetric.web.unknown import attach
-
-            attach(recognizer, settings)
     return WebState(
         settings=settings,
         admin_token=admin_token,

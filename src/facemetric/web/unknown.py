@@ -19,7 +19,8 @@ from facemetric.errors import GalleryError
 from facemetric.gallery.backend import StoreUnavailableError
 from facemetric.gallery.records import chip_media_type
 from facemetric.unknown.store import UnknownGroupNotFound, UnknownStore
-from facemetric.web.routes import MAX_FACE_ID, AdminDep, StateDep, check_name
+from facemetric.web.deps import MAX_FACE_ID, AdminDep, StateDep, check_name
+from facemetric.web.events import trusted_cameras
 from facemetric.web.security import VIEWER_ONLY
 from facemetric.web.state import WebState
 
@@ -37,7 +38,6 @@ def attach(recognizer: Recognizer, settings: WebSettings) -> None:
     """Have the server's recognizer keep the faces it matches to nobody (``keep_unknown``);
     the server-side cameras' faces are pruned last."""
     from facemetric.unknown.keeper import attach_keeper
-    from facemetric.web.events import trusted_cameras
 
     attach_keeper(
         recognizer,
