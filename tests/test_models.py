@@ -16,9 +16,9 @@ from facemetric.models import (
     resolve_model_path,
     save_checkpoint,
 )
-from facemetric.models.backbones import backbone_info
 from facemetric.models.checkpoint import update_checkpoint
 from facemetric.models.embedder import spec_for
+from facemetric.models.registry import backbone_info
 
 
 @pytest.mark.parametrize("name", available_backbones())

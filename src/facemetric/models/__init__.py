@@ -1,6 +1,6 @@
 """Backbones, the embedding network, checkpoints and inference engines."""
 
-from facemetric.models.backbones import available_backbones, create_backbone, register_backbone
+from facemetric.models import backbones as _backbones  # noqa: F401  (the built-in backbones register)
 from facemetric.models.checkpoint import (
     Checkpoint,
     load_checkpoint,
@@ -9,6 +9,7 @@ from facemetric.models.checkpoint import (
 )
 from facemetric.models.embedder import EmbeddingNet, ModelSpec, build_model
 from facemetric.models.inference import Embedder, TorchEmbedder, load_embedder
+from facemetric.models.registry import available_backbones, create_backbone, register_backbone
 
 __all__ = [
     "Checkpoint",

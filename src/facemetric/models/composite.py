@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facemetric.errors import ModelError
-from facemetric.models.backbones import Backbone, register_spec_backbone
+from facemetric.models.registry import Backbone, register_spec_backbone
 
 FLIP_SUFFIX = ":flip"
 INPUT_TEMPLATE = "gallery"

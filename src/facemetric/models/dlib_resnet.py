@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facemetric.models.backbones import Backbone, _apply_pretrained, register_backbone
+from facemetric.models.registry import Backbone, apply_pretrained, register_backbone
 
 INPUT_SIZE = 150
 EMBEDDING_DIM = 128
@@ -153,5 +153,5 @@ class DlibResNet(nn.Module):
 def dlib_resnet(pretrained: str | None = None) -> Backbone:
     net = DlibResNet()
     model = Backbone(net, EMBEDDING_DIM)
-    _apply_pretrained(model, pretrained, None)
+    apply_pretrained(model, pretrained, None)
     return model

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from facemetric.errors import ConfigError
-from facemetric.models.backbones import backbone_for_spec, backbone_info
+from facemetric.models.registry import backbone_for_spec, backbone_info
 
 # ImageNet statistics: what torchvision backbones expect, and harmless for scratch training.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -13,8 +13,8 @@ BN1d, see ``facemetric/models/embedder.py``) is the rest. ``ModelSpec.dropout`` 
 dropout. At other input sizes the last map is average-pooled to 7x7 first, so the feature size,
 and thus a checkpoint, does not depend on the input size.
 
-The backbones register themselves when this module is imported; ``facemetric.models.backbones``
-imports it at its end.
+The backbones register themselves (``registry.py``) when this module is imported;
+``facemetric.models.backbones`` imports it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from facemetric.models.backbones import Backbone, _apply_pretrained, register_backbone
+from facemetric.models.registry import Backbone, apply_pretrained, register_backbone
 
 MAP_SIZE = 7  # the last feature map at 112 px, and what other sizes are pooled to
 MIN_CHANNELS_LAST_1X1 = 16  # see IBasicBlock.forward
@@ -113,7 +113,7 @@ def _iresnet(blocks: Sequence[int], widths: Sequence[int], pretrained: str | Non
     body = IResNet(blocks, widths)
     model = Backbone(body, body.out_channels * MAP_SIZE * MAP_SIZE)
     # No ImageNet weights exist for these; a local state dict (of this Backbone) is accepted.
-    _apply_pretrained(model, pretrained, None)
+    apply_pretrained(model, pretrained, None)
     return model
 
 
