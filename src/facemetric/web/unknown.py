@@ -15,6 +15,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
+from facemetric.enrol.screen import enrol_checked
 from facemetric.errors import GalleryError
 from facemetric.gallery.backend import StoreUnavailableError
 from facemetric.gallery.records import chip_media_type
@@ -125,12 +126,7 @@ def _checked(fn: Any, *args: Any) -> Any:
 
 def enrolment(recognizer: Recognizer) -> Any:
     """How a named group's faces are enrolled: through the enrolment checks every photo goes
-    through (``facemetric.enrol.screen.enrol_checked``) where that module exists, else straight
-    through the recognizer."""
-    try:
-        from facemetric.enrol.screen import enrol_checked  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return lambda name, records: recognizer.add_records(name, records).added
+    through (``facemetric.enrol.screen.enrol_checked``)."""
     return lambda name, records: enrol_checked(recognizer, name, records)[0].added
 
 
