@@ -22,6 +22,8 @@ STAGES = (
     "train",
     "evaluate",
     "gallery",
+    "identify",
+    "export",
     "cluster",
     "unknown",
     "serve",

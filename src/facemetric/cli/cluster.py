@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from facemetric.cli.options import add_model_options
 from facemetric.csvcells import SafeWriter
 
 # facemetric.cluster.core.available_methods() and DEFAULT_METHOD, without importing numpy here
@@ -57,8 +58,6 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     """Add ``cluster`` to the top-level parser."""
-    from facemetric.cli.gallery import _common
-
     p = sub.add_parser(
         "cluster",
         help="sort a folder tree of photos into one folder per person (no gallery needed)",
@@ -110,5 +109,5 @@ def register(sub: Any) -> None:
         "faces at the same precision and costs a second pass of the network)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    _common(p, db=False)
+    add_model_options(p, db=False)
     p.set_defaults(func=cmd_cluster)

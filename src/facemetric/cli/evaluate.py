@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from facemetric.cli.options import ENGINES
+
 MODEL_HELP = (
     "a checkpoint file, a run folder (its best.pt), a pretrained model's name (dlib) or 'best' "
     "(the promoted model, else dlib)"
@@ -42,9 +44,7 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="processes decoding and detecting (default: up to 2; 0 = in the main process)",
     )
-    p.add_argument(
-        "--engine", choices=("auto", "torch", "onnx"), default="auto", help="(default: auto)"
-    )
+    p.add_argument("--engine", choices=ENGINES, default="auto", help="(default: auto)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

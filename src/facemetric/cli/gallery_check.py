@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from typing import Any
 
+from facemetric.cli.options import add_model_options, gallery_options, open_store
 from facemetric.errors import ConfigError
 
 FINDINGS_EXIT = 1
@@ -17,9 +17,7 @@ FINDINGS_EXIT = 1
 
 def cmd_check(args: argparse.Namespace) -> int:
     from facemetric.gallery.check import CheckOptions, check_gallery
-    from facemetric.gallery.store import GalleryStore
     from facemetric.models import load_embedder
-    from facemetric.paths import default_gallery_path
 
     if args.min_references < 0:
         raise ConfigError(f"--min-references: must be 0 or more, got {args.min_references}")
@@ -28,7 +26,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"--duplicate-similarity: a cosine similarity in [-1, 1], "
             f"got {args.duplicate_similarity}"
         )
-    store = GalleryStore(args.db or default_gallery_path(), create=False)
+    store = open_store(gallery_options(args))
     embedder = load_embedder(args.model, engine=args.engine)
     threshold = float(embedder.threshold if args.threshold is None else args.threshold)
     options = CheckOptions(
@@ -51,7 +49,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     return FINDINGS_EXIT if report.findings else 0
 
 
-def register(gsub: Any, db_help: str, common: Callable[..., None]) -> None:
+def register(gsub: Any) -> None:
+    """Add ``check`` to the ``gallery`` command group."""
     p = gsub.add_parser(
         "check",
         help="audit the gallery: outliers, duplicates, look-alikes, too few references",
@@ -85,5 +84,5 @@ def register(gsub: Any, db_help: str, common: Callable[..., None]) -> None:
         default=2,
         help="fewer good references than this is a finding (default 2)",
     )
-    common(p, detect=False)
+    add_model_options(p, detect=False)
     p.set_defaults(func=cmd_check)

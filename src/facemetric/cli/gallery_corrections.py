@@ -7,16 +7,24 @@ import argparse
 import json
 from typing import Any
 
+from facemetric.cli.options import (
+    DB_HELP,
+    add_model_options,
+    check_inputs,
+    gallery_options,
+    open_recognizer,
+    open_store,
+)
+
 
 def cmd_correct(args: argparse.Namespace) -> int:
-    from facemetric.cli.gallery import _check_inputs, _options, _recognizer
     from facemetric.data.image import load_image
     from facemetric.enrol.correct import correct_photo, parse_box
 
-    _check_inputs(args, args.photo)
+    check_inputs(args, args.photo)
     kind, person = ("wrong", args.wrong) if args.wrong else ("confirmed", args.confirm)
     box = parse_box(args.box)
-    rec = _recognizer(_options(args))
+    rec = open_recognizer(gallery_options(args))
     rec.store.get_person(person)  # a name not in the gallery is said before any work
     done = correct_photo(
         rec, load_image(args.photo), kind, person, box, args.face, args.photo, args.note
@@ -34,10 +42,9 @@ def cmd_correct(args: argparse.Namespace) -> int:
 
 
 def cmd_corrections(args: argparse.Namespace) -> int:
-    from facemetric.cli.gallery import _options, _store
     from facemetric.gallery.corrections import CorrectionStore
 
-    store = _store(_options(args))
+    store = open_store(gallery_options(args))
     found = CorrectionStore(store).list(args.person)
     if args.json:
         print(json.dumps([c.to_dict() for c in found], indent=2))
@@ -50,16 +57,15 @@ def cmd_corrections(args: argparse.Namespace) -> int:
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
-    from facemetric.cli.gallery import _options, _store
     from facemetric.gallery.corrections import CorrectionStore
 
-    store = _store(_options(args))
+    store = open_store(gallery_options(args))
     done = CorrectionStore(store).undo(args.id)
     print(f"undid correction {done.id} ({done.kind}, {done.person}); face {done.face_id} removed")
     return 0
 
 
-def register(gsub: Any, common: Any, db_help: str) -> None:
+def register(gsub: Any) -> None:
     """Add ``correct``, ``corrections`` and ``undo`` to the ``gallery`` command group."""
     p = gsub.add_parser(
         "correct",
@@ -77,7 +83,7 @@ def register(gsub: Any, common: Any, db_help: str) -> None:
     p.add_argument("--box", metavar="X1,Y1,X2,Y2", help="which face: its box as identify gives")
     p.add_argument("--note", help="a note kept with the correction")
     p.add_argument("--json", action="store_true", help="the correction as one JSON object")
-    common(p)
+    add_model_options(p)
     p.set_defaults(func=cmd_correct)
 
     p = gsub.add_parser(
@@ -86,7 +92,7 @@ def register(gsub: Any, common: Any, db_help: str) -> None:
         description="Every correction (wrong or confirmed answers), newest first.",
     )
     p.add_argument("--person", metavar="NAME", help="only NAME's")
-    p.add_argument("--db", metavar="PATH", help=db_help)
+    p.add_argument("--db", metavar="PATH", help=DB_HELP)
     p.add_argument("--json", action="store_true", help="one JSON list")
     p.set_defaults(func=cmd_corrections, model=None)
 
@@ -96,5 +102,5 @@ def register(gsub: Any, common: Any, db_help: str) -> None:
         description="Undo correction ID: it is removed with the face it added.",
     )
     p.add_argument("id", metavar="ID", type=int, help="the correction's id")
-    p.add_argument("--db", metavar="PATH", help=db_help)
+    p.add_argument("--db", metavar="PATH", help=DB_HELP)
     p.set_defaults(func=cmd_undo, model=None)

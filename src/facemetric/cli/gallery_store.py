@@ -8,6 +8,8 @@ import json
 import sys
 from typing import Any
 
+from facemetric.cli.options import DB_HELP, gallery_options, open_store
+
 CHIP_FORMATS = ("png", "jpeg", "webp")  # facemetric.gallery.records.CHIP_FORMATS (not imported:
 # the parser is built without importing the gallery)
 LOCATION_HELP = "a SQLite file or postgresql://USER:PASSWORD@HOST:PORT/DBNAME"
@@ -17,10 +19,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     from facemetric.gallery.approximate import AUTO_APPROX_ABOVE
     from facemetric.gallery.index import planned_index
     from facemetric.gallery.migrate import schema_version
-    from facemetric.gallery.store import GalleryStore
-    from facemetric.paths import default_gallery_path
 
-    store = GalleryStore(args.db or default_gallery_path(), create=False)
+    store = open_store(gallery_options(args))
     with store:
         people = store.list_people()
         faces = sum(p.face_count for p in people)
@@ -90,7 +90,7 @@ def _face_count(store: Any) -> int:
         return int(con.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
 
 
-def register(gsub: Any, db_help: str) -> None:
+def register(gsub: Any) -> None:
     """Add ``gallery info`` and ``gallery copy`` to the ``gallery`` command group."""
     p = gsub.add_parser(
         "info",
@@ -98,7 +98,7 @@ def register(gsub: Any, db_help: str) -> None:
         description="Backend, location (never a password), schema version, generation, "
         "people, faces, models with embeddings and the search index 'auto' uses for its size.",
     )
-    p.add_argument("--db", metavar="PATH_OR_URL", help=db_help)
+    p.add_argument("--db", metavar="PATH_OR_URL", help=DB_HELP)
     p.add_argument("--json", action="store_true", help="one JSON object")
     p.set_defaults(func=cmd_info, model=None)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from facemetric import catalog
+from facemetric.cli.options import DB_HELP, ENGINES, MODEL_HELP
 from facemetric.errors import ConfigError
 
 
@@ -122,16 +123,8 @@ def register(sub: Any) -> None:
         "the REST API (/docs) and the WebSocket stream (/ws/stream). Every flag can also be set "
         "with a FACEMETRIC_* environment variable (see docs/web.md).",
     )
-    p.add_argument(
-        "--model",
-        help="checkpoint, run folder, pretrained name (dlib) or 'best' (default: the promoted "
-        "model, else dlib)",
-    )
-    p.add_argument(
-        "--db",
-        help="gallery: a SQLite file or postgresql://USER:PASSWORD@HOST:PORT/DBNAME (default: "
-        "$FACEMETRIC_DB, else $FACEMETRIC_HOME/gallery.db)",
-    )
+    p.add_argument("--model", help=MODEL_HELP)
+    p.add_argument("--db", help=DB_HELP)
     p.add_argument(
         "--create",
         action="store_true",
@@ -153,7 +146,7 @@ def register(sub: Any) -> None:
         help="read the admin token from FILE (its first line): the safe way, with "
         "$FACEMETRIC_ADMIN_TOKEN",
     )
-    p.add_argument("--engine", choices=["auto", "torch", "onnx"], help="inference engine")
+    p.add_argument("--engine", choices=ENGINES, help="inference engine")
     p.add_argument("--detector", help="face detector by registered name (default retinaface)")
     p.add_argument(
         "--stream-detect-size",

@@ -8,12 +8,9 @@ import json
 import time
 from typing import Any
 
+from facemetric.cli.options import DB_HELP
 from facemetric.errors import ConfigError
 
-DB_HELP = (
-    "gallery: a SQLite file or postgresql://USER:PASSWORD@HOST:PORT/DBNAME (default: "
-    "$FACEMETRIC_DB, else $FACEMETRIC_HOME/gallery.db)"
-)
 UNKNOWN_FLAGS = ("--unknown-days", "--unknown-max-faces")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from facemetric.cli.options import ENGINES
+
 
 def run_watch(args: argparse.Namespace) -> int:
     from facemetric.cli.checks import need_model
@@ -69,7 +71,7 @@ def register(sub: Any) -> None:
         "--db", help="gallery (default: $FACEMETRIC_DB, else $FACEMETRIC_HOME/gallery.db)"
     )
     p.add_argument("--model", help="checkpoint, run folder, pretrained name or 'best'")
-    p.add_argument("--engine", choices=["auto", "torch", "onnx"], default="auto")
+    p.add_argument("--engine", choices=ENGINES, default="auto")
     p.add_argument("--detector", default="retinaface", help="face detector (default retinaface)")
     p.add_argument("--threshold", type=float, help="match threshold (default: calibrated)")
     p.add_argument("--fps", type=float, default=5.0, help="frames a second recognised (default 5)")

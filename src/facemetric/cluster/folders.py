@@ -9,12 +9,10 @@ import re
 import shutil
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from facemetric.cluster.library import ClusteredFace
+from facemetric.cluster.faces import ClusteredFace
 
 MANIFEST_NAME = "cluster.json"
 UNSORTED_FOLDER = "unsorted"

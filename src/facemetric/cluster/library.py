@@ -23,6 +23,7 @@ import numpy as np
 
 from facemetric.cluster.cache import EmbeddingCache, PhotoFaces
 from facemetric.cluster.core import DEFAULT_METHOD, DEFAULT_THRESHOLDS, cluster_embeddings
+from facemetric.cluster.faces import ClusteredFace
 from facemetric.cluster.folders import MANIFEST_NAME, UNSORTED_FOLDER, name_groups, write_folders
 from facemetric.data.image import is_image_path, load_image
 from facemetric.errors import ConfigError, DatasetError, ImageReadError
@@ -65,36 +66,6 @@ class ClusterConfig:
         if self.method not in table:
             raise ConfigError(f"--method: unknown clustering method {self.method!r}")
         return table[self.method]
-
-
-@dataclass(frozen=True)
-class ClusteredFace:
-    """One face of one photo and the group it went to."""
-
-    image: str
-    face: int  # index of the face within its photo, largest first
-    box: tuple[float, float, float, float]
-    score: float
-    group: str  # folder name: a person's name, person-NNN or "unsorted"
-    label: int  # cluster_embeddings' label, -1 = unsorted
-    person: str | None = None  # the known person this face matches (with a gallery)
-    similarity: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "image": self.image,
-            "face": self.face,
-            "box": [round(float(v), 2) for v in self.box],
-            "score": round(float(self.score), 4),
-            "group": self.group,
-            "person": self.person,
-            "similarity": None if self.similarity is None else round(float(self.similarity), 4),
-        }
-
-    def csv_row(self) -> list[str]:
-        sim = "" if self.similarity is None else f"{self.similarity:.4f}"
-        return [self.image, str(self.face), *(f"{v:.1f}" for v in self.box), self.group,
-                self.person or "", sim]  # fmt: skip
 
 
 @dataclass
