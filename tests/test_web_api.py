@@ -230,6 +230,26 @@ def test_every_setting_is_documented() -> None:
         assert f"`FACEMETRIC_{name.upper()}`" in section
 
 
+def test_serve_help_states_the_settings_defaults() -> None:
+    """``serve --help`` writes its defaults out (the settings cost ~1 s to import, too much for
+    every command's parser): each one must be the setting's own default."""
+    import argparse
+
+    from facemetric.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    checked = []
+    for action in sub.choices["serve"]._actions:
+        field = WebSettings.model_fields.get(action.dest)
+        default = None if field is None else field.default
+        if isinstance(default, bool) or not isinstance(default, str | int | float):
+            continue
+        shown = f"{default:g}" if isinstance(default, float) else str(default)
+        assert f"default {shown}" in (action.help or ""), f"--{action.dest}: help {action.help!r}"
+        checked.append(action.dest)
+    assert {"port", "stream_detect_size", "events_keep_days", "unknown_max_faces"} <= set(checked)
+
+
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FACEMETRIC_ADMIN_TOKEN", "from-env")
     monkeypatch.setenv("FACEMETRIC_PORT", "9123")

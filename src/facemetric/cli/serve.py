@@ -146,7 +146,7 @@ def register(sub: Any) -> None:
         help="read the admin token from FILE (its first line): the safe way, with "
         "$FACEMETRIC_ADMIN_TOKEN",
     )
-    p.add_argument("--engine", choices=ENGINES, help="inference engine")
+    p.add_argument("--engine", choices=ENGINES, help="inference engine (default auto)")
     p.add_argument("--detector", help="face detector by registered name (default retinaface)")
     p.add_argument(
         "--stream-detect-size",
@@ -215,7 +215,11 @@ def register(sub: Any) -> None:
         action="store_true",
         help="keep faces that match nobody, grouped for the Unknown faces page (/unknown)",
     )
-    p.add_argument("--unknown-days", type=float, help="delete unknown faces older than this")
-    p.add_argument("--unknown-max-faces", type=int, help="most unknown faces kept (10000)")
+    p.add_argument(
+        "--unknown-days", type=float, help="delete unknown faces older than this (default 30)"
+    )
+    p.add_argument(
+        "--unknown-max-faces", type=int, help="most unknown faces kept (default 10000)"
+    )
     p.add_argument("--unknown-threshold", type=float, help="unknown grouping threshold")
     p.set_defaults(func=run_serve)
