@@ -8,6 +8,7 @@ decision a gallery of the evaluated photos would make, with ``recognize``'s own 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import facemetric
@@ -69,6 +70,14 @@ def test_a_stage_imports_only_stages_before_it() -> None:
             if target != own and rank(target) > rank(own):
                 upward.append(f"{path.relative_to(PACKAGE)}:{line} imports {name}")
     assert upward == [], "imports against the data flow:\n" + "\n".join(upward)
+
+
+def test_the_readme_gives_the_stages_in_this_order() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    paragraph = readme.split("## Architecture", 1)[1].split("\n## ", 1)[0]
+    named = re.findall(r"`(\w+)/`", paragraph)
+    in_order = [s for i, s in enumerate(named) if s in STAGES and s not in named[:i]]
+    assert in_order == list(STAGES)
 
 
 def test_the_check_sees_lazy_and_relative_imports(tmp_path: Path) -> None:
