@@ -148,6 +148,21 @@ def _split_root(split: Path) -> Path:
     return Path(recorded) if recorded else Path(split)
 
 
+def _embed(emb: Any, root: Path, paths: list[str], config: EvaluateConfig) -> EmbeddingSet:
+    """The embeddings of ``paths`` under ``root``, as crops or as photos (``holds_crops``)."""
+    return embed_folder(
+        emb,
+        root,
+        aligned=holds_crops(root, emb.spec, config.model, asserted=config.aligned),
+        detector=config.detector,
+        flip=config.flip,
+        batch_size=config.batch_size,
+        workers=config.workers,
+        paths=paths,
+        progress=config.progress,
+    )
+
+
 def _verification(
     emb: Any, config: EvaluateConfig
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray, EmbeddingSet, PairsProtocol]:
@@ -163,17 +178,7 @@ def _verification(
         protocol = PairsProtocol(kept, protocol.path, protocol.format)
     else:
         check_pairs_images(protocol, config.root)
-    es = embed_folder(
-        emb,
-        config.root,
-        aligned=holds_crops(config.root, emb.spec, config.model, asserted=config.aligned),
-        detector=config.detector,
-        flip=config.flip,
-        batch_size=config.batch_size,
-        workers=config.workers,
-        paths=protocol.images,
-        progress=config.progress,
-    )
+    es = _embed(emb, config.root, protocol.images, config)
     pairs = [p for p in protocol.pairs if p.image1 in es and p.image2 in es]
     if not pairs:
         raise ConfigError(
@@ -215,17 +220,7 @@ def _identification(
 ) -> tuple[dict, EmbeddingSet]:
     root, people = _identification_input(config)
     split = split_probe_gallery(root, enrol=config.enrol, seed=config.seed, people=people)
-    es = embed_folder(
-        emb,
-        root,
-        aligned=holds_crops(root, emb.spec, config.model, asserted=config.aligned),
-        detector=config.detector,
-        flip=config.flip,
-        batch_size=config.batch_size,
-        workers=config.workers,
-        paths=split.images,
-        progress=config.progress,
-    )
+    es = _embed(emb, root, split.images, config)
     probes = Probes.embedded(split, es)
     out: dict[str, Any] = {
         "root": str(root),
