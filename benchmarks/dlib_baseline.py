@@ -128,7 +128,7 @@ def embed_all(
 def evaluate_pairs(
     proto: PairsProtocol, root: Path, index: dict[str, int], emb: np.ndarray, found: np.ndarray
 ) -> tuple[dict, np.ndarray, np.ndarray]:
-    from facemetric.evaluate.run import verification_metrics
+    from facemetric.evaluate.verification import verification_metrics
 
     a = emb[[index[p.image1] for p in proto.pairs]].astype(np.float64)
     b = emb[[index[p.image2] for p in proto.pairs]].astype(np.float64)

@@ -30,8 +30,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from facemetric.events.history import EventStore, HistorySink
+from facemetric.events.history import EventStore
 from facemetric.events.model import Event
+from facemetric.events.writer import HistorySink
 
 
 def images() -> tuple[np.ndarray, bytes]:

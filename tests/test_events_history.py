@@ -15,9 +15,10 @@ import pytest
 
 from facemetric.cli import main
 from facemetric.errors import ConfigError, GalleryError
-from facemetric.events.history import EventStore, HistorySink
+from facemetric.events.history import EventStore
 from facemetric.events.model import Event
 from facemetric.events.times import parse_time
+from facemetric.events.writer import HistorySink
 from facemetric.gallery.store import FaceRecord, GalleryStore
 
 T0 = 1_764_750_000.0  # 2025-12-03T08:20:00Z

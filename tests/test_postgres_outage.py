@@ -11,7 +11,8 @@ import pytest
 
 import pgserver
 from facemetric.errors import GalleryError
-from facemetric.events.history import EventStore, HistorySink
+from facemetric.events.history import EventStore
+from facemetric.events.writer import HistorySink
 from facemetric.gallery.store import GalleryStore
 from test_events_history import event
 from test_gallery_backends import chips

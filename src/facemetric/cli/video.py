@@ -18,7 +18,8 @@ def run_watch(args: argparse.Namespace) -> int:
     history = None
     if args.save_events:
         from facemetric.errors import ConfigError
-        from facemetric.events.history import EventStore, HistorySink
+        from facemetric.events.history import EventStore
+        from facemetric.events.writer import HistorySink
 
         if args.db is None:
             raise ConfigError("--save-events: give the gallery with --db (events are kept there)")

@@ -3,7 +3,7 @@
 Re-exports only; importing this package stays light (torch and matplotlib load on use).
 """
 
-from facemetric.evaluate.compare import CompareConfig, Comparison, compare, promote
+from facemetric.evaluate.compare import CompareConfig, Comparison, compare
 from facemetric.evaluate.embed import EmbeddingSet, embed_folder
 from facemetric.evaluate.metrics import (
     auc,
@@ -17,6 +17,7 @@ from facemetric.evaluate.metrics import (
     tar_at_far,
     threshold_at_far,
 )
+from facemetric.evaluate.promote import promote
 from facemetric.evaluate.protocols import (
     IdentificationSplit,
     Pair,

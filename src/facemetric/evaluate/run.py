@@ -6,7 +6,8 @@ that ``report.write_report`` turns into JSON, markdown and plots.
 
 Each input folder (the pairs root, the identification folder, a split's root) is taken as
 aligned crops when ``facemetric data align`` made it (``embed.holds_crops``) and as photos
-otherwise, so photos are never embedded as if they were crops.
+otherwise, so photos are never embedded as if they were crops. The numbers from the embeddings
+are computed in ``verification`` (pairs) and ``identification`` (a folder of people).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from facemetric.errors import ConfigError
-from facemetric.evaluate import metrics as M
 from facemetric.evaluate.embed import EmbeddingSet, crop_settings, embed_folder, holds_crops
+from facemetric.evaluate.identification import Probes, folder_calibration, identification_metrics
 from facemetric.evaluate.people import overlap
 from facemetric.evaluate.protocols import (
     PairsProtocol,
@@ -34,11 +35,9 @@ from facemetric.evaluate.protocols import (
     split_probe_gallery,
     subset_pairs,
 )
+from facemetric.evaluate.verification import verification_metrics
 
 SCHEMA = 1
-FAR_TARGETS = (1e-2, 1e-3)
-FPIR_TARGET = 1e-2
-RANKS = (1, 5)
 
 
 @dataclass(frozen=True)
@@ -95,11 +94,6 @@ class Evaluation:
     map_labels: list[str] = field(default_factory=list)
 
 
-def far_key(prefix: str, target: float) -> str:
-    """``tar_at_far_1e-3``-style metric names (as the issue spells them)."""
-    return f"{prefix}_{target:.0e}".replace("e-0", "e-").replace("e+0", "e+")
-
-
 def weights_digest(checkpoint: Path) -> str:
     """sha256 of a checkpoint's weights: unchanged by calibration or other meta edits."""
     from facemetric.models.checkpoint import load_checkpoint
@@ -154,40 +148,19 @@ def _split_root(split: Path) -> Path:
     return Path(recorded) if recorded else Path(split)
 
 
-def verification_metrics(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    folds: np.ndarray,
-    target_far: float = 1e-3,
-    method: str = "far",
-) -> dict[str, Any]:
-    """The verification numbers of the JSON report (also used by the dlib baseline).
-
-    With fewer than two folds in the protocol, pairs are cut into 10 folds in file order.
-    """
-    if len(np.unique(folds)) < 2:
-        folds = M.assign_folds(len(scores), 10)
-    kf = M.kfold_accuracy(scores, labels, folds)
-    eer, eer_t = M.eer(scores, labels)
-    out: dict[str, Any] = {
-        "genuine_pairs": int(labels.sum()),
-        "impostor_pairs": int((~labels).sum()),
-        "folds": len(kf.fold_accuracies),
-        "accuracy": kf.mean,
-        "accuracy_std": kf.std,
-        "fold_accuracies": kf.fold_accuracies,
-        "fold_thresholds": kf.fold_thresholds,
-        "auc": M.auc(scores, labels),
-        "eer": eer,
-        "eer_threshold": eer_t,
-    }
-    for target in FAR_TARGETS:
-        op = M.tar_at_far(scores, labels, target)
-        out[far_key("tar_at_far", target)] = op.tar
-        out[far_key("threshold_at_far", target)] = op.threshold
-    out["calibration"] = M.calibrate_threshold(scores, labels, target_far, method)
-    out["threshold"] = out["calibration"]["threshold"]
-    return out
+def _embed(emb: Any, root: Path, paths: list[str], config: EvaluateConfig) -> EmbeddingSet:
+    """The embeddings of ``paths`` under ``root``, as crops or as photos (``holds_crops``)."""
+    return embed_folder(
+        emb,
+        root,
+        aligned=holds_crops(root, emb.spec, config.model, asserted=config.aligned),
+        detector=config.detector,
+        flip=config.flip,
+        batch_size=config.batch_size,
+        workers=config.workers,
+        paths=paths,
+        progress=config.progress,
+    )
 
 
 def _verification(
@@ -205,17 +178,7 @@ def _verification(
         protocol = PairsProtocol(kept, protocol.path, protocol.format)
     else:
         check_pairs_images(protocol, config.root)
-    es = embed_folder(
-        emb,
-        config.root,
-        aligned=holds_crops(config.root, emb.spec, config.model, asserted=config.aligned),
-        detector=config.detector,
-        flip=config.flip,
-        batch_size=config.batch_size,
-        workers=config.workers,
-        paths=protocol.images,
-        progress=config.progress,
-    )
+    es = _embed(emb, config.root, protocol.images, config)
     pairs = [p for p in protocol.pairs if p.image1 in es and p.image2 in es]
     if not pairs:
         raise ConfigError(
@@ -257,89 +220,28 @@ def _identification(
 ) -> tuple[dict, EmbeddingSet]:
     root, people = _identification_input(config)
     split = split_probe_gallery(root, enrol=config.enrol, seed=config.seed, people=people)
-    es = embed_folder(
-        emb,
-        root,
-        aligned=holds_crops(root, emb.spec, config.model, asserted=config.aligned),
-        detector=config.detector,
-        flip=config.flip,
-        batch_size=config.batch_size,
-        workers=config.workers,
-        paths=split.images,
-        progress=config.progress,
-    )
-    gallery = [p for p in split.gallery if p in es]
-    mated = [p for p in split.mated if p in es]
-    strangers = [p for p in split.strangers if p in es]
-    g_lab = np.array([identity_of(p) for p in gallery])
-    enrolled = set(g_lab.tolist())
-    mated = [p for p in mated if identity_of(p) in enrolled]
-    m_lab = np.array([identity_of(p) for p in mated])
-    ranks = M.identification_ranks(es.take(mated), m_lab, es.take(gallery), g_lab)
-    rank_k: dict[int, float | None] = dict(M.rank_k_accuracy(ranks, RANKS))
-    notes = []
-    for k in RANKS:
-        if k >= len(enrolled):  # every probe's person is among any k of them: always 1.0
-            rank_k[k] = None
-            notes.append(
-                f"rank-{k} is left out: with {len(enrolled)} people enrolled every probe finds "
-                f"its person within the first {k}; enrol more than {k} people for it"
-            )
+    es = _embed(emb, root, split.images, config)
+    probes = Probes.embedded(split, es)
     out: dict[str, Any] = {
         "root": str(root),
         "split": None if config.split is None else str(config.split),
         "enrol": config.enrol,
         "seed": config.seed,
-        "identities_enrolled": len(enrolled),
-        "identities_not_enrolled": len(split.not_enrolled),
-        "identities_skipped": len(split.skipped),
-        "gallery_images": len(gallery),
-        "probes": len(mated),
-        "faces_found": float(es.found.mean()),
-        **{f"rank{k}": v for k, v in rank_k.items()},
-        "notes": notes,
+        **identification_metrics(es, split, probes, threshold),
     }
-    if strangers:
-        osr = M.open_set_identification(
-            es.take(mated), m_lab, es.take(strangers), es.take(gallery), g_lab,
-            target_fpir=FPIR_TARGET, operating_threshold=threshold,
-        )  # fmt: skip
-        out[far_key("tpir_at_fpir", FPIR_TARGET)] = osr.tpir
-        out[far_key("threshold_at_fpir", FPIR_TARGET)] = osr.threshold
-        out["strangers"] = osr.strangers
-        out["strangers_matched"] = osr.strangers_matched
-        out["match_threshold"] = osr.operating_threshold
     # The open-set decision as the gallery would make it (calibrated on these references).
     from facemetric.evaluate.decision_rates import open_set_rates
 
     out["decision"] = open_set_rates(
-        es.take(mated), m_lab, es.take(strangers), es.take(gallery), g_lab, threshold
+        es.take(probes.mated),
+        probes.mated_labels,
+        es.take(probes.strangers),
+        es.take(probes.gallery),
+        probes.gallery_labels,
+        threshold,
     )
-    out["calibration"] = folder_calibration(es, config)
+    out["calibration"] = folder_calibration(es, config.seed, config.target_far, config.eer)
     return out, es
-
-
-# Pairs of at most this many images calibrate a folder's threshold (8M pairs, ~100 MB).
-CALIBRATION_IMAGES = 4000
-
-
-def folder_calibration(es: EmbeddingSet, config: EvaluateConfig) -> dict[str, Any] | None:
-    """The threshold for ``config.target_far`` (or the EER) on every pair of a folder's images
-    (same person: genuine, different people: impostor), or None when there are too few impostor
-    pairs to tell that FAR. At most ``CALIBRATION_IMAGES`` images, drawn by ``config.seed``."""
-    from facemetric.models.calibration import all_pair_scores, calibrate_on_pairs
-
-    rows = np.arange(len(es))
-    if len(rows) > CALIBRATION_IMAGES:
-        rng = np.random.default_rng(config.seed)
-        rows = np.sort(rng.choice(rows, CALIBRATION_IMAGES, replace=False))
-    labels = np.array([identity_of(es.paths[i]) for i in rows])
-    scores, same = all_pair_scores(es.embeddings[rows], labels)
-    if config.eer:
-        if same.all() or not same.any():
-            return None
-        return M.calibrate_threshold(scores, same, method="eer")
-    return calibrate_on_pairs(scores, same, config.target_far)
 
 
 def evaluate(config: EvaluateConfig) -> Evaluation:

@@ -15,9 +15,10 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from facemetric.events.history import EventStore, HistorySink, Pruned
+from facemetric.events.history import EventStore, Pruned
 from facemetric.events.model import Event, iso
 from facemetric.events.notify import FanOut, QueueNotifier
+from facemetric.events.writer import HistorySink
 from facemetric.gallery.store import GalleryStore
 
 log = logging.getLogger(__name__)

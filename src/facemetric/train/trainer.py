@@ -4,7 +4,8 @@ A run folder holds ``config.json``, ``metrics.jsonl``, ``tb/``, ``last.pt`` and 
 (facemetric checkpoints), ``last.state.pt`` (everything ``--resume`` needs: weights, loss
 parameters, optimizer, schedule position, sampler position, RNG states) and ``curve.png``.
 Every file is written atomically, so a kill leaves the previous good version in place.
-Under ``torchrun`` the same loop runs DDP; only rank 0 writes.
+Under ``torchrun`` the same loop runs DDP; only rank 0 writes. The parts the loop steps are built
+in ``parts``; the files it keeps and ``--resume`` reads are written by ``resume``.
 """
 
 from __future__ import annotations
@@ -12,58 +13,29 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from facemetric.data.dataset import (
-    AugmentConfig,
-    FaceDataset,
-    PKSampler,
-    augment_batch,
-    to_model_input,
-)
-from facemetric.errors import ConfigError
-from facemetric.models import EmbeddingNet, load_checkpoint, save_checkpoint
-from facemetric.models.calibration import (
-    DEFAULT_TARGET_FAR,
-    all_pair_scores,
-    calibrate_on_pairs,
-)
-from facemetric.models.checkpoint import atomic_torch_save, update_checkpoint
+from facemetric.data.dataset import augment_batch, to_model_input
+from facemetric.models import save_checkpoint
 from facemetric.train.config import TrainConfig
-from facemetric.train.distributed import (
-    DistInfo,
-    all_true_any,
-    distributed_context,
-    set_cpu_threads,
+from facemetric.train.distributed import DistInfo, all_true_any, distributed_context
+from facemetric.train.losses import LossOutput
+from facemetric.train.parts import RunParts
+from facemetric.train.resume import (
+    STATE_FILE,
+    calibrate_run,
+    restore_state,
+    resume_state,
+    save_epoch,
 )
-from facemetric.train.losses import LossOutput, LossSettings, create_loss
 from facemetric.train.runlog import RunLog, plot_curve
-from facemetric.train.runtime import (
-    COLLAPSE_SPREAD,
-    autocast_dtype,
-    embeddings_collapsed,
-    generator_states,
-    lr_factor,
-    set_generator_states,
-)
-from facemetric.train.setup import (
-    build_student,
-    build_teacher,
-    crops_template,
-    freeze_stages,
-    prepare_data,
-    resolve_model_choice,
-)
-from facemetric.train.validation import ValMetrics, embed_dataset, validate
+from facemetric.train.runtime import COLLAPSE_SPREAD, embeddings_collapsed, lr_factor
+from facemetric.train.validation import ValMetrics, validate
 
 log = logging.getLogger(__name__)
-
-STATE_FILE = "last.state.pt"
 
 
 def train(config: TrainConfig) -> Path:
@@ -73,139 +45,18 @@ def train(config: TrainConfig) -> Path:
         return Trainer(config, info, device).run()
 
 
-class _StepModule(nn.Module):
-    """Model + loss in one module, so DDP synchronises the loss's own parameters too.
+class Trainer(RunParts):
+    """One training run; ``run()`` trains, checkpoints and returns the run folder.
 
-    The loss sees L2-normalised embeddings, or the raw ones for a model whose spec says its
-    distances are Euclidean (a pretrained network fine-tuned in its own space)."""
-
-    def __init__(self, model: EmbeddingNet, criterion: nn.Module, raw: bool = False) -> None:
-        super().__init__()
-        self.model, self.criterion, self.raw = model, criterion, raw
-
-    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, LossOutput]:
-        emb = self.model.features(x) if self.raw else self.model(x)
-        return emb, self.criterion(emb, labels)
-
-
-class Trainer:
-    """One training run; ``run()`` trains, checkpoints and returns the run folder."""
+    The parts it steps are built by ``RunParts``; this class is the loop over them."""
 
     def __init__(self, config: TrainConfig, info: DistInfo, device: torch.device) -> None:
-        self.info, self.device = info, device
-        self.out = Path(config.out)
-        self.config = resolve_model_choice(self._config_for_run(config))
-        config = self.config
-        if device.type == "cpu":
-            self.threads = set_cpu_threads(info)
-        self.amp_dtype = autocast_dtype(config.precision, device)
-        torch.manual_seed(config.seed)
-        self.data = prepare_data(config)
-        self.model, self.init_note = build_student(config)
-        self.frozen = (
-            freeze_stages(self.model, config.freeze_stages) if config.freeze_stages else []
-        )
-        self.spec = self.model.spec
-        self.model.to(device)
-        if config.channels_last:
-            self.model.to(memory_format=torch.channels_last)
-        assert config.margin is not None and config.loss is not None  # resolve_model_choice
-        settings = LossSettings(
-            num_classes=len(self.data.train.identities),
-            embedding_dim=self.spec.embedding_dim,
-            margin=config.margin,
-            miner=config.miner,
-            distance=self.spec.distance,
-            triplet_weight=config.triplet_weight,
-            seed=config.seed,
-        )
-        self.criterion = create_loss(config.loss, settings).to(device)
-        # The template the training crops were cut with (what the teacher must re-cut from).
-        self.crops_template = crops_template(config.data, warn=False) or self.spec.alignment
-        self.teacher = None
-        if config.teacher:
-            options: dict[str, Any] = {"device": device, "loss": config.teacher_loss}
-            if config.teacher == "init":
-                options["model"] = config.init
-            self.teacher = build_teacher(config.teacher, **options)
-        if self.teacher is not None:
-            self.teacher.check_student(self.spec)
-        raw = self.spec.distance == "euclidean" and config.loss in ("triplet", "pair_threshold")
-        self.step_module: nn.Module = _StepModule(self.model, self.criterion, raw)
-        if info.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            ids = [device.index] if device.type == "cuda" else None
-            self.step_module = DDP(self.step_module, device_ids=ids)
-        self.optimizer = self._optimizer()
-        self.scaler = torch.amp.GradScaler(enabled=self.amp_dtype == torch.float16)
-        self.train_set = FaceDataset(
-            self.data.train, self.spec.input_size, config.cache, config.workers
-        )
-        self.val_set = (
-            FaceDataset(self.data.val, self.spec.input_size, config.cache, config.workers)
-            if self.data.val is not None
-            else None
-        )
-        identities = len(set(self.data.train.labels.tolist()))
-        batch_p = min(config.batch_p, identities)
-        if batch_p < config.batch_p:
-            # A family folder has fewer people than the default batch: use them all.
-            log.warning(
-                "batch_p=%d but the training data has %d identities: using %d per batch",
-                config.batch_p,
-                identities,
-                batch_p,
-            )
-        self.sampler = PKSampler(
-            self.data.train.labels,
-            batch_p,
-            config.batch_k,
-            seed=config.seed,
-            rank=info.rank,
-            world_size=info.world_size,
-            batches_per_epoch=config.steps_per_epoch,
-        )
-        self.total_steps = config.epochs * len(self.sampler)
-        self.augment = AugmentConfig()
-        self.aug_gen = torch.Generator().manual_seed(config.seed * 1000 + info.rank)
+        super().__init__(config, info, device)
         self.step = 0
         self.elapsed = 0.0
         self.best: float | None = None
         self.bad_epochs = 0
         self.history: list[dict[str, Any]] = []
-
-    # --- setup ----------------------------------------------------------------------------------
-
-    def _config_for_run(self, config: TrainConfig) -> TrainConfig:
-        """On --resume: the saved config, with only budget/machine fields from the new one."""
-        state = self.out / STATE_FILE
-        if not config.resume:
-            if state.exists() or (self.out / "last.pt").exists():
-                raise ConfigError(
-                    f"--out {self.out}: a run is already there; pass --resume to continue it or "
-                    "choose another --out"
-                )
-            return config
-        if not state.is_file():
-            raise ConfigError(f"--resume: {state} not found (nothing to resume in {self.out})")
-        saved = torch.load(state, map_location="cpu", weights_only=True)["config"]
-        keep = ("epochs", "max_minutes", "patience", "progress", "device", "workers", "tensorboard")
-        return replace(
-            TrainConfig.from_dict(saved), **{k: getattr(config, k) for k in keep}, resume=True
-        ).resolved()
-
-    def _optimizer(self) -> torch.optim.Optimizer:
-        decay: list[nn.Parameter] = []
-        no_decay: list[nn.Parameter] = []
-        for p in self.step_module.parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim <= 1 else decay).append(p)
-        groups = [
-            {"params": decay, "weight_decay": self.config.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        return torch.optim.AdamW(groups, lr=self.config.learning_rate)
 
     # --- state ----------------------------------------------------------------------------------
 
@@ -221,47 +72,27 @@ class Trainer:
         }
 
     def _state(self) -> dict[str, Any]:
-        return {
-            "config": self.config.to_dict(),
-            "model": self.model.state_dict(),
-            "criterion": self.criterion.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "sampler": self.sampler.state_dict(),
+        counters = {
             "step": self.step,
             "elapsed": self.elapsed,
             "best": self.best,
             "bad_epochs": self.bad_epochs,
-            "rng_torch": torch.get_rng_state(),
-            "rng_augment": self.aug_gen.get_state(),
-            "rng_miner": generator_states(self.criterion),
         }
+        return resume_state(self.config, self.stateful(), counters, self.aug_gen, self.criterion)
 
     def _load_state(self) -> None:
-        state = torch.load(self.out / STATE_FILE, map_location="cpu", weights_only=True)
-        self.model.load_state_dict(state["model"])
-        self.criterion.load_state_dict(state["criterion"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.sampler.load_state_dict(state["sampler"])
+        parts = self.stateful()
+        state = restore_state(self.out / STATE_FILE, parts, self.aug_gen, self.criterion)
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
         self.best, self.bad_epochs = state["best"], int(state["bad_epochs"])
-        torch.set_rng_state(state["rng_torch"])
-        self.aug_gen.set_state(state["rng_augment"])
-        set_generator_states(self.criterion, state["rng_miner"])
         log.info("resumed %s at step %d (epoch %d)", self.out, self.step, self.sampler.epoch)
 
     def _save(self, epoch: int, metrics: ValMetrics | None, improved: bool) -> None:
         if not self.info.is_main:
             return
         threshold = None if metrics is None else metrics.threshold
-        # last.pt before the resume state: a kill between the two leaves the state one epoch
-        # behind (--resume repeats that epoch and rewrites last.pt), never last.pt behind a
-        # state that --resume would skip past.
-        save_checkpoint(self.out / "last.pt", self.model, threshold, self._meta(epoch, metrics))
-        atomic_torch_save(self._state(), self.out / STATE_FILE)
-        if improved:
-            save_checkpoint(self.out / "best.pt", self.model, threshold, self._meta(epoch, metrics))
+        meta = self._meta(epoch, metrics)
+        save_epoch(self.out, self.model, threshold, meta, self._state(), improved)
 
     # --- loop -----------------------------------------------------------------------------------
 
@@ -354,7 +185,7 @@ class Trainer:
         if main:
             plot_curve(self.out)
             if self.val_set is not None:
-                self._calibrate()
+                calibrate_run(self.out, self.val_set)
             log.info("run finished (%s): %s", stopped, self.out)
         return self.out
 
@@ -378,37 +209,6 @@ class Trainer:
             if runlog is not None:
                 record = {f"val_{k}": v for k, v in metrics.to_dict().items()}
                 runlog.write("epoch", self.step, epoch=0, elapsed_s=0.0, **record)
-
-    def _calibrate(self) -> None:
-        """Store in best.pt and last.pt the match threshold for FAR 1e-3 on every pair of the
-        validation people (who never trained), so the run's models are ready to match."""
-        assert self.val_set is not None
-        labels = self.val_set.samples.labels
-        for name in ("best.pt", "last.pt"):
-            path = self.out / name
-            if not path.is_file():
-                continue
-            model = load_checkpoint(path).build()
-            spec = model.spec
-            emb = embed_dataset(model, self.val_set, spec.mean, spec.std, torch.device("cpu"))
-            calib = calibrate_on_pairs(*all_pair_scores(emb, labels), DEFAULT_TARGET_FAR)
-            if calib is None:
-                log.warning(
-                    "%s: too few validation pairs to calibrate a threshold for FAR %g; calibrate "
-                    "it with facemetric evaluate %s --identify PEOPLE --calibrate",
-                    path,
-                    DEFAULT_TARGET_FAR,
-                    path,
-                )
-                continue
-            calib.update(on="validation people", identities=len(set(labels.tolist())))
-            update_checkpoint(path, threshold=calib["threshold"], calibration=calib)
-            log.info(
-                "%s: threshold %.4f for FAR %g on %d impostor pairs of %d validation people "
-                "(TAR %.3f)",
-                *(name, calib["threshold"], DEFAULT_TARGET_FAR, calib["impostor_pairs"]),
-                *(calib["identities"], calib["tar"]),
-            )
 
     def _log_start(self, runlog: RunLog | None) -> None:
         cfg, spec, cache = self.config, self.spec, self.train_set
