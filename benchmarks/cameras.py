@@ -24,24 +24,20 @@ import io
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from facemetric.events.model import Event  # noqa: E402
-from facemetric.video.pipeline import CameraWorker, PipelineOptions  # noqa: E402
-from facemetric.video.sources import Camera  # noqa: E402
-from videoclip import Segment, build_gallery, make_clip, pick_people  # noqa: E402
-
-SHARED = Path(os.environ.get("FACEMETRIC_SHARED_DATA", REPO.parent / "shared" / "data"))
-WILD = SHARED / "celeba-wild"
+from facemetric.events.model import Event
+from facemetric.video.pipeline import CameraWorker, PipelineOptions
+from facemetric.video.sources import Camera
+from rtsp_cameras import WILD, Rtsp, one_person, photos_missing, wait_live
+from videoclip import Segment, build_gallery, make_clip, pick_people
 
 
 def rss_mib() -> float:
@@ -49,50 +45,6 @@ def rss_mib() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Rtsp:
-    """scripts/rtsp_server.py on a free port; ``started``: when it sent its first frame."""
-
-    def __init__(self, clip: Path) -> None:
-        self.clip = clip
-        self.port = free_port()
-        self.url = f"rtsp://127.0.0.1:{self.port}/cam"
-        self.process: subprocess.Popen[str] | None = None
-        self.started: float | None = None
-
-    def start(self) -> None:
-        self.started = None
-        self.process = subprocess.Popen(
-            ["/usr/bin/python3", str(REPO / "scripts" / "rtsp_server.py"), "--print-start",
-             "--port", str(self.port), "--path", "/cam", "--video", str(self.clip)],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if not line.startswith("ready"):
-            raise RuntimeError(f"RTSP server did not start: {line!r}")
-        threading.Thread(target=self._watch, args=(self.process,), daemon=True).start()
-
-    def _watch(self, process: subprocess.Popen[str]) -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.startswith("start ") and self.started is None:
-                self.started = float(line.split()[1])
-
-    def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
 
 
 class TimedSink:
@@ -113,15 +65,6 @@ class TimedSink:
 
     def close(self) -> None:
         pass
-
-
-def wait_live(worker: CameraWorker, timeout: float = 30.0) -> float:
-    start = time.monotonic()
-    while worker.reader.state != "live":
-        if time.monotonic() - start > timeout:
-            raise RuntimeError(f"camera not live: {worker.reader.status()}")
-        time.sleep(0.02)
-    return time.time()
 
 
 def one_camera(recognizer: Any, clip: Path, seconds: float, face_at: float, period: float) -> None:
@@ -268,23 +211,13 @@ def main() -> int:
     parser.add_argument("--skip", default="", help="comma-separated: one,four,watch,reconnect")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    if not WILD.is_dir():
-        print(f"benchmark needs face photos at {WILD}", file=sys.stderr)
+    if photos_missing():
         return 2
-    from facemetric.recognize.recognizer import Recognizer
-
-    print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start (shared)")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        people = pick_people(WILD, 1)
-        (name,) = people
-        db = folder / "gallery.db"
-        build_gallery(db, people)
-        photo = people[name][1]
+        name, photo, recognizer = one_person(folder)
         timeline = [Segment(name, 3.0, 9.0, photo), Segment(None, 9, 12)]
         clip = make_clip(folder / "door.mp4", timeline)
-        recognizer = Recognizer.from_paths("dlib", db, create=False)
-        recognizer.gallery.current()
         if "one" not in skip:
             one_camera(recognizer, clip, 40.0, face_at=3.0, period=12.0)
         if "four" not in skip:

@@ -5,9 +5,9 @@ all in one run, alternating::
 
     PYTHONPATH=src .venv/bin/python benchmarks/motion_gate.py [--seconds 30] [--skip still,moving]
 
-Every camera is a real RTSP stream (scripts/rtsp_server.py on the system Python, as in
-``benchmarks/cameras.py``) of 640x480 at 15 frames/s, H.264, budget 15; the model is the
-pretrained dlib one, detection at 320 px (the live default). Still scene: one photo of a face
+Every camera is a real RTSP stream (scripts/rtsp_server.py on the system Python, through
+``rtsp_cameras.py`` as in ``cameras.py``) of 640x480 at 15 frames/s, H.264, budget 15; the model
+is the pretrained dlib one, detection at 320 px (the live default). Still scene: one photo of a face
 (../shared/data/celeba-wild, research terms: nothing is kept) with sensor noise (Gaussian,
 sigma ``--noise`` grey levels, new every frame), so H.264 and the gate see what a real still
 camera sends. CPU: this process's user+system time (every thread: decoding, the gate,
@@ -27,18 +27,12 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cameras import Rtsp, wait_live  # noqa: E402
-from facemetric.video.motion import FairTurns, MotionSettings  # noqa: E402
-from facemetric.video.pipeline import CameraWorker, PipelineOptions  # noqa: E402
-from facemetric.video.sources import Camera  # noqa: E402
-from videoclip import build_gallery, pick_people  # noqa: E402
-
-SHARED = Path(os.environ.get("FACEMETRIC_SHARED_DATA", REPO.parent / "shared" / "data"))
-WILD = SHARED / "celeba-wild"
+from facemetric.video.motion import FairTurns, MotionSettings
+from facemetric.video.pipeline import CameraWorker, PipelineOptions
+from facemetric.video.sources import Camera
+from rtsp_cameras import Rtsp, one_person, photos_missing, wait_live
 
 
 def noisy_clip(
@@ -137,21 +131,11 @@ def main() -> int:
     )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
-    if not WILD.is_dir():
-        print(f"benchmark needs face photos at {WILD}", file=sys.stderr)
+    if photos_missing():
         return 2
-    from facemetric.recognize.recognizer import Recognizer
-
-    print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f} at start (shared)")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        people = pick_people(WILD, 1)
-        (name,) = people
-        db = folder / "gallery.db"
-        build_gallery(db, people)
-        photo = people[name][1]
-        recognizer = Recognizer.from_paths("dlib", db, create=False)
-        recognizer.gallery.current()
+        _, photo, recognizer = one_person(folder)
         if "still" not in skip:
             rtsp = Rtsp(noisy_clip(folder / "still.mp4", photo, 20.0, args.noise, 0.0))
             rtsp.start()

@@ -1,4 +1,5 @@
-"""Shared fixtures: where the real face photos are, an isolated FACEMETRIC_HOME, tiny models."""
+"""Shared fixtures: where the real face photos are, an isolated FACEMETRIC_HOME, tiny models, the
+browser tests' chromium (tests/browser.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,16 @@ import os
 from pathlib import Path
 
 import pytest
+
+from browser import (  # the browser tests' fixtures (tests/browser.py), registered here
+    _session_chromium,
+    _session_playwright,
+    chromium,
+    launch_chromium,
+    playwright,
+)
+
+__all__ = ["_session_chromium", "_session_playwright", "chromium", "launch_chromium", "playwright"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FACEMETRIC_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -4,32 +4,21 @@ refused and why, and after saving the page lists what was refused (real chromium
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import httpx
-import pytest
 
+from browser import BROWSER_TESTS, open_page
 from webutil import TOKEN, astronaut, encode, running_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-]
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed"),
-]
+pytestmark = BROWSER_TESTS
 
 
 def test_gallery_page_shows_quality_reasons(
-    tmp_path: Path, untrained_tiny_checkpoint: Path
+    tmp_path: Path, untrained_tiny_checkpoint: Path, chromium: Any
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     photos = tmp_path / "upload"
     photos.mkdir()
@@ -37,29 +26,26 @@ def test_gallery_page_shows_quality_reasons(
     (photos / "blurred.jpg").write_bytes(encode(cv2.GaussianBlur(astronaut(), (0, 0), 8.0)))
     files = [str(photos / n) for n in ("eileen.jpg", "blurred.jpg")]
     args = ("--model", str(untrained_tiny_checkpoint), "--db", str(tmp_path / "g.db"))
-    with running_server(tmp_path, *args, "--admin-token", TOKEN) as srv, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(srv.url + "/gallery")
-            page.locator("#people-empty").wait_for(state="visible", timeout=30_000)
-            page.fill("#token", TOKEN)
-            page.fill("#enrol-name", "Eileen Collins")
-            page.set_input_files("#enrol-files", files)
-            page.click("#preview")
-            message = page.locator("#enrol-message")
-            expect(message).to_contain_text("1 of 2 photo(s) have a usable face", timeout=60_000)
-            preview = page.locator("#preview-list")
-            expect(preview).to_contain_text("eileen.jpg (to be saved)")
-            expect(preview).to_contain_text("blurred.jpg (will be refused: blurred (sharpness")
+    viewport = {"width": 1280, "height": 900}
+    with (
+        running_server(tmp_path, *args, "--admin-token", TOKEN) as srv,
+        open_page(chromium, viewport=viewport) as page,
+    ):
+        page.goto(srv.url + "/gallery")
+        page.locator("#people-empty").wait_for(state="visible", timeout=30_000)
+        page.fill("#token", TOKEN)
+        page.fill("#enrol-name", "Eileen Collins")
+        page.set_input_files("#enrol-files", files)
+        page.click("#preview")
+        message = page.locator("#enrol-message")
+        expect(message).to_contain_text("1 of 2 photo(s) have a usable face", timeout=60_000)
+        preview = page.locator("#preview-list")
+        expect(preview).to_contain_text("eileen.jpg (to be saved)")
+        expect(preview).to_contain_text("blurred.jpg (will be refused: blurred (sharpness")
 
-            page.click("#save")
-            expect(message).to_contain_text("Saved Eileen Collins", timeout=60_000)
-            expect(message).to_contain_text("1 face(s) added")
-            expect(page.locator("#enrol-skipped")).to_contain_text(
-                "blurred.jpg: low quality: blurred"
-            )
-            (person,) = httpx.get(srv.url + "/api/people").json()
-            assert person["face_count"] == 1
-        finally:
-            browser.close()
+        page.click("#save")
+        expect(message).to_contain_text("Saved Eileen Collins", timeout=60_000)
+        expect(message).to_contain_text("1 face(s) added")
+        expect(page.locator("#enrol-skipped")).to_contain_text("blurred.jpg: low quality: blurred")
+        (person,) = httpx.get(srv.url + "/api/people").json()
+        assert person["face_count"] == 1

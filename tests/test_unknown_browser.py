@@ -4,28 +4,23 @@ largest first with their chips; naming a group enrols it in the gallery; dismiss
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import httpx
-import pytest
 
+from browser import BROWSER_TESTS, open_page
 from facemetric.gallery.store import GalleryStore
 from facemetric.unknown import UnknownKeeper, UnknownStore
 from test_unknown import blobs, chip
 from webutil import TOKEN, running_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed"),
-]
+pytestmark = BROWSER_TESTS
 
 
 def test_page_names_a_group_of_unknown_faces(
-    tmp_path: Path, untrained_tiny_checkpoint: Path
+    tmp_path: Path, untrained_tiny_checkpoint: Path, chromium: Any
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     db = tmp_path / "gallery.db"
     x, _ = blobs(3, 1, seed=4)
@@ -41,12 +36,8 @@ def test_page_names_a_group_of_unknown_faces(
     largest, second = groups[0].id, groups[1].id
 
     args = ("--model", str(untrained_tiny_checkpoint), "--db", str(db), "--admin-token", TOKEN)
-    with running_server(tmp_path, *args) as srv, sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+    with running_server(tmp_path, *args) as srv:
+        with open_page(chromium, viewport={"width": 1280, "height": 900}) as page:
             page.goto(srv.url + "/unknown")
             cards = page.locator("#groups .group-card")
             expect(cards).to_have_count(2)  # faces seen once are hidden by default
@@ -71,7 +62,5 @@ def test_page_names_a_group_of_unknown_faces(
             expect(page.locator("#unknown-message")).to_contain_text("dismissed")
             expect(cards).to_have_count(1)
             page.screenshot(path=str(tmp_path / "unknown-page.png"))
-        finally:
-            browser.close()
         people = httpx.get(srv.url + "/api/people").json()
         assert [(p["name"], p["face_count"]) for p in people] == [("Grace Hopper", 4)]

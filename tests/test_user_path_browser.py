@@ -7,9 +7,6 @@ inside the frame and apart, and camera tiles that are down show their state (iss
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,20 +15,14 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from PIL import Image
 from playwright.sync_api import expect
 
-from webutil import TOKEN, astronaut, encode, frame_640x480, free_port, web_settings
+from browser import BROWSER_TESTS, NEEDS_FFMPEG, serving
+from webutil import TOKEN, astronaut, encode, free_port, web_settings
 
-CHROMIUM = Path("/usr/bin/chromium")
 PAGES = ("/", "/gallery", "/cameras", "/events", "/unknown", "/docs")
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed"),
-    pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed"),
-]
+pytestmark = [*BROWSER_TESTS, NEEDS_FFMPEG]
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +30,6 @@ def site(
     tmp_path_factory: pytest.TempPathFactory, untrained_tiny_checkpoint: Path
 ) -> Iterator[str]:
     """A server on 127.0.0.1 with the astronaut enrolled and a camera that cannot connect."""
-    import uvicorn
-
     from facemetric.web.app import create_app
 
     tmp = tmp_path_factory.mktemp("site")
@@ -49,52 +38,12 @@ def site(
         tmp, untrained_tiny_checkpoint, host="127.0.0.1", port=port, events_keep_days=0,
         cameras=["door=rtsp://127.0.0.1:9/nothing-listens"],
     )  # fmt: skip
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.1)
-    url = f"http://127.0.0.1:{port}"
-    files = [("files", ("astronaut.png", encode(astronaut(), "PNG"), "image/png"))]
-    auth = {"Authorization": f"Bearer {TOKEN}"}
-    r = httpx.post(url + "/api/people", data={"name": "astronaut"}, files=files, headers=auth)
-    assert r.status_code == 201, r.text
-    try:
+    with serving(create_app(settings), port) as url:
+        files = [("files", ("astronaut.png", encode(astronaut(), "PNG"), "image/png"))]
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        r = httpx.post(url + "/api/people", data={"name": "astronaut"}, files=files, headers=auth)
+        assert r.status_code == 201, r.text
         yield url
-    finally:
-        server.should_exit = True
-        thread.join(15)
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    tmp = tmp_path_factory.mktemp("webcam")
-    png = tmp / "astronaut.png"
-    Image.fromarray(frame_640x480(astronaut())).save(png)
-    video = tmp / "webcam.y4m"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-loop", "1", "-framerate", "5", "-t", "4", "-i",
-         str(png), "-pix_fmt", "yuv420p", str(video)],
-        check=True,
-    )  # fmt: skip
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                  f"--use-file-for-fake-video-capture={video}", "--no-sandbox", "--disable-gpu",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--no-first-run"],
-        )  # fmt: skip
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def watch_requests(page: Any) -> tuple[list[str], list[str]]:
@@ -107,11 +56,11 @@ def watch_requests(page: Any) -> tuple[list[str], list[str]]:
     return requests, failed
 
 
-def test_every_page_loads_from_this_server_alone(site: str, browser: Any) -> None:
+def test_every_page_loads_from_this_server_alone(site: str, chromium: Any) -> None:
     """/docs was blank offline (Swagger UI from a CDN); every page asked for a missing
     favicon. Every request of every page must go to 127.0.0.1 and be answered."""
     for path in PAGES:
-        page = browser.new_page()
+        page = chromium.new_page()
         requests, failed = watch_requests(page)
         page.goto(site + path, wait_until="networkidle")
         if path == "/docs":  # Swagger UI ran: the API's title and an operation are drawn
@@ -129,8 +78,8 @@ def test_every_page_loads_from_this_server_alone(site: str, browser: Any) -> Non
         page.close()
 
 
-def test_unknown_page_links_to_cameras_and_timeline(site: str, browser: Any) -> None:
-    page = browser.new_page()
+def test_unknown_page_links_to_cameras_and_timeline(site: str, chromium: Any) -> None:
+    page = chromium.new_page()
     page.goto(site + "/unknown")
     assert page.locator("nav a[href='/cameras']").count() == 1
     assert page.locator("nav a[href='/events']").count() == 1
@@ -138,9 +87,9 @@ def test_unknown_page_links_to_cameras_and_timeline(site: str, browser: Any) -> 
 
 
 def test_live_page_buttons_stay_token_is_asked_and_not_x_is_undone_in_place(
-    site: str, browser: Any
+    site: str, chromium: Any
 ) -> None:
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
     page.goto(site + "/")
     wrong = page.locator("#faces .face-card .correct-wrong")
     expect(wrong).to_have_text("Not astronaut", timeout=30_000)
@@ -169,8 +118,8 @@ def test_live_page_buttons_stay_token_is_asked_and_not_x_is_undone_in_place(
     page.close()
 
 
-def test_unknown_face_photo_is_labelled_most_similar_not_a_match(site: str, browser: Any) -> None:
-    page = browser.new_page()
+def test_unknown_face_photo_is_labelled_most_similar_not_a_match(site: str, chromium: Any) -> None:
+    page = chromium.new_page()
     page.goto(site + "/gallery")  # the page's scripts, without a webcam stream
     face = {
         "track_id": 7, "identity": None, "is_match": False, "nearest": "astronaut",
@@ -191,8 +140,8 @@ def test_unknown_face_photo_is_labelled_most_similar_not_a_match(site: str, brow
     page.close()
 
 
-def test_labels_of_several_faces_stay_inside_the_frame_and_apart(site: str, browser: Any) -> None:
-    page = browser.new_page()
+def test_labels_of_several_faces_stay_inside_the_frame_and_apart(site: str, chromium: Any) -> None:
+    page = chromium.new_page()
     page.goto(site + "/gallery")
     rects = page.evaluate(
         """() => {
@@ -227,9 +176,9 @@ def test_labels_of_several_faces_stay_inside_the_frame_and_apart(site: str, brow
 
 
 def test_a_camera_that_is_down_shows_its_state_not_a_broken_picture(
-    site: str, browser: Any
+    site: str, chromium: Any
 ) -> None:
-    page = browser.new_page()
+    page = chromium.new_page()
     page.goto(site + "/cameras")
     tile = page.locator('[data-camera="door"]')
     expect(tile.locator(".camera-state")).not_to_have_text("live", timeout=20_000)

@@ -12,50 +12,29 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
-import pytest
 from PIL import Image
 
+from browser import (
+    ARTIFACTS,
+    BROWSER_TESTS,
+    NEEDS_FFMPEG,
+    SECONDS_EACH,
+    make_y4m,
+    one_face_photo,
+    open_page,
+)
 from conftest import shared_set
 from facemetric.data.image import load_image
 from facemetric.gallery.records import CHIP_SIZE
-from webutil import TOKEN, encode, frame_640x480, running_server
+from webutil import TOKEN, encode, running_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "work" / "artifacts"
-SECONDS_EACH = 6
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed"),
-    pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed"),
-]
-
-
-def one_face_photo(folder: Path, detector) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """The first photo of ``folder`` (sorted) with exactly one clear, large face."""
-    for path in sorted(folder.iterdir()):
-        frame = frame_640x480(load_image(path))
-        faces = detector.detect(frame)
-        if len(faces) == 1 and faces[0].area > 60 * 60:
-            return frame
-    pytest.skip(f"no single-face photo in {folder}")
-
-
-def make_y4m(known: Path, stranger: Path, out: Path) -> None:
-    """known for SECONDS_EACH s, then stranger; chromium loops the file."""
-    cmd = ["ffmpeg", "-v", "error", "-y"]
-    for img in (known, stranger):
-        cmd += ["-loop", "1", "-framerate", "5", "-t", str(SECONDS_EACH), "-i", str(img)]
-    cmd += [
-        "-filter_complex", "[0:v][1:v]concat=n=2:v=1[v]", "-map", "[v]",
-        "-pix_fmt", "yuv420p", str(out),
-    ]  # fmt: skip
-    subprocess.run(cmd, check=True)
+pytestmark = [*BROWSER_TESTS, NEEDS_FFMPEG]
 
 
 def decoded_frame(video: Path, second: float, out: Path) -> np.ndarray:
@@ -72,9 +51,9 @@ def encode_path(png: Path) -> Path:
 
 
 def test_live_page_labels_enrolled_person_and_stranger(
-    tmp_path: Path, untrained_tiny_checkpoint: Path
+    tmp_path: Path, untrained_tiny_checkpoint: Path, launch_chromium: Callable[[Path], Any]
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from facemetric.data.detect import create_detector
     from facemetric.gallery.store import GalleryStore
@@ -107,23 +86,10 @@ def test_live_page_labels_enrolled_person_and_stranger(
     args = ("--model", str(untrained_tiny_checkpoint), "--db", str(db), "--admin-token", TOKEN)
     args += ("--threshold", f"{threshold:.6f}")
 
-    with running_server(tmp_path, *args, env=env) as srv, sync_playwright() as pw:
+    with running_server(tmp_path, *args, env=env) as srv:
         assert httpx.get(srv.url + "/api/health").json()["status"] == "ok"
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-video-capture={video}",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
+        browser = launch_chromium(video)
+        with open_page(browser, viewport={"width": 1280, "height": 800}) as page:
             page.goto(srv.url + "/")
             card = page.locator("#faces .face-card").first
             known_card = page.locator("#faces .face-card.match", has_text=known_dir.name)
@@ -145,21 +111,17 @@ def test_live_page_labels_enrolled_person_and_stranger(
             page.screenshot(path=str(shot2))
             assert float(page.locator("#fps").inner_text()) > 0
             assert card.count() >= 1
-        finally:
-            browser.close()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for s_ in (shot, shot2):
         shutil.copy(s_, ARTIFACTS / s_.name)
 
 
 def test_pages_run_under_their_csp_and_other_sites_cannot_open_the_stream(
-    tmp_path: Path, untrained_tiny_checkpoint: Path
+    tmp_path: Path, untrained_tiny_checkpoint: Path, chromium: Any
 ) -> None:
     """Issue 15: a page on another site opened /ws/stream and got gallery names back. Here the
     same script runs on the server's own page (answered) and on another origin (refused), and
     both pages of the app work under the Content-Security-Policy (no violation reported)."""
-    from playwright.sync_api import sync_playwright
-
     args = ("--model", str(untrained_tiny_checkpoint), "--db", str(tmp_path / "g.db"))
     probe = """url => new Promise(resolve => {
         const ws = new WebSocket(url);
@@ -167,57 +129,39 @@ def test_pages_run_under_their_csp_and_other_sites_cannot_open_the_stream(
         ws.onerror = () => resolve("refused");
         setTimeout(() => resolve("timeout"), 15000);
     })"""
-    with running_server(tmp_path, *args, "--admin-token", TOKEN) as srv, sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--use-fake-ui-for-media-stream",
-                  "--use-fake-device-for-media-stream", "--no-first-run"],
-        )  # fmt: skip
-        try:
-            page = browser.new_page()
-            violations: list[str] = []
-            page.on(
-                "console",
-                lambda m: (
-                    violations.append(m.text) if "Content Security Policy" in m.text else None
-                ),
-            )
-            page.goto(srv.url + "/gallery")
-            page.wait_for_function("document.querySelector('#people-empty') !== null")
-            page.locator("#people-empty").wait_for(state="visible", timeout=30_000)
-            page.goto(srv.url + "/")
-            page.wait_for_timeout(1500)
-            assert violations == []
-            assert page.evaluate(probe, srv.ws_url) == "hello"  # the server's own page
-            page.route(
-                "http://evil.example/",
-                lambda route: route.fulfill(
-                    body="<html><body>hi</body></html>", content_type="text/html"
-                ),
-            )
-            page.goto("http://evil.example/")
-            assert page.evaluate(probe, srv.ws_url) == "refused"
-        finally:
-            browser.close()
-
-
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
+    with (
+        running_server(tmp_path, *args, "--admin-token", TOKEN) as srv,
+        open_page(chromium) as page,
+    ):
+        violations: list[str] = []
+        page.on(
+            "console",
+            lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None,
+        )
+        page.goto(srv.url + "/gallery")
+        page.wait_for_function("document.querySelector('#people-empty') !== null")
+        page.locator("#people-empty").wait_for(state="visible", timeout=30_000)
+        page.goto(srv.url + "/")
+        page.wait_for_timeout(1500)
+        assert violations == []
+        assert page.evaluate(probe, srv.ws_url) == "hello"  # the server's own page
+        page.route(
+            "http://evil.example/",
+            lambda route: route.fulfill(
+                body="<html><body>hi</body></html>", content_type="text/html"
+            ),
+        )
+        page.goto("http://evil.example/")
+        assert page.evaluate(probe, srv.ws_url) == "refused"
 
 
 def test_live_page_warns_of_an_uncalibrated_threshold_and_shows_4_decimals(
-    tmp_path: Path, untrained_tiny_checkpoint: Path
+    tmp_path: Path, untrained_tiny_checkpoint: Path, chromium: Any
 ) -> None:
     """Issue 14 item 1: with a threshold never calibrated (0.5) the page called a stranger a
-    match without a word, and showed "threshold 1.00" and "unknown 1.00 no match"."""
-    from playwright.sync_api import expect, sync_playwright
+    match without a word, and showed "threshold 1.00" and "unknown 1.00 no match".
+    (The session's chromium: its webcam shows the astronaut enrolled as Eileen.)"""
+    from playwright.sync_api import expect
 
     from facemetric.data.detect import create_detector
     from facemetric.gallery.store import GalleryStore
@@ -225,50 +169,35 @@ def test_live_page_warns_of_an_uncalibrated_threshold_and_shows_4_decimals(
     from facemetric.recognize.recognizer import Recognizer
     from webutil import astronaut
 
-    frame = tmp_path / "frame.png"
-    Image.fromarray(frame_640x480(astronaut())).save(frame)
-    video = tmp_path / "webcam.y4m"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-loop", "1", "-framerate", "5", "-t", "4", "-i",
-         str(frame), "-pix_fmt", "yuv420p", str(video)],
-        check=True,
-    )  # fmt: skip
     db = tmp_path / "gallery.db"
     recognizer = Recognizer(
         load_embedder(untrained_tiny_checkpoint), GalleryStore(db), create_detector("retinaface")
     )
     recognizer.enroll("Eileen", [astronaut()])
     args = ("--model", str(untrained_tiny_checkpoint), "--db", str(db), "--admin-token", TOKEN)
-    with running_server(tmp_path, *args) as srv, sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[*BROWSER_ARGS, f"--use-file-for-fake-video-capture={video}"],
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.goto(srv.url + "/")
-            warning = page.locator("#model-warning")
-            expect(warning).to_be_visible(timeout=30_000)
-            expect(warning).to_contain_text("tiny.pt: match threshold 0.5000 was never calibrated")
-            expect(warning).to_contain_text("--calibrate")
-            expect(page.locator("#threshold")).to_have_text("0.5000")
-            card = page.locator("#faces .face-card").first
-            expect(card).to_be_visible(timeout=60_000)
-            score = re.compile(r"^score \d\.\d{4} · threshold 0\.5000$")  # as the decision compared
-            expect(card.locator(".similarity")).to_have_text(score)
-            page.screenshot(path=str(tmp_path / "live-uncalibrated.png"))
-        finally:
-            browser.close()
+    viewport = {"width": 1280, "height": 800}
+    with running_server(tmp_path, *args) as srv, open_page(chromium, viewport=viewport) as page:
+        page.goto(srv.url + "/")
+        warning = page.locator("#model-warning")
+        expect(warning).to_be_visible(timeout=30_000)
+        expect(warning).to_contain_text("tiny.pt: match threshold 0.5000 was never calibrated")
+        expect(warning).to_contain_text("--calibrate")
+        expect(page.locator("#threshold")).to_have_text("0.5000")
+        card = page.locator("#faces .face-card").first
+        expect(card).to_be_visible(timeout=60_000)
+        score = re.compile(r"^score \d\.\d{4} · threshold 0\.5000$")  # as the decision compared
+        expect(card.locator(".similarity")).to_have_text(score)
+        page.screenshot(path=str(tmp_path / "live-uncalibrated.png"))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(tmp_path / "live-uncalibrated.png", ARTIFACTS / "live-uncalibrated.png")
 
 
 def test_gallery_page_preview_saves_nothing_and_save_shows_what_was_done(
-    tmp_path: Path, untrained_tiny_checkpoint: Path
+    tmp_path: Path, untrained_tiny_checkpoint: Path, chromium: Any
 ) -> None:
     """Issue 14 item 4: the enrolment preview said "(saved)" before anything was saved; after
     saving, the page now shows what the server did (added, already there, skipped and why)."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from webutil import astronaut
 
@@ -279,38 +208,37 @@ def test_gallery_page_preview_saves_nothing_and_save_shows_what_was_done(
     (photos / "wall.jpg").write_bytes(encode(np.full((240, 320, 3), 120, np.uint8)))
     files = [str(photos / n) for n in ("eileen.jpg", "again.jpg", "wall.jpg")]
     args = ("--model", str(untrained_tiny_checkpoint), "--db", str(tmp_path / "g.db"))
-    with running_server(tmp_path, *args, "--admin-token", TOKEN) as srv, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(srv.url + "/gallery")
-            page.locator("#people-empty").wait_for(state="visible", timeout=30_000)
-            page.fill("#token", TOKEN)
-            page.fill("#enrol-name", "Eileen Collins")
-            page.set_input_files("#enrol-files", files)
-            page.click("#preview")
-            message = page.locator("#enrol-message")
-            expect(message).to_contain_text("Nothing is saved yet", timeout=60_000)
-            preview = page.locator("#preview-list")
-            expect(preview).to_contain_text("wall.jpg: no face found, will be skipped")
-            expect(preview).to_contain_text("eileen.jpg (to be saved)")
-            assert "(saved)" not in preview.inner_text()
-            assert httpx.get(srv.url + "/api/people").json() == []  # truly nothing saved yet
-            page.screenshot(path=str(tmp_path / "gallery-preview.png"))
+    viewport = {"width": 1280, "height": 900}
+    with (
+        running_server(tmp_path, *args, "--admin-token", TOKEN) as srv,
+        open_page(chromium, viewport=viewport) as page,
+    ):
+        page.goto(srv.url + "/gallery")
+        page.locator("#people-empty").wait_for(state="visible", timeout=30_000)
+        page.fill("#token", TOKEN)
+        page.fill("#enrol-name", "Eileen Collins")
+        page.set_input_files("#enrol-files", files)
+        page.click("#preview")
+        message = page.locator("#enrol-message")
+        expect(message).to_contain_text("Nothing is saved yet", timeout=60_000)
+        preview = page.locator("#preview-list")
+        expect(preview).to_contain_text("wall.jpg: no face found, will be skipped")
+        expect(preview).to_contain_text("eileen.jpg (to be saved)")
+        assert "(saved)" not in preview.inner_text()
+        assert httpx.get(srv.url + "/api/people").json() == []  # truly nothing saved yet
+        page.screenshot(path=str(tmp_path / "gallery-preview.png"))
 
-            page.click("#save")
-            expect(message).to_contain_text("Saved Eileen Collins", timeout=60_000)
-            expect(message).to_contain_text("1 face(s) added")
-            expect(message).to_contain_text("1 photo(s) already there, not added again")
-            expect(message).to_contain_text("1 photo(s) skipped")
-            expect(message).to_contain_text("now has 1 reference face(s)")
-            expect(page.locator("#enrol-skipped")).to_have_text("wall.jpg: no face found")
-            expect(page.locator("#people")).to_contain_text("Eileen Collins")
-            page.screenshot(path=str(tmp_path / "gallery-saved.png"))
-            (person,) = httpx.get(srv.url + "/api/people").json()
-            assert person["face_count"] == 1
-        finally:
-            browser.close()
+        page.click("#save")
+        expect(message).to_contain_text("Saved Eileen Collins", timeout=60_000)
+        expect(message).to_contain_text("1 face(s) added")
+        expect(message).to_contain_text("1 photo(s) already there, not added again")
+        expect(message).to_contain_text("1 photo(s) skipped")
+        expect(message).to_contain_text("now has 1 reference face(s)")
+        expect(page.locator("#enrol-skipped")).to_have_text("wall.jpg: no face found")
+        expect(page.locator("#people")).to_contain_text("Eileen Collins")
+        page.screenshot(path=str(tmp_path / "gallery-saved.png"))
+        (person,) = httpx.get(srv.url + "/api/people").json()
+        assert person["face_count"] == 1
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for name in ("gallery-preview.png", "gallery-saved.png"):
         shutil.copy(tmp_path / name, ARTIFACTS / name)

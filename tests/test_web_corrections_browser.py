@@ -3,29 +3,24 @@ correction and its Undo restores the answer (chromium with a fake webcam of a re
 
 from __future__ import annotations
 
-import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
-import pytest
 from PIL import Image
 
+from browser import BROWSER_TESTS, NEEDS_FFMPEG, make_y4m, one_face_photo, open_page
 from conftest import shared_set
-from test_web_browser import CHROMIUM, make_y4m, one_face_photo
 from webutil import TOKEN, running_server
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed"),
-    pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed"),
-]
+pytestmark = [*BROWSER_TESTS, NEEDS_FFMPEG]
 
 
 def test_not_name_on_the_live_page_sticks_and_undo_restores(
-    tmp_path: Path, untrained_tiny_checkpoint: Path
+    tmp_path: Path, untrained_tiny_checkpoint: Path, launch_chromium: Callable[[Path], Any]
 ) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from facemetric.data.detect import create_detector
     from facemetric.data.image import load_image
@@ -50,20 +45,9 @@ def test_not_name_on_the_live_page_sticks_and_undo_restores(
     args = ("--model", str(untrained_tiny_checkpoint), "--db", str(db), "--admin-token", TOKEN)
     args += ("--threshold", "0.5")
 
-    with running_server(tmp_path, *args) as srv, sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-video-capture={video}",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-            ],
-        )
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
+    with running_server(tmp_path, *args) as srv:
+        browser = launch_chromium(video)
+        with open_page(browser, viewport={"width": 1280, "height": 800}) as page:
             page.goto(srv.url + "/gallery")
             page.fill("#token", TOKEN)  # kept in this tab's sessionStorage
             expect(page.locator("#corrections-empty")).to_be_visible()
@@ -86,5 +70,3 @@ def test_not_name_on_the_live_page_sticks_and_undo_restores(
             assert httpx.get(srv.url + "/api/corrections").json() == []
             page.goto(srv.url + "/")
             expect(named.first).to_be_visible(timeout=60_000)
-        finally:
-            browser.close()

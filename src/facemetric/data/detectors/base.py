@@ -1,9 +1,11 @@
 """What every detector shares: fit the image to the network's working size, map results back.
 
-Each detector implements ``_detect_raw`` on an image already resized/padded for it; the base
-class scales large photos down (speed), can pad small loose crops (``pad_small``; off by default:
-on 100 CFP and 100 CelebA crops RetinaFace and YuNet found every face without it, twice as fast),
-filters by score and returns ``Detection``s in original pixels, highest score first.
+Each detector implements ``_load`` (its network, bounded to ``threads``) and ``_detect_raw`` on
+an image already resized/padded for it; the base class holds the settings every detector takes
+and their defaults, scales large photos down (speed), can pad small loose crops (``pad_small``;
+off by default: on 100 CFP and 100 CelebA crops RetinaFace and YuNet found every face without it,
+twice as fast), filters by score and returns ``Detection``s in original pixels, highest score
+first.
 """
 
 from __future__ import annotations
@@ -27,16 +29,38 @@ def check_detector_args(name: str, min_score: float, max_side: int, pad_small: i
         raise ConfigError(f"{name}: pad_small must be >= 0 pixels, got {pad_small}")
 
 
+def xywh_detection(xywh: np.ndarray, score: float, landmarks: np.ndarray) -> Detection:
+    """A ``Detection`` from a network's (x, y, width, height) box; landmarks as float32 (5, 2)."""
+    x, y, w, h = (float(v) for v in xywh)
+    return Detection(
+        box=(x, y, x + w, y + h),
+        score=score,
+        landmarks=np.asarray(landmarks, dtype=np.float32).reshape(5, 2),
+    )
+
+
 class ScaledDetector(abc.ABC):
-    """Resize to at most ``max_side``, pad images smaller than ``pad_small``, map boxes back."""
+    """Resize to at most ``max_side``, pad images smaller than ``pad_small``, map boxes back;
+    ``threads`` bounds the network's threads (None: its own default)."""
 
     name = "base"
 
-    def __init__(self, min_score: float, max_side: int, pad_small: int) -> None:
+    def __init__(
+        self,
+        min_score: float = 0.8,
+        max_side: int = 640,
+        pad_small: int = 0,
+        threads: int | None = None,
+    ) -> None:
         check_detector_args(self.name, min_score, max_side, pad_small)
         self.min_score = float(min_score)
         self.max_side = int(max_side)
         self.pad_small = int(pad_small)
+        self._load(int(threads) if threads else None)
+
+    @abc.abstractmethod
+    def _load(self, threads: int | None) -> None:
+        """Load the network (ConfigError naming the package when it is missing)."""
 
     @abc.abstractmethod
     def _detect_raw(self, image: np.ndarray) -> list[Detection]:

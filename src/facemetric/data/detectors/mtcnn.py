@@ -21,14 +21,7 @@ class MTCNNDetector(ScaledDetector):
 
     name = "mtcnn"
 
-    def __init__(
-        self,
-        min_score: float = 0.8,
-        max_side: int = 640,
-        pad_small: int = 0,
-        threads: int | None = None,
-    ) -> None:
-        super().__init__(min_score, max_side, pad_small)
+    def _load(self, threads: int | None) -> None:
         try:
             import torch
             from facenet_pytorch import MTCNN
@@ -38,7 +31,7 @@ class MTCNNDetector(ScaledDetector):
                 f".venv/bin/pip install --no-deps facenet-pytorch requests ({exc})"
             ) from exc
         if threads:
-            torch.set_num_threads(int(threads))
+            torch.set_num_threads(threads)
         self._torch: Any = torch
         self._model: Any = MTCNN(keep_all=True, device="cpu", select_largest=False)
 
@@ -57,7 +50,4 @@ class MTCNNDetector(ScaledDetector):
         ]
 
 
-@register_detector("mtcnn")
-def create_mtcnn(**kwargs: Any) -> MTCNNDetector:
-    """MTCNN (facenet-pytorch's bundled weights); ConfigError when the package is missing."""
-    return MTCNNDetector(**kwargs)
+register_detector("mtcnn")(MTCNNDetector)

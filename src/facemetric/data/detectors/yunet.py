@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from facemetric.data.detect import Detection, register_detector
-from facemetric.data.detectors.base import ScaledDetector
+from facemetric.data.detectors.base import ScaledDetector, xywh_detection
 from facemetric.errors import ConfigError
 
 
@@ -22,16 +22,9 @@ class YuNetDetector(ScaledDetector):
 
     name = "yunet"
 
-    def __init__(
-        self,
-        min_score: float = 0.8,
-        max_side: int = 640,
-        pad_small: int = 0,
-        threads: int | None = None,
-    ) -> None:
-        super().__init__(min_score, max_side, pad_small)
+    def _load(self, threads: int | None) -> None:
         if threads:
-            os.environ.setdefault("OMP_NUM_THREADS", str(int(threads)))
+            os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         try:
             from yuface import yuface as native
         except ImportError as exc:  # pragma: no cover - yuface is a dependency of facemetric
@@ -41,20 +34,7 @@ class YuNetDetector(ScaledDetector):
     def _detect_raw(self, image: np.ndarray) -> list[Detection]:
         bgr = np.ascontiguousarray(image[..., ::-1])
         result = np.asarray(self._native.detect(bgr), dtype=np.float32).reshape(-1, 16)
-        found = []
-        for row in result:
-            x, y, w, h = (float(v) for v in row[1:5])
-            found.append(
-                Detection(
-                    box=(x, y, x + w, y + h),
-                    score=float(row[0]) / 100.0,
-                    landmarks=row[5:15].reshape(5, 2).astype(np.float32),
-                )
-            )
-        return found
+        return [xywh_detection(row[1:5], float(row[0]) / 100.0, row[5:15]) for row in result]
 
 
-@register_detector("yunet")
-def create_yunet(**kwargs: Any) -> YuNetDetector:
-    """YuNet (libfacedetection's model inside the yuface wheel)."""
-    return YuNetDetector(**kwargs)
+register_detector("yunet")(YuNetDetector)
