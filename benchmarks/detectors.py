@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from facemetric.data.align import align_face
-from facemetric.data.detect import Detection, available_detectors, create_detector
+from facemetric.data.detect import available_detectors, create_detector
+from facemetric.data.detection import Detection
 from facemetric.data.image import load_image
 from facemetric.data.split import list_identity_images
 from facemetric.errors import ConfigError

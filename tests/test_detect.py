@@ -11,13 +11,8 @@ from PIL import Image
 from skimage.data import astronaut
 
 from conftest import shared_set
-from facemetric.data.detect import (
-    DEFAULT_DETECTOR,
-    Detection,
-    FaceDetector,
-    available_detectors,
-    create_detector,
-)
+from facemetric.data.detect import DEFAULT_DETECTOR, available_detectors, create_detector
+from facemetric.data.detection import Detection, FaceDetector
 from facemetric.data.image import load_image
 from facemetric.errors import ConfigError
 

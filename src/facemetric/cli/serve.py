@@ -218,8 +218,6 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--unknown-days", type=float, help="delete unknown faces older than this (default 30)"
     )
-    p.add_argument(
-        "--unknown-max-faces", type=int, help="most unknown faces kept (default 10000)"
-    )
+    p.add_argument("--unknown-max-faces", type=int, help="most unknown faces kept (default 10000)")
     p.add_argument("--unknown-threshold", type=float, help="unknown grouping threshold")
     p.set_defaults(func=run_serve)

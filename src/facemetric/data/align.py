@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facemetric.data.detect import Detection, FaceDetector
+from facemetric.data.detection import Detection, FaceDetector
 from facemetric.errors import ConfigError
 
 # insightface's 112x112 template: image-left eye, image-right eye, nose, mouth corners.

@@ -25,7 +25,7 @@ import numpy as np
 from facemetric.errors import ConfigError, DatasetError, ImageReadError
 
 if TYPE_CHECKING:
-    from facemetric.data.detect import FaceDetector
+    from facemetric.data.detection import FaceDetector
     from facemetric.models.embedder import ModelSpec
     from facemetric.models.inference import Embedder
 

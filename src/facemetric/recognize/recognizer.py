@@ -27,7 +27,7 @@ from facemetric.recognize.decision import Calibration, Decider, Decision, Decisi
 from facemetric.recognize.matches import Candidate, EnrolResult, FaceMatch, candidates_from_hits
 
 if TYPE_CHECKING:
-    from facemetric.data.detect import FaceDetector
+    from facemetric.data.detection import FaceDetector
     from facemetric.models.inference import Embedder, Engine
 
 

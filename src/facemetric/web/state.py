@@ -29,7 +29,7 @@ from facemetric.web.settings import WebSettings
 from facemetric.web.uploads import decode_checked
 
 if TYPE_CHECKING:
-    from facemetric.data.detect import FaceDetector
+    from facemetric.data.detection import FaceDetector
     from facemetric.gallery.store import GalleryStore
     from facemetric.recognize.recognizer import Recognizer
 

@@ -15,7 +15,7 @@ import abc
 import cv2
 import numpy as np
 
-from facemetric.data.detect import Detection
+from facemetric.data.detection import Detection
 from facemetric.errors import ConfigError
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from facemetric.data.detect import Detection, register_detector
+from facemetric.data.detection import Detection, register_detector
 from facemetric.data.detectors.base import ScaledDetector
 from facemetric.errors import ConfigError
 

@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from facemetric.data.detect import Detection, register_detector
+from facemetric.data.detection import Detection, register_detector
 from facemetric.data.detectors.base import ScaledDetector, xywh_detection
 from facemetric.errors import ConfigError
 
