@@ -126,7 +126,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--model", default="dlib")
     args = parser.parse_args()
-    from facemetric.models.inference import load_embedder
+    from facemetric.models.loading import load_embedder
     from facemetric.recognize.decision import DecisionSettings
 
     embedder = load_embedder(args.model)

@@ -31,7 +31,8 @@ import numpy as np
 
 from facemetric.evaluate import metrics as M
 from facemetric.evaluate.embed import EmbeddingSet, embed_folder
-from facemetric.models.inference import l2_normalise, load_embedder
+from facemetric.models.inference import l2_normalise
+from facemetric.models.loading import load_embedder
 from openset_data import CACHE, identities
 
 MODELS = ("dlib", "dlib:flip", "faceres", "faceres:flip", "dlib+faceres", "dlib+faceres:flip")

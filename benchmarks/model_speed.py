@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from facemetric.models.inference import load_embedder
+from facemetric.models.loading import load_embedder
 
 
 def per_face_ms(emb: object, faces: np.ndarray, seconds: float) -> float:

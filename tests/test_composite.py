@@ -191,7 +191,7 @@ def test_real_dlib_faceres(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     except ModelError as exc:
         pytest.skip(f"faceres is not installed ({exc})")
     monkeypatch.setenv("FACEMETRIC_HOME", str(tmp_path))
-    from facemetric.models.inference import load_embedder
+    from facemetric.models.loading import load_embedder
 
     fused = load_embedder("dlib+faceres")
     alone = load_embedder("faceres")

@@ -46,7 +46,7 @@ def crops(photos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def run(tmp_path: Path) -> Path:
     """The dlib network as a run of one's own (a pretrained model is never calibrated)."""
-    from facemetric.models.checkpoint import resolve_model_path
+    from facemetric.models.resolve import resolve_model_path
 
     (tmp_path / "run").mkdir()
     shutil.copy(resolve_model_path("dlib"), tmp_path / "run" / "best.pt")

@@ -76,16 +76,8 @@ def test_a_stage_imports_only_stages_before_it() -> None:
     assert upward == [], "imports against the data flow:\n" + "\n".join(upward)
 
 
-# Modules that import each other, left as they are (say why): a pretrained model by name is
-# converted once into a checkpoint and exported to ONNX (pretrained -> checkpoint, export), and a
-# checkpoint path, the engine or a composite can be given as such a name (checkpoint, inference,
-# fused -> pretrained); untangling it means moving name resolution above the checkpoint.
-KNOWN_CIRCLES = [
-    {
-        "models.checkpoint", "models.export", "models.inference", "models.pretrained",
-        "models.pretrained.dlib", "models.pretrained.faceres", "models.pretrained.fused",
-    },
-]  # fmt: skip
+# Modules that import each other, left as they are (say why); none now.
+KNOWN_CIRCLES: list[set[str]] = []
 
 
 def module_graph() -> dict[str, set[str]]:

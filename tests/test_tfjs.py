@@ -246,7 +246,7 @@ def test_real_faceres_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert "global_pooling/Mean" in g.outputs
     assert all(v.dtype in (np.float32, np.int32) for v in g.weights.values())
     monkeypatch.setenv("FACEMETRIC_HOME", str(tmp_path))
-    from facemetric.models.inference import load_embedder
+    from facemetric.models.loading import load_embedder
 
     onnx = load_embedder("faceres")
     torch_emb = load_embedder("faceres", engine="torch")

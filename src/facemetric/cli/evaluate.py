@@ -192,7 +192,7 @@ def _embed(args: argparse.Namespace) -> int:
     need_folders([args.root], "photo folder")
     _check_inputs(args, [args.model])
     from facemetric.evaluate.embed import embed_folder, holds_crops
-    from facemetric.models.inference import load_embedder
+    from facemetric.models.loading import load_embedder
 
     emb = load_embedder(args.model, engine=args.engine)
     es = embed_folder(

@@ -139,7 +139,8 @@ def _is_evaluation(run: Path) -> bool:
 
 
 def _model_row(run: str, config: CompareConfig, protocol: Any) -> Row:
-    from facemetric.models.checkpoint import load_checkpoint, resolve_model_path
+    from facemetric.models.checkpoint import load_checkpoint
+    from facemetric.models.resolve import resolve_model_path
 
     ckpt = resolve_model_path(run)
     cfg = replace(config.protocol, model=str(ckpt), calibrate=False)
@@ -244,7 +245,7 @@ def compare(config: CompareConfig) -> Comparison:
 
 
 def _has_model(rows: list[Row], model: str) -> bool:
-    from facemetric.models.checkpoint import resolve_model_path
+    from facemetric.models.resolve import resolve_model_path
 
     try:
         source = str(resolve_model_path(model))

@@ -280,7 +280,7 @@ def _prepared_batches(
 
 def _as_embedder(model: str | Path | Embedder | None, engine: str) -> Embedder:
     if model is None or isinstance(model, str | Path):
-        from facemetric.models.inference import load_embedder
+        from facemetric.models.loading import load_embedder
 
         return load_embedder(model, engine=engine)  # type: ignore[arg-type]
     return model

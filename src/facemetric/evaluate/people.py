@@ -87,8 +87,9 @@ def trained_people(meta: dict[str, Any], depth: int = 0) -> TrainedPeople:
                 out.unknown.append(str(exc))
     init = cfg.get("init")
     if init and depth < MAX_INIT_DEPTH:
-        from facemetric.models.checkpoint import load_checkpoint, resolve_model_path
+        from facemetric.models.checkpoint import load_checkpoint
         from facemetric.models.pretrained import is_pretrained_name
+        from facemetric.models.resolve import resolve_model_path
 
         if not is_pretrained_name(str(init)):
             try:

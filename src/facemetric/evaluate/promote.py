@@ -33,7 +33,8 @@ def promote(
     """
     import torch
 
-    from facemetric.models.checkpoint import atomic_torch_save, resolve_model_path
+    from facemetric.models.checkpoint import atomic_torch_save
+    from facemetric.models.resolve import resolve_model_path
     from facemetric.paths import best_model_path
 
     if str(run) == "best":

@@ -248,7 +248,7 @@ def evaluate(config: EvaluateConfig) -> Evaluation:
     """Run the configured protocols on ``config.model``; store the threshold when calibrating
     (on the verification pairs, else on every pair of the identification folder). ``warnings``
     in the document say what makes the numbers doubtful (people seen in training)."""
-    from facemetric.models.inference import load_embedder
+    from facemetric.models.loading import load_embedder
 
     emb = load_embedder(config.model, engine=config.engine)  # type: ignore[arg-type]
     ckpt = Path(emb.checkpoint_path)

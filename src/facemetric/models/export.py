@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from facemetric.errors import ConfigError, ModelError
-from facemetric.models.checkpoint import Checkpoint, load_checkpoint, resolve_model_path
+from facemetric.models.checkpoint import Checkpoint, load_checkpoint
 from facemetric.models.inference import BatchEmbedder, preprocess
+from facemetric.models.resolve import resolve_model_path
 
 INPUT_NAME = "faces"
 OUTPUT_NAME = "embeddings"

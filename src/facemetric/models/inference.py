@@ -2,7 +2,7 @@
 
 ``Embedder.embed(faces)`` takes N aligned RGB uint8 crops (N, S, S, 3) and returns (N, D)
 float32 L2-normalised embeddings. The PyTorch engine lives here; the ONNX Runtime engine in
-``facemetric.models.export`` has the same surface.
+``facemetric.models.export`` has the same surface; ``facemetric.models.loading`` picks one.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from facemetric.errors import ConfigError
-from facemetric.models.checkpoint import Checkpoint, load_checkpoint, resolve_model_path
+from facemetric.models.checkpoint import Checkpoint
 from facemetric.models.embedder import ModelSpec
 
 Engine = Literal["auto", "torch", "onnx"]
@@ -90,25 +90,3 @@ class TorchEmbedder(BatchEmbedder):
             t = torch.from_numpy(x[i : i + self.batch_size]).to(self.device)
             out.append(self.model(t.contiguous(memory_format=torch.channels_last)).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.spec.embedding_dim), np.float32)
-
-
-def load_embedder(
-    model: str | Path | None = None, engine: Engine = "auto", device: str = "cpu"
-) -> Embedder:
-    """Load MODEL (checkpoint, run folder or 'best') for inference.
-
-    ``engine="auto"`` uses ONNX Runtime when an exported ``.onnx`` sits beside the checkpoint
-    and is newer than it, else PyTorch.
-    """
-    path = resolve_model_path(model)
-    onnx_path = path.with_suffix(".onnx")
-    if engine == "auto":
-        fresh = onnx_path.is_file() and onnx_path.stat().st_mtime >= path.stat().st_mtime
-        engine = "onnx" if fresh and device == "cpu" else "torch"
-    if engine == "onnx":
-        from facemetric.models.export import OnnxEmbedder
-
-        return OnnxEmbedder(load_checkpoint(path), onnx_path)
-    if engine != "torch":
-        raise ConfigError(f"engine: unknown value {engine!r}; use auto, torch or onnx")
-    return TorchEmbedder(load_checkpoint(path), device=device)

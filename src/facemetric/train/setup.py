@@ -17,9 +17,10 @@ from facemetric.data.dataset import (
 )
 from facemetric.errors import ConfigError, DatasetError
 from facemetric.models import EmbeddingNet, ModelSpec, build_model
-from facemetric.models.checkpoint import load_checkpoint, resolve_model_path
+from facemetric.models.checkpoint import load_checkpoint
 from facemetric.models.embedder import spec_for
 from facemetric.models.registry import backbone_info
+from facemetric.models.resolve import resolve_model_path
 from facemetric.train.config import (
     DEFAULT_INIT_LR,
     DEFAULT_LR,

