@@ -12,6 +12,7 @@ did), so the rest of the suite can still run ``asyncio.run`` and Playwrights of 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import threading
@@ -28,7 +29,10 @@ from PIL import Image
 from webutil import astronaut, frame_640x480
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "work" / "artifacts"
+# Where the browser tests keep their screenshots for a person to look at, when asked to
+# (FACEMETRIC_TEST_ARTIFACTS=FOLDER); by default they stay in the test's temporary folder: they
+# show the research photos, which are not to be written into the checkout.
+ARTIFACTS_ENV = "FACEMETRIC_TEST_ARTIFACTS"
 SECONDS_EACH = 6  # make_y4m: seconds of each photo
 BROWSER_ARGS = [
     "--use-fake-ui-for-media-stream",
@@ -81,6 +85,16 @@ def one_face_photo(folder: Path, detector) -> np.ndarray:  # type: ignore[no-unt
         if len(faces) == 1 and faces[0].area > 60 * 60:
             return frame
     pytest.skip(f"no single-face photo in {folder}")
+
+
+def keep_screenshots(*shots: Path) -> None:
+    """Copy ``shots`` to ``$FACEMETRIC_TEST_ARTIFACTS`` when it is set."""
+    folder = os.environ.get(ARTIFACTS_ENV)
+    if not folder:
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for shot in shots:
+        shutil.copy(shot, Path(folder) / shot.name)
 
 
 # ---- one Playwright and one chromium for the session --------------------------------------------

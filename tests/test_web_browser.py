@@ -10,7 +10,6 @@ video's own decoded frames), so the stranger falls below it.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -21,10 +20,10 @@ import numpy as np
 from PIL import Image
 
 from browser import (
-    ARTIFACTS,
     BROWSER_TESTS,
     NEEDS_FFMPEG,
     SECONDS_EACH,
+    keep_screenshots,
     make_y4m,
     one_face_photo,
     open_page,
@@ -111,9 +110,7 @@ def test_live_page_labels_enrolled_person_and_stranger(
             page.screenshot(path=str(shot2))
             assert float(page.locator("#fps").inner_text()) > 0
             assert card.count() >= 1
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for s_ in (shot, shot2):
-        shutil.copy(s_, ARTIFACTS / s_.name)
+    keep_screenshots(shot, shot2)
 
 
 def test_pages_run_under_their_csp_and_other_sites_cannot_open_the_stream(
@@ -188,8 +185,7 @@ def test_live_page_warns_of_an_uncalibrated_threshold_and_shows_4_decimals(
         score = re.compile(r"^score \d\.\d{4} · threshold 0\.5000$")  # as the decision compared
         expect(card.locator(".similarity")).to_have_text(score)
         page.screenshot(path=str(tmp_path / "live-uncalibrated.png"))
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(tmp_path / "live-uncalibrated.png", ARTIFACTS / "live-uncalibrated.png")
+    keep_screenshots(tmp_path / "live-uncalibrated.png")
 
 
 def test_gallery_page_preview_saves_nothing_and_save_shows_what_was_done(
@@ -239,6 +235,4 @@ def test_gallery_page_preview_saves_nothing_and_save_shows_what_was_done(
         page.screenshot(path=str(tmp_path / "gallery-saved.png"))
         (person,) = httpx.get(srv.url + "/api/people").json()
         assert person["face_count"] == 1
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for name in ("gallery-preview.png", "gallery-saved.png"):
-        shutil.copy(tmp_path / name, ARTIFACTS / name)
+    keep_screenshots(*(tmp_path / name for name in ("gallery-preview.png", "gallery-saved.png")))

@@ -6,14 +6,13 @@ page runs under the Content-Security-Policy without a violation."""
 from __future__ import annotations
 
 import io
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from browser import ARTIFACTS, BROWSER_TESTS, open_page, serving
+from browser import BROWSER_TESTS, keep_screenshots, open_page, serving
 from facemetric.events.model import Event
 from webutil import astronaut, free_port, web_settings
 
@@ -110,8 +109,7 @@ def test_timeline_asks_for_the_token_then_shows_events_with_snapshots(
         expect(again.locator("#events .event-card")).to_have_count(2, timeout=10_000)
         assert again.locator("#events-signin").is_hidden()
         assert violations == []
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(tmp_path / "timeline.png", ARTIFACTS / "timeline.png")
+    keep_screenshots(tmp_path / "timeline.png")
 
 
 def test_an_event_of_a_server_side_camera_appears_on_the_timeline(
