@@ -97,6 +97,17 @@ def keep_screenshots(*shots: Path) -> None:
         shutil.copy(shot, Path(folder) / shot.name)
 
 
+def preview_enrolment(page: Any, url: str, token: str, name: str, files: list[str]) -> None:
+    """On the gallery page of an empty gallery: sign in with ``token``, name the person, pick
+    ``files`` and ask for the preview (nothing saved yet)."""
+    page.goto(url + "/gallery")
+    page.locator("#people-empty").wait_for(state="visible", timeout=30_000)
+    page.fill("#token", token)
+    page.fill("#enrol-name", name)
+    page.set_input_files("#enrol-files", files)
+    page.click("#preview")
+
+
 # ---- one Playwright and one chromium for the session --------------------------------------------
 @contextmanager
 def _loop_marked(loop: asyncio.AbstractEventLoop) -> Iterator[None]:

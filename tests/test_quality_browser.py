@@ -9,7 +9,7 @@ from typing import Any
 import cv2
 import httpx
 
-from browser import BROWSER_TESTS, open_page
+from browser import BROWSER_TESTS, open_page, preview_enrolment
 from webutil import TOKEN, astronaut, encode, running_server
 
 pytestmark = BROWSER_TESTS
@@ -31,12 +31,7 @@ def test_gallery_page_shows_quality_reasons(
         running_server(tmp_path, *args, "--admin-token", TOKEN) as srv,
         open_page(chromium, viewport=viewport) as page,
     ):
-        page.goto(srv.url + "/gallery")
-        page.locator("#people-empty").wait_for(state="visible", timeout=30_000)
-        page.fill("#token", TOKEN)
-        page.fill("#enrol-name", "Eileen Collins")
-        page.set_input_files("#enrol-files", files)
-        page.click("#preview")
+        preview_enrolment(page, srv.url, TOKEN, "Eileen Collins", files)
         message = page.locator("#enrol-message")
         expect(message).to_contain_text("1 of 2 photo(s) have a usable face", timeout=60_000)
         preview = page.locator("#preview-list")

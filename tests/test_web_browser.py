@@ -27,6 +27,7 @@ from browser import (
     make_y4m,
     one_face_photo,
     open_page,
+    preview_enrolment,
 )
 from conftest import shared_set
 from facemetric.data.image import load_image
@@ -209,12 +210,7 @@ def test_gallery_page_preview_saves_nothing_and_save_shows_what_was_done(
         running_server(tmp_path, *args, "--admin-token", TOKEN) as srv,
         open_page(chromium, viewport=viewport) as page,
     ):
-        page.goto(srv.url + "/gallery")
-        page.locator("#people-empty").wait_for(state="visible", timeout=30_000)
-        page.fill("#token", TOKEN)
-        page.fill("#enrol-name", "Eileen Collins")
-        page.set_input_files("#enrol-files", files)
-        page.click("#preview")
+        preview_enrolment(page, srv.url, TOKEN, "Eileen Collins", files)
         message = page.locator("#enrol-message")
         expect(message).to_contain_text("Nothing is saved yet", timeout=60_000)
         preview = page.locator("#preview-list")
