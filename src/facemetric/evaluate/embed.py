@@ -295,11 +295,6 @@ def _cache_key(emb: Embedder, root: Path, aligned: bool, flip: bool, detector: s
 _CACHE: dict[tuple, EmbeddingSet] = {}
 
 
-def clear_cache() -> None:
-    """Forget embeddings kept from earlier ``embed_folder`` calls in this process."""
-    _CACHE.clear()
-
-
 def embed_folder(
     model: str | Path | Embedder | None,
     root: str | Path,

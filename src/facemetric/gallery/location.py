@@ -33,10 +33,6 @@ def scheme_of(location: str | Path) -> str:
     return text.split("://", 1)[0].lower()
 
 
-def is_url(location: str | Path) -> bool:
-    return "://" in str(location)
-
-
 def open_backend(location: str | Path) -> Backend:
     """The backend for ``location``; ``GalleryError`` for a scheme facemetric does not know."""
     found = BACKENDS.get(scheme_of(location))

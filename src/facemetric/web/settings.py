@@ -355,8 +355,3 @@ class WebSettings(BaseSettings):
         if not value.strip():
             raise ValueError("detector: must name a registered detector")
         return value.strip()
-
-
-def documented_fields() -> dict[str, str]:
-    """Setting name -> description, for docs and the start-up banner."""
-    return {name: field.description or "" for name, field in WebSettings.model_fields.items()}
