@@ -93,6 +93,10 @@ def distributed_context(device: str = "auto") -> Iterator[tuple[DistInfo, torch.
         log.info("DDP rank %d/%d on %s (%s)", info.rank, info.world_size, dev, backend)
     try:
         yield info, dev
+        if started and dist.is_initialized():
+            # Rank 0 hosts the rendezvous store: leaving before the others are done with the
+            # group aborted a rank at exit ("terminate called without an active exception").
+            dist.barrier()
     finally:
         if started and dist.is_initialized():
             dist.destroy_process_group()
